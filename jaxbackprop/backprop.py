@@ -1,0 +1,197 @@
+"""Hand-derived backpropagation for the window model -- no jax.grad, vjp, jvp or custom_vjp.
+
+The lecture's recipe, one step at a time: run the forward pass keeping what the backward pass
+needs (``*_fwd`` returns the output and its residuals), then walk back from the loss, each step
+turning the *upstream* gradient into a *downstream* one by multiplying with a *local* gradient
+(``*_bwd(residuals, g)``). Shapes use B windows, n words per window, d word dimensions,
+D = input_dim, H hidden units and C classes. The derivation, line by line, is in
+``docs/derivation.md``.
+
+:func:`manual_value_and_grad` has the call shape of ``jax.value_and_grad(model.loss)`` and
+returns gradients with exactly the tree structure of ``params``, so the two are
+interchangeable inside one training step.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxbackprop import model
+from jaxbackprop import nonlinearities as nl
+
+
+def window_fwd(params, windows, casing, cfg: model.ModelConfig, key):
+    """h = f(W x + b) for each window, with the residuals the backward pass needs."""
+    x = model.window_vectors(params, windows, cfg, casing)  # (B, D)
+    masks = model.dropout_masks(key, cfg, windows.shape[0], x.dtype)
+    if masks is not None:
+        x = x * masks[0]
+    z = x @ params["W"].T + params["b"][None, :]  # (B, H)
+    a = nl.apply(cfg.activation, z, params.get("alpha"))  # (B, H)
+    h = a if masks is None else a * masks[1]
+    return h, (windows, casing, x, z, a, masks)
+
+
+def window_bwd(params, residuals, dh, cfg: model.ModelConfig):
+    """From dJ/dh (B, H) to the gradients of the window layer.
+
+    Returns:
+      ``(grads, word_ids, word_rows)``: ``grads`` holds W, b (and alpha, Ecase); the gradient
+      of E is left as rows -- ``word_rows[i]`` (d,) belongs to row ``word_ids[i]`` of E -- so a
+      caller can scatter-add them densely (:func:`scatter_rows`) or update only those rows.
+    """
+    windows, casing, x, z, a, masks = residuals
+    B, n, d = windows.shape[0], cfg.window, cfg.embed_dim
+    # dropout h = a * m_h:  dJ/da = dJ/dh * m_h                                 (B, H)
+    da = dh if masks is None else dh * masks[1]
+    # error signal delta = dJ/dz = dJ/da o f'(z)  (elementwise: f acts per unit)  (B, H)
+    delta = da * nl.derivative(cfg.activation, z, a, params.get("alpha"))
+    # z_b = W x_b + b  =>  dJ/dW = sum_b delta_b x_b^T = delta^T x  (outer products)  (H, D)
+    dW = delta.T @ x
+    # dz/db = I  =>  dJ/db = sum_b delta_b                                        (H,)
+    db = jnp.sum(delta, axis=0)
+    # dz/dx = W  =>  dJ/dx_b = W^T delta_b, all windows at once: delta W            (B, D)
+    dx = delta @ params["W"]
+    if masks is not None:
+        dx = dx * masks[0]  # dropout on x: the same mask gates the gradient
+    grads = {"W": dW, "b": db}
+    if cfg.activation == "prelu":
+        # h = alpha z where z <= 0  =>  dJ/dalpha = sum over all units of dJ/da * z [z <= 0]   ()
+        grads["alpha"] = jnp.sum(da * nl.prelu_alpha_derivative(z))
+    # x = [E[w_1]; ...; E[w_n]; ...]: the word slices of dJ/dx are the gradients of those rows
+    word_rows = dx[:, : n * d].reshape(B * n, d)  # (B n, d)
+    if cfg.uses_casing:
+        case_rows = dx[:, n * d :].reshape(B * n, cfg.casing_dim)
+        grads["Ecase"] = scatter_rows(casing.reshape(-1), case_rows, cfg.casing_size)
+    return grads, windows.reshape(-1), word_rows
+
+
+def scatter_rows(ids, rows, num_rows):
+    """Dense (num_rows, d) gradient: row ``ids[i]`` gets ``rows[i]`` *added*.
+
+    Adding (not assigning) is what makes a word that appears twice get both updates; rows no id
+    names stay exactly zero.
+
+    >>> import jax.numpy as jnp
+    >>> scatter_rows(jnp.array([2, 0, 2]), jnp.array([[1.0], [2.0], [3.0]]), 4).ravel().tolist()
+    [2.0, 0.0, 4.0, 0.0]
+    """
+    return jnp.zeros((num_rows, rows.shape[-1]), rows.dtype).at[ids].add(rows)
+
+
+def softmax_head_fwd(params, h, labels, weights):
+    """Mean (weighted) cross-entropy of ``logits = h U^T + c``, with residuals."""
+    logits = h @ params["U"].T + params["c"][None, :]  # (B, C)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]  # (B,)
+    w = _normalised_weights(weights, h)
+    return jnp.sum(w * nll), (h, jnp.exp(log_probs), labels, w)
+
+
+def softmax_head_bwd(params, residuals):
+    """Gradients of the softmax head and dJ/dh."""
+    h, probs, labels, w = residuals
+    y = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)
+    # J = sum_b w_b CE(y_b, softmax(logits_b))  =>  dJ/dlogits_b = w_b (y_hat_b - y_b)   (B, C)
+    dlogits = w[:, None] * (probs - y)
+    # logits = h U^T + c  =>  dJ/dU = dlogits^T h,  dJ/dc = sum_b dlogits_b          (C, H), (C,)
+    grads = {"U": dlogits.T @ h, "c": jnp.sum(dlogits, axis=0)}
+    # dJ/dh = dlogits U                                                            (B, H)
+    return grads, dlogits @ params["U"]
+
+
+def score_head_fwd(params, h, h_corrupt, weights):
+    """Mean (weighted) max-margin loss ``max(0, 1 - s + s_c)`` with s = u.h, with residuals."""
+    s, s_c = h @ params["u"], h_corrupt @ params["u"]  # (B,), (B,)
+    margin = model.MARGIN - s + s_c
+    w = _normalised_weights(weights, h)
+    return jnp.sum(w * jnp.where(margin > 0, margin, 0.0)), (h, h_corrupt, margin, w)
+
+
+def score_head_bwd(params, residuals):
+    """Gradients of the score head and dJ/dh for the true and the corrupted windows."""
+    h, h_corrupt, margin, w = residuals
+    # subgradient of max(0, m): 1 where m > 0, else 0 (also at the kink m = 0)
+    active = w * (margin > 0).astype(h.dtype)  # (B,)
+    # m = 1 - s + s_c  =>  dJ/ds = -active, dJ/ds_c = +active                      (B,)
+    ds, ds_c = -active, active
+    # s = u.h  =>  dJ/du = sum_b (ds_b h_b + ds_c,b h_c,b)  (u is used twice: gradients add)  (H,)
+    grads = {"u": h.T @ ds + h_corrupt.T @ ds_c}
+    # dJ/dh = ds u -- the lecture's upstream gradient into delta = u o f'(z)        (B, H)
+    return grads, ds[:, None] * params["u"][None, :], ds_c[:, None] * params["u"][None, :]
+
+
+def _normalised_weights(weights, h):
+    B = h.shape[0]
+    if weights is None:
+        return jnp.full((B,), 1.0 / B, h.dtype)
+    weights = weights.astype(h.dtype)
+    return weights / jnp.sum(weights)
+
+
+def _add(a, b):
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=None):
+    """Loss and gradients with E's gradient as rows: ``(J, grads_without_E, (ids, rows))``.
+
+    ``ids`` (N,) and ``rows`` (N, d) list one gradient row per word position in the batch
+    (N = B n, or 2 B n for the score head); summing rows with equal ids gives dJ/dE. This is
+    what a rows-only (sparse) embedding update consumes.
+    """
+    model.check_batch(batch, cfg)
+    weights = batch.get("weights")
+    if cfg.head == "softmax":
+        h, res = window_fwd(params, batch["windows"], batch.get("casing"), cfg, key)
+        J, head_res = softmax_head_fwd(params, h, batch["labels"], weights)
+        head_grads, dh = softmax_head_bwd(params, head_res)
+        grads, ids, rows = window_bwd(params, res, dh, cfg)
+    else:
+        k_true, k_corrupt = (None, None) if key is None else jax.random.split(key)
+        h, res = window_fwd(params, batch["windows"], batch.get("casing"), cfg, k_true)
+        h_c, res_c = window_fwd(params, batch["corrupt"], batch.get("corrupt_casing"), cfg, k_corrupt)
+        J, head_res = score_head_fwd(params, h, h_c, weights)
+        head_grads, dh, dh_c = score_head_bwd(params, head_res)
+        # the window layer is used twice (true and corrupted window): its gradients sum
+        grads, ids, rows = window_bwd(params, res, dh, cfg)
+        grads_c, ids_c, rows_c = window_bwd(params, res_c, dh_c, cfg)
+        grads = _add(grads, grads_c)
+        ids, rows = jnp.concatenate([ids, ids_c]), jnp.concatenate([rows, rows_c])
+    grads.update(head_grads)
+    # L2: d/dW of l2/2 ||W||^2 = l2 W (likewise U or u); biases and embeddings are not penalised
+    if cfg.l2:
+        head = "U" if cfg.head == "softmax" else "u"
+        J = J + model.l2_penalty(params, cfg)
+        grads["W"] = grads["W"] + cfg.l2 * params["W"]
+        grads[head] = grads[head] + cfg.l2 * params[head]
+    return J, grads, (ids, rows)
+
+
+def manual_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None):
+    """``(J, dJ/dparams)`` by hand-derived backpropagation; a drop-in for ``jax.value_and_grad``.
+
+    Args:
+      params: as made by :func:`jaxbackprop.init_params`.
+      batch: as for :func:`jaxbackprop.loss`.
+      cfg: the model config (static under jit).
+      key: dropout key; the same key gives the same masks as ``loss(..., key=key)``.
+
+    Returns:
+      The loss and a dict with exactly the keys, shapes and dtypes of ``params``. Rows of E that
+      no window touches are exactly zero.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxbackprop import ModelConfig, init_params, loss
+    >>> cfg = ModelConfig(vocab_size=10, embed_dim=4, window=3, hidden_dim=6)
+    >>> p = init_params(jax.random.key(0), cfg)
+    >>> batch = {"windows": jnp.array([[1, 2, 1]]), "labels": jnp.array([3])}
+    >>> J, g = manual_value_and_grad(p, batch, cfg)
+    >>> bool(jnp.allclose(g["W"], jax.grad(loss)(p, batch, cfg)["W"], atol=1e-6))
+    True
+    """
+    J, grads, (ids, rows) = manual_value_and_row_grads(params, batch, cfg, key=key)
+    # scatter-add each word slice of dJ/dx into its row of E (repeated words: both updates)
+    grads["E"] = scatter_rows(ids, rows, cfg.vocab_size)
+    return J, {k: grads[k].astype(params[k].dtype) for k in params}
