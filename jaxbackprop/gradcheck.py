@@ -1,1 +1,345 @@
-def check_gradients(): pass
+"""Gradient checking: hand-derived vs ``jax.grad`` vs two-sided numeric differences.
+
+Per parameter tensor, three comparisons are made, all in float64:
+
+* **manual vs autodiff** -- every coordinate, tolerance :data:`MANUAL_VS_AUTODIFF_RTOL`;
+* **numeric vs manual** and **numeric vs autodiff** -- central differences
+  ``(J(theta + h v) - J(theta - h v)) / 2h`` compared with ``<grad, v>``, tolerance
+  :data:`NUMERIC_RTOL`. For a tensor of at most ``max_full`` entries, v runs over every basis
+  vector (the full numeric gradient); for a larger one, v runs over ``directions`` random unit
+  directions supported on that tensor, so checking a 20k x 50 embedding costs a few forward
+  pairs, not a million.
+
+**Relative error** of a pair (a, b) is ``|a - b| / max(|a|, |b|, floor)``, where the floor is
+:data:`REL_FLOOR` times the tensor's largest gradient entry (for directions: times the
+gradient's norm). Without a floor, entries that are zero up to round-off (a unit that happens
+to be nearly off) would report huge relative errors that mean nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jaxbackprop import backprop, model
+from jaxbackprop.nonlinearities import ACTIVATIONS, PRELU_ALPHA_INIT
+
+MANUAL_VS_AUTODIFF_RTOL = 1e-10
+NUMERIC_RTOL = 1e-6
+DEFAULT_STEP = 1e-5  # ~ (3 eps)^(1/3) in float64: balances truncation (h^2) and round-off (eps/h)
+REL_FLOOR = 1e-3
+# The checked models are tiny and each shape is checked once: XLA's optimisation passes cost
+# seconds per program and save microseconds, so they are turned off for the checker's programs.
+_FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """How far two gradients of one tensor are apart."""
+
+    max_abs: float
+    max_rel: float
+    worst: tuple  # index of the worst relative error (coordinate, or (direction,))
+    tol: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.max_rel) and self.max_rel <= self.tol)
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorCheck:
+    """The three comparisons for one parameter tensor."""
+
+    name: str
+    shape: tuple
+    probes: str  # "all N" or "k directions"
+    grad_max: float  # largest |dJ/dtheta| entry: a zero gradient proves nothing
+    manual_vs_autodiff: Comparison
+    numeric_vs_manual: Comparison
+    numeric_vs_autodiff: Comparison
+
+    @property
+    def passed(self) -> bool:
+        return self.manual_vs_autodiff.passed and self.numeric_vs_manual.passed and self.numeric_vs_autodiff.passed
+
+
+@dataclasses.dataclass(frozen=True)
+class GradCheckResult:
+    """Per-tensor report of one gradient check; ``str(result)`` is a readable table."""
+
+    tensors: tuple
+    label: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(t.passed for t in self.tensors)
+
+    def __getitem__(self, name) -> TensorCheck:
+        return next(t for t in self.tensors if t.name == name)
+
+    def table(self) -> str:
+        head = (
+            f"{'tensor':<6} {'shape':<10} {'probes':<13} {'|grad|max':>9}  "
+            f"{'manual~autodiff':^23}  {'numeric~manual':^23}  {'numeric~autodiff':^16}  ok"
+        )
+        sub = f"{'':<41}  {'max abs':>9} {'max rel':>9} {'at':<3}  {'max abs':>9} {'max rel':>9} {'at':<3}  {'max rel':>9}"
+        lines = ([self.label] if self.label else []) + [head, sub]
+        for t in self.tensors:
+            m, n, a = t.manual_vs_autodiff, t.numeric_vs_manual, t.numeric_vs_autodiff
+            lines.append(
+                f"{t.name:<6} {str(t.shape):<10} {t.probes:<13} {t.grad_max:9.2e}  "
+                f"{m.max_abs:9.1e} {m.max_rel:9.1e} {_fmt_index(m.worst):<3}  "
+                f"{n.max_abs:9.1e} {n.max_rel:9.1e} {_fmt_index(n.worst):<3}  {a.max_rel:9.1e}  "
+                f"{'yes' if t.passed else 'NO'}"
+            )
+        return "\n".join(lines)
+
+    __str__ = table
+
+
+def _fmt_index(index) -> str:
+    return ",".join(str(i) for i in index) if index else "-"
+
+
+def _compare(a, b, tol, floor_scale) -> Comparison:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = np.abs(a - b)
+    floor = max(REL_FLOOR * floor_scale, np.finfo(np.float64).tiny)
+    rel = diff / np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)
+    if rel.size == 0:
+        return Comparison(0.0, 0.0, (), tol)
+    rel = np.where(np.isnan(rel), np.inf, rel)  # a NaN gradient is the worst possible error
+    worst = np.unravel_index(int(np.argmax(rel)), rel.shape)
+    return Comparison(float(np.max(diff)), float(np.max(rel)), tuple(int(i) for i in worst), tol)
+
+
+def _central(J, theta, v, step):
+    return (J(theta + step * v) - J(theta - step * v)) / (2 * step)
+
+
+@functools.partial(jax.jit, static_argnames=("step", "cfg"), compiler_options=_FAST_COMPILE)
+def _numeric_coordinates(params, batch, key, flat_index, step, cfg):
+    """dJ/dtheta_i by central differences for every flat index i, in one jitted loop."""
+    theta, unravel = ravel_pytree(params)
+    J = lambda t: model.loss(unravel(t), batch, cfg, key=key)  # noqa: E731
+    return jax.lax.map(lambda i: _central(J, theta, jax.nn.one_hot(i, theta.shape[0], dtype=theta.dtype), step), flat_index)
+
+
+@functools.partial(jax.jit, static_argnames=("name", "step", "cfg"), compiler_options=_FAST_COMPILE)
+def _numeric_directions(params, batch, key, directions, name, step, cfg):
+    """Central differences of J along each row of ``directions`` (k, *shape of params[name])."""
+    J = lambda t: model.loss({**params, name: t}, batch, cfg, key=key)  # noqa: E731
+    return jax.lax.map(lambda v: _central(J, params[name], v, step), directions)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "value_and_grad"), compiler_options=_FAST_COMPILE)
+def _analytic(params, batch, key, cfg, value_and_grad):
+    """The gradient under test and jax.grad's, side by side."""
+    _, g_manual = value_and_grad(params, batch, cfg, key=key)
+    return g_manual, jax.grad(model.loss)(params, batch, cfg, key=key)
+
+
+def _unit_directions(rng, count, shape):
+    v = rng.standard_normal((count, *shape))
+    return v / np.linalg.norm(v.reshape(count, -1), axis=1).reshape((count,) + (1,) * len(shape))
+
+
+def check_gradients(
+    params,
+    batch,
+    cfg: model.ModelConfig,
+    *,
+    key=None,
+    value_and_grad=backprop.manual_value_and_grad,
+    max_full: int = 2048,
+    directions: int = 8,
+    step: float = DEFAULT_STEP,
+    seed: int = 0,
+    label: str = "",
+) -> GradCheckResult:
+    """Compare hand-derived, autodiff and numeric gradients of ``model.loss``, per tensor.
+
+    Runs in float64 inside a scoped ``jax.enable_x64``; ``params`` and ``batch`` are copied,
+    never mutated.
+
+    Args:
+      params, batch, cfg: as for :func:`jaxbackprop.loss`.
+      key: dropout key (fixed masks, so the numeric differences see the same function).
+      value_and_grad: the gradient under test, ``(params, batch, cfg, *, key) -> (J, grads)``;
+        by default the hand-derived one. Pass a broken one to see the checker fail.
+      max_full: tensors with at most this many entries are checked coordinate by coordinate.
+      directions: random directions per larger tensor.
+      step: h of the central difference.
+      seed: seed of the random directions.
+      label: a title for the printed table.
+
+    Returns:
+      A :class:`GradCheckResult`; ``.passed`` is True when every tensor is within tolerance.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxbackprop import ModelConfig, init_params
+    >>> cfg = ModelConfig(vocab_size=12, embed_dim=3, window=3, hidden_dim=4, activation="tanh")
+    >>> p = init_params(jax.random.key(0), cfg)
+    >>> check_gradients(p, {"windows": jnp.array([[1, 2, 1]]), "labels": jnp.array([2])}, cfg).passed
+    True
+    """
+    with jax.enable_x64(True):
+        params64 = {k: jnp.array(v, dtype=jnp.float64) for k, v in params.items()}
+        batch64 = {k: jnp.array(v) for k, v in batch.items()}
+        if "weights" in batch64:
+            batch64["weights"] = batch64["weights"].astype(jnp.float64)
+        model.check_batch(batch64, cfg)
+        g_manual, g_auto = jax.device_get(_analytic(params64, batch64, key, cfg, value_and_grad))
+        _check_structure(g_manual, params64)
+        names = sorted(params64)
+        sizes = [int(np.prod(params64[k].shape)) for k in names]
+        offsets = dict(zip(names, np.cumsum([0] + sizes[:-1])))
+        full = [k for k, n in zip(names, sizes) if n <= max_full]
+        flat_index = np.concatenate([offsets[k] + np.arange(params64[k].size) for k in full] or [np.zeros(0, int)])
+        coords = np.asarray(_numeric_coordinates(params64, batch64, key, flat_index, step, cfg)) if len(flat_index) else np.zeros(0)
+        rng = np.random.default_rng(seed)
+        rows, start = [], 0
+        for k in names:
+            if k in full:
+                num = coords[start : start + params64[k].size].reshape(params64[k].shape)
+                start += params64[k].size
+                rows.append(_full_check(k, num, g_manual[k], g_auto[k]))
+            else:
+                v = _unit_directions(rng, directions, params64[k].shape)
+                num = np.asarray(_numeric_directions(params64, batch64, key, jnp.asarray(v), k, step, cfg))
+                rows.append(_directional_check(k, num, v, g_manual[k], g_auto[k]))
+        return GradCheckResult(tuple(rows), label)
+
+
+def _check_structure(grads, params):
+    if not isinstance(grads, dict) or set(grads) != set(params):
+        raise ValueError(f"gradient keys {sorted(grads)} differ from parameter keys {sorted(params)}")
+    for k in params:
+        if np.shape(grads[k]) != params[k].shape:
+            raise ValueError(f"gradient of {k!r} has shape {np.shape(grads[k])}, parameter has {params[k].shape}")
+
+
+def _full_check(name, numeric, g_manual, g_auto) -> TensorCheck:
+    gm, ga = np.asarray(g_manual), np.asarray(g_auto)
+    scale = float(np.max(np.abs(ga))) if ga.size else 0.0
+    return TensorCheck(
+        name, gm.shape, f"all {gm.size}", scale,
+        _compare(gm, ga, MANUAL_VS_AUTODIFF_RTOL, scale),
+        _compare(numeric, gm, NUMERIC_RTOL, scale),
+        _compare(numeric, ga, NUMERIC_RTOL, scale),
+    )  # fmt: skip
+
+
+def _directional_check(name, numeric, directions, g_manual, g_auto) -> TensorCheck:
+    gm, ga = np.asarray(g_manual), np.asarray(g_auto)
+    scale = float(np.max(np.abs(ga)))
+    flat_v = directions.reshape(len(directions), -1)
+    # |<g, v>| <= ||g|| for a unit v, so the norm sets the scale of a directional derivative
+    norm = float(np.linalg.norm(ga))
+    return TensorCheck(
+        name, gm.shape, f"{len(directions)} directions", scale,
+        _compare(gm, ga, MANUAL_VS_AUTODIFF_RTOL, scale),
+        _compare(numeric, flat_v @ gm.ravel(), NUMERIC_RTOL, norm),
+        _compare(numeric, flat_v @ ga.ravel(), NUMERIC_RTOL, norm),
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the check matrix
+
+MATRIX_CASES = ("random windows", "repeated words", "batch of 1")
+
+
+def check_params(seed: int, cfg: model.ModelConfig):
+    """Float64 parameters whose gradients are all O(0.01 .. 1), so relative errors mean something.
+
+    Glorot-scaled normal weights, N(0, 1) word and casing vectors, N(0, 0.5^2) biases: the
+    hidden units sit on both sides of every kink and saturation instead of all near zero.
+    Drawn with numpy so that a check compiles nothing but the functions under test.
+    """
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in model.param_shapes(cfg).items():
+        if name in ("W", "U", "u"):
+            scale = np.sqrt(2.0 / (shape[-1] + (shape[0] if len(shape) == 2 else 1)))
+        elif name in ("b", "c"):
+            scale = 0.5
+        else:
+            scale = 1.0
+        params[name] = scale * rng.standard_normal(shape)
+    if "alpha" in params:
+        params["alpha"] = np.float64(PRELU_ALPHA_INIT)
+    return params
+
+
+def case_batch(case: str, seed: int, cfg: model.ModelConfig, batch_size: int = 8):
+    """A batch for one case of the matrix, and the dropout key to use with it (or None).
+
+    * ``"random windows"``: uniform word ids, with dropout active;
+    * ``"repeated words"``: every window repeats its centre word, several windows share words,
+      the first window is padding-heavy (``<s>``=1, ``</s>``=2) and the mean is weighted;
+    * ``"batch of 1"``: a single window.
+    """
+    if case not in MATRIX_CASES:
+        raise ValueError(f"case must be one of {MATRIX_CASES}, got {case!r}")
+    rng = np.random.default_rng(seed)
+    B = 1 if case == "batch of 1" else batch_size
+    n, mid = cfg.window, cfg.window // 2
+    windows = rng.integers(0, cfg.vocab_size, (B, n), dtype=np.int32)
+    weights = None
+    if case == "repeated words":
+        windows[:, 0] = windows[:, mid]  # a word twice in one window
+        windows[1::2] = windows[0::2][: len(windows[1::2])]  # the same words in several windows
+        windows[0, :mid], windows[0, mid + 1 :] = 1, 2
+        weights = np.linspace(0.5, 1.5, B)
+    batch = {"windows": windows}
+    if cfg.head == "softmax":
+        batch["labels"] = rng.integers(0, cfg.num_classes, B, dtype=np.int32)
+    else:
+        batch["corrupt"] = windows.copy()
+        batch["corrupt"][:, mid] = rng.integers(0, cfg.vocab_size, B)
+    if cfg.uses_casing:
+        batch["casing"] = rng.integers(0, cfg.casing_size, (B, n), dtype=np.int32)
+        if cfg.head == "score":
+            batch["corrupt_casing"] = batch["casing"].copy()
+    if weights is not None:
+        batch["weights"] = weights
+    return batch, (jax.random.key(seed) if case == "random windows" else None)
+
+
+def check_matrix(
+    *,
+    activations=None,
+    heads=model.HEADS,
+    cases=MATRIX_CASES,
+    vocab_size: int = 30,
+    embed_dim: int = 4,
+    window: int = 5,
+    hidden_dim: int = 8,
+    num_classes: int = 5,
+    casing_size: int = 4,
+    casing_dim: int = 2,
+    l2: float = 0.01,
+    dropout: float = 0.2,
+    batch_size: int = 8,
+    seed: int = 0,
+    **check_kwargs,
+):
+    """Run :func:`check_gradients` over activations x heads x cases; yields one result each."""
+    for activation in activations or ACTIVATIONS:
+        for head in heads:
+            cfg = model.ModelConfig(
+                vocab_size=vocab_size, embed_dim=embed_dim, window=window, hidden_dim=hidden_dim,
+                num_classes=num_classes, activation=activation, head=head, l2=l2, dropout=dropout,
+                casing_size=casing_size, casing_dim=casing_dim,
+            )  # fmt: skip
+            params = check_params(seed, cfg)
+            for i, case in enumerate(cases):
+                batch, key = case_batch(case, seed + 1 + i, cfg, batch_size)
+                label = f"{activation} / {head} / {case}"
+                yield check_gradients(params, batch, cfg, key=key, label=label, seed=seed, **check_kwargs)
