@@ -1,0 +1,485 @@
+"""Data: CoNLL files -> sentences -> vocabulary -> windows of integer ids (numpy only).
+
+Data flows one way::
+
+    read_conll -> build_vocab, tags_from -> make_windows -> Dataset(windows, casing, labels, ...)
+    read_embeddings -> embedding_matrix -> the rows that seed the model's E
+
+Windows are built without a Python loop per token: all sentences are laid end to end in one
+flat id array, each padded with ``window // 2`` START ids on the left and END ids on the right,
+and every window is one fancy-indexing gather from that array.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DOCSTART = "-DOCSTART-"
+PAD, START, END, UNK = "<pad>", "<s>", "</s>", "<unk>"
+RESERVED = (PAD, START, END, UNK)
+PAD_ID, START_ID, END_ID, UNK_ID = range(4)
+
+# The casing feature of a token (casing_id checks digit, other, lower, title, upper, mixed in turn):
+CASINGS = (
+    "pad",  # beyond a sentence edge: the window slots before the first / after the last word
+    "lower",  # every letter lowercase: rejects, eu-wide
+    "upper",  # every letter uppercase, more than one letter: EU, U.S., BRUSSELS
+    "title",  # first letter uppercase, the rest lowercase: Peter, Mr., I
+    "mixed",  # any other mix of cases: McDonald, iPhone, O'Neill
+    "digit",  # contains a digit, whatever its letters: 1996-08-22, 3.5, A4
+    "other",  # no letters and no digits: . , ( --
+)
+NUM_CASINGS = len(CASINGS)
+PAD_CASING = 0
+
+_TAG = re.compile(r"O|[BI]-\S+")
+_DIGIT = re.compile(r"\d")
+
+
+class DataError(ValueError):
+    """A malformed data file; the message is always ``"{file}:{line}: {problem}"``.
+
+    ``line`` is 1-based; 0 means the file as a whole (e.g. an empty file).
+    """
+
+    def __init__(self, file, line: int, problem: str):
+        super().__init__(f"{file}:{line}: {problem}")
+        self.file, self.line, self.problem = str(file), line, problem
+
+
+class Sentence(NamedTuple):
+    """One sentence: its tokens and one IOB2 tag per token."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+# ----------------------------------------------------------------------------- CoNLL files
+
+
+def is_tag(tag: str) -> bool:
+    """True for ``O``, ``B-X`` and ``I-X`` (X non-empty): the tags CoNLL files may hold."""
+    return _TAG.fullmatch(tag) is not None
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> tuple[str, ...]:
+    """Rewrite every ``I-X`` that starts an entity (after O, the start, or another type) as ``B-X``.
+
+    IOB1 (the original eng.* files) uses ``B-X`` only between two adjacent X entities; IOB2
+    starts every entity with ``B-X``. Valid IOB2 is left unchanged, so this is safe to always apply.
+
+    >>> iob1_to_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"])
+    ('B-PER', 'I-PER', 'O', 'B-LOC', 'B-LOC', 'B-ORG')
+    """
+    out = []
+    for prev, tag in zip(("O",) + tuple(tags), tags):
+        starts = tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:])
+        out.append("B-" + tag[2:] if starts else tag)
+    return tuple(out)
+
+
+def _records(text: str, name: str):
+    """Yield ``(token, tag)`` per token line and None per sentence break (blank line, DOCSTART)."""
+    ncols, legal = None, set()  # legal: tags already checked, so the regex runs once per tag
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        fields = line.split()  # any whitespace: tabs, spaces, a trailing CR
+        if not fields or fields[0] == DOCSTART:
+            yield None
+            continue
+        if ncols is None:
+            if len(fields) < 2:
+                raise DataError(name, lineno, f"expected at least 2 columns (token ... tag), got 1: {line.strip()!r}")
+            ncols = len(fields)
+        elif len(fields) != ncols:
+            raise DataError(
+                name, lineno, f"expected {ncols} columns like the first token line, got {len(fields)}: {line.strip()!r}"
+            )
+        if fields[-1] not in legal and not is_tag(fields[-1]):
+            raise DataError(name, lineno, f"illegal tag {fields[-1]!r}: expected 'O', 'B-TYPE' or 'I-TYPE'")
+        legal.add(fields[-1])
+        yield fields[0], fields[-1]
+
+
+def parse_conll(text: str, name: str = "<string>") -> list[Sentence]:
+    """Sentences of a CoNLL text: token first, NER tag last, blank lines between sentences.
+
+    Accepts the 4-column CoNLL-2003 layout (``EU NNP B-NP B-ORG``) and 2-column token/tag lines
+    separated by tabs or spaces; the first token line fixes the column count for the file.
+    ``-DOCSTART-`` lines break sentences and are skipped; CRLF is fine. Tags come back in IOB2
+    whether the file used IOB1 or IOB2.
+
+    Raises:
+      DataError: ``"{name}:{line}: ..."`` for a wrong column count, an illegal tag, or no sentences.
+
+    >>> parse_conll("EU I-ORG\\nrejects O\\n\\nPeter I-PER\\n")
+    [Sentence(tokens=('EU', 'rejects'), tags=('B-ORG', 'O')), Sentence(tokens=('Peter',), tags=('B-PER',))]
+    """
+    sentences, current = [], []
+    for record in itertools.chain(_records(text, name), [None]):
+        if record is not None:
+            current.append(record)
+        elif current:
+            tokens, tags = zip(*current)
+            sentences.append(Sentence(tokens, iob1_to_iob2(tags)))
+            current = []
+    if not sentences:
+        raise DataError(name, 0, "no sentences found (the file is empty or holds only blank/DOCSTART lines)")
+    return sentences
+
+
+def _read_text(path) -> str:
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(path, raw.count(b"\n", 0, err.start) + 1, f"not UTF-8 text ({err.reason})") from None
+
+
+def read_conll(path) -> list[Sentence]:
+    """:func:`parse_conll` of a UTF-8 file; errors name ``path`` and the line."""
+    return parse_conll(_read_text(path), str(path))
+
+
+# ----------------------------------------------------------------------------- words and casing
+
+
+def normalize_word(token: str) -> str:
+    """The vocabulary form of a token: lowercased, every digit mapped to ``0``.
+
+    >>> normalize_word("1996-08-22"), normalize_word("EU")
+    ('0000-00-00', 'eu')
+    """
+    return _DIGIT.sub("0", token.lower())
+
+
+def casing_id(token: str) -> int:
+    """Index into :data:`CASINGS` of ``token``'s casing (never the pad id 0).
+
+    >>> [CASINGS[casing_id(t)] for t in ("the", "Peter", "EU", "McDonald", "1996", ".")]
+    ['lower', 'title', 'upper', 'mixed', 'digit', 'other']
+    """
+    letters = [ch for ch in token if ch.isalpha()]
+    if _DIGIT.search(token):
+        kind = "digit"
+    elif not letters:
+        kind = "other"
+    elif all(ch.islower() for ch in letters):
+        kind = "lower"
+    elif letters[0].isupper() and all(ch.islower() for ch in letters[1:]):
+        kind = "title"
+    elif all(ch.isupper() for ch in letters):
+        kind = "upper"
+    else:
+        kind = "mixed"
+    return CASINGS.index(kind)
+
+
+# ----------------------------------------------------------------------------- vocabulary and tags
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocab:
+    """Normalised words and their ids; ids 0..3 are ``<pad> <s> </s> <unk>``.
+
+    >>> v = Vocab(RESERVED + ("the", "eu"))
+    >>> len(v), v.ids(["The", "EU", "lamb"]).tolist()
+    (6, [4, 5, 3])
+    """
+
+    words: tuple[str, ...] = dataclasses.field(repr=False)
+    index: dict = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        words = tuple(self.words)
+        if words[: len(RESERVED)] != RESERVED:
+            raise ValueError(f"a vocabulary must start with the reserved words {RESERVED}, got {words[:4]}")
+        index = {w: i for i, w in enumerate(words)}
+        if len(index) != len(words):
+            dup = next(w for w, c in collections.Counter(words).items() if c > 1)
+            raise ValueError(f"duplicate word {dup!r} in vocabulary")
+        object.__setattr__(self, "words", words)
+        object.__setattr__(self, "index", index)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __repr__(self) -> str:
+        return f"Vocab(size={len(self)})"
+
+    def ids(self, tokens: Iterable[str]) -> np.ndarray:
+        """int32 ids of the tokens' normalised forms; unknown words get ``UNK_ID``."""
+        get = self.index.get
+        return np.fromiter((get(normalize_word(t), UNK_ID) for t in tokens), np.int32)
+
+    def to_json(self) -> str:
+        return json.dumps({"words": list(self.words)}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Vocab":
+        data = json.loads(text)
+        if not (isinstance(data, dict) and isinstance(data.get("words"), list)):
+            raise ValueError('vocabulary JSON must be an object {"words": [...]}')
+        if not all(isinstance(w, str) for w in data["words"]):
+            raise ValueError("vocabulary JSON words must all be strings")
+        return cls(tuple(data["words"]))
+
+
+def build_vocab(sentences: Sequence[Sentence], min_count: int = 1, extra_words: Iterable[str] = ()) -> Vocab:
+    """The vocabulary of training sentences plus the words of a pretrained file.
+
+    Training words (normalised) seen at least ``min_count`` times come first, by descending
+    count then alphabetically; then every normalised ``extra_words`` entry not already present,
+    in its given order, so that dev/test words with a pretrained vector get their own id.
+
+    >>> s = [Sentence(("the", "EU", "the"), ("O", "B-ORG", "O"))]
+    >>> build_vocab(s, extra_words=["cat", "the"]).words
+    ('<pad>', '<s>', '</s>', '<unk>', 'the', 'eu', 'cat')
+    """
+    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+        raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
+    counts = collections.Counter()
+    for token, count in collections.Counter(t for s in sentences for t in s.tokens).items():
+        counts[normalize_word(token)] += count
+    kept = sorted((w for w, c in counts.items() if c >= min_count and w not in RESERVED), key=lambda w: (-counts[w], w))
+    words = dict.fromkeys(RESERVED + tuple(kept))
+    words.update((w, None) for w in map(normalize_word, extra_words) if w not in words)
+    return Vocab(tuple(words))
+
+
+def tags_from(sentences: Sequence[Sentence]) -> tuple[str, ...]:
+    """The tag set: ``O`` then ``B-X, I-X`` for every entity type X seen, types sorted.
+
+    Both B- and I- are included for each type so a dev/test I-X never falls outside the set.
+
+    >>> tags_from([Sentence(("EU", "Peter"), ("B-ORG", "B-PER"))])
+    ('O', 'B-ORG', 'I-ORG', 'B-PER', 'I-PER')
+    """
+    types = sorted({t[2:] for s in sentences for t in s.tags if t != "O"})
+    return ("O",) + tuple(f"{p}-{x}" for x in types for p in "BI")
+
+
+def make_tag_index(tags: Sequence[str]) -> dict[str, int]:
+    """``{tag: id}`` in the order of ``tags`` (as returned by :func:`tags_from`)."""
+    return {t: i for i, t in enumerate(tags)}
+
+
+# ----------------------------------------------------------------------------- windows
+
+
+class Dataset(NamedTuple):
+    """Windows around every token of a list of sentences, as numpy arrays.
+
+    Attributes:
+      windows: int32 (N, n) word ids, N tokens in all, the token itself in the middle column.
+      casing: int32 (N, n) casing ids (``PAD_CASING`` beyond the sentence edges).
+      labels: int32 (N,) tag ids, or None for raw text (:func:`windows_for_tokens`).
+      sentence_lengths: int32 (S,) tokens per sentence, to split predictions back.
+      tokens: the sentences' tokens, kept for printing predictions (may be None).
+    """
+
+    windows: np.ndarray
+    casing: np.ndarray
+    labels: np.ndarray | None
+    sentence_lengths: np.ndarray
+    tokens: list | None = None
+
+
+def _check_window(window) -> int:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1 or window % 2 != 1:
+        raise ValueError(f"window must be an odd integer >= 1, got {window!r}")
+    return int(window)
+
+
+def _gather_windows(flat: np.ndarray, lengths: np.ndarray, window: int, left: int, right: int) -> np.ndarray:
+    """(N, window) windows of ``flat`` (N,), never crossing sentences, padded with left/right ids."""
+    h = window // 2
+    lengths = lengths.astype(np.int64)
+    starts = np.cumsum(lengths + 2 * h) - (lengths + 2 * h)  # each padded sentence's first slot
+    padded = np.full(int((lengths + 2 * h).sum()), left, np.int32)
+    padded[((starts + h + lengths)[:, None] + np.arange(h)[None, :]).ravel()] = right
+    # token i of sentence s sits after s sentences' 2h pads and its own h left pads
+    centre = np.arange(len(flat)) + h + 2 * h * np.repeat(np.arange(len(lengths)), lengths)
+    padded[centre] = flat
+    return padded[centre[:, None] + np.arange(-h, h + 1)[None, :]]
+
+
+def windows_for_tokens(tokens_list: Sequence[Sequence[str]], vocab: Vocab, window: int) -> Dataset:
+    """Windows for unlabelled sentences (``labels`` is None), e.g. raw text to predict on.
+
+    >>> v = Vocab(RESERVED + ("eu", "rejects"))
+    >>> windows_for_tokens([["EU", "rejects"]], v, 3).windows.tolist()
+    [[1, 4, 5], [4, 5, 2]]
+    """
+    window = _check_window(window)
+    for i, toks in enumerate(tokens_list):
+        if isinstance(toks, str):
+            raise ValueError(f"sentence {i} is a string; pass a list of tokens (e.g. text.split())")
+    lengths = np.array([len(toks) for toks in tokens_list], np.int32)
+    # look up each distinct token once; `inverse` maps every token to its distinct form
+    distinct = {}
+    inverse = np.fromiter((distinct.setdefault(t, len(distinct)) for toks in tokens_list for t in toks), np.int64)
+    word_ids = vocab.ids(distinct)[inverse]
+    casing = np.fromiter(map(casing_id, distinct), np.int32, count=len(distinct))[inverse]
+    return Dataset(
+        windows=_gather_windows(word_ids, lengths, window, START_ID, END_ID),
+        casing=_gather_windows(casing, lengths, window, PAD_CASING, PAD_CASING),
+        labels=None,
+        sentence_lengths=lengths,
+        tokens=[tuple(toks) for toks in tokens_list],
+    )
+
+
+def _label_ids(sentences: Sequence[Sentence], tag_index: Mapping[str, int]) -> np.ndarray:
+    for i, s in enumerate(sentences):
+        if len(s.tags) != len(s.tokens):
+            raise ValueError(f"sentence {i} has {len(s.tokens)} tokens but {len(s.tags)} tags")
+        unknown = [t for t in s.tags if t not in tag_index]
+        if unknown:
+            raise ValueError(f"sentence {i}: tag {unknown[0]!r} is not in the tag set {tuple(tag_index)}")
+    return np.fromiter((tag_index[t] for s in sentences for t in s.tags), np.int32)
+
+
+def make_windows(sentences: Sequence[Sentence], vocab: Vocab, tag_index: Mapping[str, int], window: int) -> Dataset:
+    """One window of ``window`` word ids (and casing ids) per token, with its tag id as label.
+
+    >>> s = [Sentence(("EU", "rejects"), ("B-ORG", "O"))]
+    >>> ds = make_windows(s, Vocab(RESERVED + ("eu",)), {"O": 0, "B-ORG": 1}, 3)
+    >>> ds.windows.tolist(), ds.labels.tolist(), ds.casing.tolist()
+    ([[1, 4, 3], [4, 3, 2]], [1, 0], [[0, 2, 1], [2, 1, 0]])
+    """
+    labels = _label_ids(sentences, tag_index)
+    return windows_for_tokens([s.tokens for s in sentences], vocab, window)._replace(labels=labels)
+
+
+# ----------------------------------------------------------------------------- pretrained vectors
+
+
+def _word2vec_header(line: str):
+    fields = line.split()
+    if len(fields) == 2 and all(f.isdigit() for f in fields):
+        return int(fields[0]), int(fields[1])
+    return None
+
+
+def _parse_vector(fields: list[str], dim: int, name, lineno: int) -> np.ndarray:
+    if len(fields) != dim + 1:
+        raise DataError(name, lineno, f"expected {dim} values after the word, got {len(fields) - 1}")
+    try:
+        vec = np.array(fields[1:], dtype=np.float32)
+    except ValueError:
+        bad = next(f for f in fields[1:] if not _is_float(f))
+        raise DataError(name, lineno, f"value {bad!r} is not a number") from None
+    if not np.isfinite(vec).all():
+        raise DataError(name, lineno, "non-finite value (nan or inf) in vector")
+    return vec
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_embeddings(path) -> tuple[list[str], np.ndarray]:
+    """Words and float32 (N, d) vectors of a GloVe (no header) or word2vec text file.
+
+    A first line ``count dim`` is taken as a word2vec header (the count is checked). Every line
+    must hold the word and exactly d values. A repeated word keeps its first vector; repeats
+    are counted and logged, not fatal.
+
+    Raises:
+      DataError: ``"{path}:{line}: expected 50 values after the word, got 49"`` and the like.
+    """
+    name = str(path)
+    lines = _read_text(path).split("\n")
+    header = _word2vec_header(lines[0])
+    dim = header[1] if header else None
+    words, rows, seen, repeats = [], [], set(), 0
+    for lineno, line in enumerate(lines[1:] if header else lines, start=2 if header else 1):
+        fields = line.split()
+        if not fields:
+            continue
+        dim = dim if dim is not None else len(fields) - 1
+        vec = _parse_vector(fields, dim, name, lineno)
+        if fields[0] in seen:
+            repeats += 1
+            continue
+        seen.add(fields[0])
+        words.append(fields[0])
+        rows.append(vec)
+    if not words or dim < 1:
+        raise DataError(name, 0, "no word vectors found (the file is empty or holds only a header)")
+    if header and header[0] != len(words) + repeats:
+        raise DataError(name, 1, f"header says {header[0]} vectors, the file holds {len(words) + repeats}")
+    if repeats:
+        log.warning("%s: %d repeated word(s) ignored, each kept its first vector", name, repeats)
+    return words, np.stack(rows)
+
+
+def _rng(key_or_seed) -> np.random.Generator:
+    if isinstance(key_or_seed, np.random.Generator):
+        return key_or_seed
+    if isinstance(key_or_seed, (int, np.integer)):
+        return np.random.default_rng(int(key_or_seed))
+    import jax  # only for a jax PRNG key: seed numpy from its raw bits
+
+    return np.random.default_rng(np.asarray(jax.random.key_data(key_or_seed)).ravel().tolist())
+
+
+def _pretrained_lookup(words: Sequence[str]) -> dict[str, int]:
+    """word -> row: exact matches first, then the first word with the same normalised form."""
+    lookup = {}
+    for i, w in enumerate(words):
+        lookup.setdefault(w, i)
+    for i, w in enumerate(words):
+        lookup.setdefault(normalize_word(w), i)
+    return lookup
+
+
+def embedding_matrix(vocab: Vocab, words: Sequence[str], vectors: np.ndarray, key_or_seed=0, scale: float | None = None):
+    """E (V, d) float32 seeded from pretrained vectors, and how much of the vocabulary they cover.
+
+    A vocabulary word gets the pretrained vector of the same word (or, failing that, of the
+    first pretrained word with the same normalised form). Every other row, the reserved ids
+    included, is drawn from N(0, scale^2); ``scale=None`` uses the pretrained values' standard
+    deviation, so random rows are about as long as pretrained ones.
+
+    Args:
+      key_or_seed: an int seed, a ``np.random.Generator`` or a jax PRNG key.
+
+    Returns:
+      ``(E, {"vocab_size": V, "found": rows from the file, "fraction": found / V})``.
+    """
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(words):
+        raise ValueError(f"vectors must have shape (len(words), d) = ({len(words)}, d), got {vectors.shape}")
+    std = float(vectors.std()) if scale is None else float(scale)
+    E = (std * _rng(key_or_seed).standard_normal((len(vocab), vectors.shape[1]))).astype(np.float32)
+    lookup = _pretrained_lookup(words)
+    rows = np.array([-1] * len(RESERVED) + [lookup.get(w, -1) for w in vocab.words[len(RESERVED) :]])
+    found = rows >= 0
+    E[found] = vectors[rows[found]]
+    n = int(found.sum())
+    return E, {"vocab_size": len(vocab), "found": n, "fraction": n / len(vocab)}
+
+
+def token_coverage(sentences: Sequence[Sentence], words: Iterable[str]) -> float:
+    """Fraction of tokens whose normalised form is a (normalised) pretrained word."""
+    known = {normalize_word(w) for w in words}
+    tokens = [normalize_word(t) for s in sentences for t in s.tokens]
+    if not tokens:
+        raise ValueError("token_coverage needs at least one token")
+    return sum(t in known for t in tokens) / len(tokens)

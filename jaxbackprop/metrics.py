@@ -1,0 +1,92 @@
+"""Entity-level precision, recall and F1 by the CoNLL rules, and token accuracy.
+
+An entity counts as found only if its span *and* its type both match exactly (a partial span
+or a wrong type is a miss and a false alarm at once). Entities are read off the tags by
+``seqeval``'s chunker in its default, conlleval-compatible mode, so an ``I-X`` after ``O`` or
+after another type starts a new entity, as in the official ``conlleval`` script.
+"""
+
+from __future__ import annotations
+
+import collections
+import warnings
+from typing import Sequence
+
+import numpy as np
+from seqeval.metrics.sequence_labeling import get_entities
+
+from jaxbackprop.data import is_tag
+
+
+def _check(true_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequence[str]]) -> None:
+    if len(true_seqs) != len(pred_seqs):
+        raise ValueError(f"{len(true_seqs)} true sentences but {len(pred_seqs)} predicted")
+    for i, (t, p) in enumerate(zip(true_seqs, pred_seqs)):
+        if len(t) != len(p):
+            raise ValueError(f"sentence {i}: {len(t)} true tags but {len(p)} predicted")
+        bad = [tag for tag in (*t, *p) if not is_tag(tag)]
+        if bad:
+            raise ValueError(f"sentence {i}: illegal tag {bad[0]!r} (expected O, B-X or I-X)")
+
+
+def _spans(seqs: Sequence[Sequence[str]]) -> set[tuple[int, str, int, int]]:
+    """{(sentence, type, first, last)} of every entity."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tags are already validated; seqeval warns on odd ones
+        return {(i, kind, a, b) for i, seq in enumerate(seqs) for kind, a, b in get_entities(list(seq))}
+
+
+def _prf(tp: int, n_pred: int, n_true: int) -> dict:
+    # undefined ratios (nothing predicted, nothing to find) are 0, as in conlleval
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_true if n_true else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": p, "recall": r, "f1": f}
+
+
+def entity_scores(true_tag_seqs: Sequence[Sequence[str]], pred_tag_seqs: Sequence[Sequence[str]]) -> dict:
+    """Micro-averaged entity precision/recall/F1 and the same per entity type.
+
+    Returns:
+      ``{"precision", "recall", "f1", "tp", "n_pred", "n_true",
+      "per_type": {TYPE: {"precision", "recall", "f1", "support"}}}``; ``support`` is the number
+      of true entities of that type. Types that occur only in predictions appear with support 0.
+
+    >>> s = entity_scores([["B-PER", "I-PER", "O", "B-LOC"]], [["B-PER", "I-PER", "O", "B-ORG"]])
+    >>> s["precision"], s["recall"], s["f1"], s["per_type"]["PER"]["f1"]
+    (0.5, 0.5, 0.5, 1.0)
+    """
+    _check(true_tag_seqs, pred_tag_seqs)
+    true, pred = _spans(true_tag_seqs), _spans(pred_tag_seqs)
+    hit = true & pred
+    count = lambda spans: collections.Counter(kind for _, kind, _, _ in spans)  # noqa: E731
+    n_true, n_pred, n_hit = count(true), count(pred), count(hit)
+    per_type = {k: {**_prf(n_hit[k], n_pred[k], n_true[k]), "support": n_true[k]} for k in sorted(n_true | n_pred)}
+    counts = {"tp": len(hit), "n_pred": len(pred), "n_true": len(true)}
+    return {**_prf(len(hit), len(pred), len(true)), **counts, "per_type": per_type}
+
+
+def token_accuracy(true_tag_seqs: Sequence[Sequence[str]], pred_tag_seqs: Sequence[Sequence[str]]) -> float:
+    """Fraction of tokens whose predicted tag equals the true one (O tokens included).
+
+    >>> token_accuracy([["O", "B-PER"], ["O"]], [["O", "O"], ["O"]])
+    0.6666666666666666
+    """
+    _check(true_tag_seqs, pred_tag_seqs)
+    pairs = [(t, p) for ts, ps in zip(true_tag_seqs, pred_tag_seqs) for t, p in zip(ts, ps)]
+    if not pairs:
+        raise ValueError("token_accuracy needs at least one token")
+    return sum(t == p for t, p in pairs) / len(pairs)
+
+
+def split_by_lengths(flat: Sequence, lengths: Sequence[int]) -> list:
+    """Cut a flat per-token sequence (list or array) into sentences: slices of the same kind.
+
+    >>> split_by_lengths(["a", "b", "c"], [2, 1])
+    [['a', 'b'], ['c']]
+    """
+    lengths = np.asarray(lengths, np.int64)
+    if lengths.ndim != 1 or (lengths < 0).any() or int(lengths.sum()) != len(flat):
+        raise ValueError(f"lengths must be >= 0 and sum to len(flat) = {len(flat)}, got sum {int(lengths.sum())}")
+    ends = np.cumsum(lengths)
+    return [flat[int(e - n) : int(e)] for e, n in zip(ends, lengths)]
