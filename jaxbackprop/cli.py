@@ -73,6 +73,105 @@ def _graph_demo(args) -> int:
     return 0
 
 
+def _load_corpus(args):
+    """Sentences of each split and pretrained vectors: the given files, or the embedded default."""
+    from jaxbackprop import data, synthetic
+
+    if args.train is None:
+        if args.dev or args.test:
+            raise SystemExit("error: --dev/--test need --train (without files the embedded synthetic corpus is used)")
+        corpus = synthetic.synthetic_corpus(seed=0)
+        pretrained = synthetic.synthetic_vectors() if args.embeddings is None else data.read_embeddings(args.embeddings)
+        print(f"no --train given: using the embedded synthetic corpus ({len(corpus['train'])} / {len(corpus['dev'])} / "
+              f"{len(corpus['test'])} sentences) and its synthetic word vectors")  # fmt: skip
+        return corpus["train"], corpus["dev"], corpus["test"], pretrained
+    if args.dev is None:
+        raise SystemExit("error: --train needs --dev (the best epoch is chosen on dev F1)")
+    test = data.read_conll(args.test) if args.test else None
+    pretrained = data.read_embeddings(args.embeddings) if args.embeddings else None
+    return data.read_conll(args.train), data.read_conll(args.dev), test, pretrained
+
+
+def _train(args) -> int:
+    import dataclasses
+    import time
+
+    from jaxbackprop import train
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(train.TrainConfig) if getattr(args, f.name, None) is not None}
+    cfg = train.TrainConfig(**overrides)
+    train_s, dev_s, test_s, pretrained = _load_corpus(args)
+    prepared = train.prepare(train_s, dev_s, test_s, pretrained, window=cfg.window, min_count=cfg.min_count, seed=cfg.seed)
+    if prepared.coverage:
+        c = prepared.coverage
+        print(f"pretrained vectors cover {c['found']} of {c['vocab_size']} vocabulary words ({c['fraction']:.1%})")
+    run_dir = args.run_dir or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"{len(prepared.train.windows)} training windows, vocabulary {len(prepared.vocab)}, {len(prepared.tags)} tags -> {run_dir}")
+    try:
+        train.train_and_evaluate(cfg, prepared, run_dir, resume=args.resume, progress=not args.no_progress)
+    except train.TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _evaluate(args) -> int:
+    from jaxbackprop import data, train
+
+    cfg, mcfg, vocab, tags, params = train.load_run(args.run)
+    sents = data.read_conll(args.data)
+    unknown = sorted({t for s in sents for t in s.tags} - set(tags))
+    if unknown:
+        raise SystemExit(f"error: {args.data}: tags {unknown} were not in the training data {list(tags)}")
+    ds = data.make_windows(sents, vocab, data.make_tag_index(tags), mcfg.window)
+    result = train.evaluate(params, ds, tags, mcfg)
+    print(f"{args.data}: entity F1 {result['f1']:.4f} (P {result['precision']:.4f} R {result['recall']:.4f}), "
+          f"token accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")  # fmt: skip
+    for t, s in sorted(result["per_type"].items()):
+        print(f"  {t:<6} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}  ({s['support']} entities)")
+    return 0
+
+
+def _predict(args) -> int:
+    import numpy as np
+
+    from jaxbackprop import data, train
+
+    _, mcfg, vocab, tags, params = train.load_run(args.run)
+    text = open(args.input).read() if args.input else sys.stdin.read()
+    sentences = [line.split() for line in text.splitlines() if line.strip()]
+    if not sentences:
+        return 0
+    ds = data.windows_for_tokens(sentences, vocab, mcfg.window)
+    pred, _ = train.predict_labels(params, ds, mcfg)
+    tag_arr = np.asarray(tags)
+    out, start = [], 0
+    for tokens in sentences:
+        out += [f"{tok} {tag}" for tok, tag in zip(tokens, tag_arr[pred[start : start + len(tokens)]])] + [""]
+        start += len(tokens)
+    sys.stdout.write("\n".join(out))
+    return 0
+
+
+def _add_train_options(parser) -> None:
+    import dataclasses
+
+    from jaxbackprop import train
+    from jaxbackprop.nonlinearities import ACTIVATIONS
+
+    defaults = train.TrainConfig()
+    choices = {"grad": train.GRADS, "impl": train.IMPLS, "schedule": train.SCHEDULES, "embeddings_mode": train.EMBEDDING_MODES,
+               "activation": ACTIVATIONS, "init": ("xavier", "normal", "zeros")}  # fmt: skip
+    group = parser.add_argument_group("model and training (defaults: the best configuration found on CoNLL-2003)")
+    for f in dataclasses.fields(train.TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            group.add_argument(flag, action="store_true", default=None, help=f"(default: {default})")
+        else:
+            group.add_argument(flag, type=type(default), choices=choices.get(f.name), default=None, help=f"(default: {default})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jaxbackprop.nonlinearities import ACTIVATIONS
 
@@ -106,6 +205,38 @@ def build_parser() -> argparse.ArgumentParser:
         "gradients, the wiggle check, and the three gradient-flow patterns.",
     )
     demo.set_defaults(func=_graph_demo)
+
+    tr = sub.add_parser(
+        "train",
+        help="train the window classifier (without files: on the embedded synthetic corpus)",
+        description="Trains the window-based NER classifier with a jitted optax step, evaluates entity F1 "
+        "on dev every epoch, keeps the best epoch, and reports test F1. Writes config.json, vocab.json, "
+        "metrics.jsonl, checkpoint.npz, best.npz, learning_curve.png and summary.json into --run-dir. "
+        "Field meanings: see jaxbackprop.train.TrainConfig.",
+    )
+    tr.add_argument("--train", help="training data (CoNLL: token ... tag per line, IOB1 or IOB2)")
+    tr.add_argument("--dev", help="dev data, for choosing the best epoch")
+    tr.add_argument("--test", help="test data, evaluated once with the best epoch")
+    tr.add_argument("--embeddings", help="pretrained vectors, GloVe or word2vec text format")
+    tr.add_argument("--run-dir", help="where the run's files go (default: runs/train-<time>)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --run-dir after its last finished epoch")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_train_options(tr)
+    tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="entity F1 of a trained run on a CoNLL file",
+                        description="Loads the best checkpoint of --run and prints entity-level P/R/F1 (CoNLL rules), "
+                        "per-type scores and token accuracy on --data.")  # fmt: skip
+    ev.add_argument("--run", required=True, help="a run directory written by `jaxbackprop train`")
+    ev.add_argument("--data", required=True, help="a CoNLL file with gold tags")
+    ev.set_defaults(func=_evaluate)
+
+    pr = sub.add_parser("predict", help="tag whitespace-tokenised text (one sentence per line)",
+                        description="Reads text from --input or stdin, one sentence per line, tokens separated by "
+                        "whitespace, and prints `token TAG` per line with a blank line between sentences.")  # fmt: skip
+    pr.add_argument("--run", required=True, help="a run directory written by `jaxbackprop train`")
+    pr.add_argument("--input", help="a text file (default: stdin)")
+    pr.set_defaults(func=_predict)
     return parser
 
 
