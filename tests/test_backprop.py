@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxbackprop import ModelConfig, backprop, gradcheck, init_params, loss, manual_value_and_grad
+from jaxbackprop import ModelConfig, backprop, gradcheck, init_params, loss, manual_value_and_grad, model
 from jaxbackprop.nonlinearities import ACTIVATIONS
 from tests.helpers import assert_trees_close
 
@@ -195,3 +195,17 @@ def test_lecture_score_head_delta_is_u_times_fprime(x64):
     np.testing.assert_allclose(g["W"], -np.outer(delta1, x1) + np.outer(delta2, x2), rtol=1e-12)
     np.testing.assert_allclose(g["E"][1], -params["W"].T @ delta1, rtol=1e-12)
     np.testing.assert_allclose(g["u"], -s1 + s2, rtol=1e-12)
+
+
+def test_softmax_gradient_rows_sum_to_zero(x64):
+    """dJ/dlogits = y_hat - y: each row sums to 1 - 1 = 0, so dJ/dc sums to zero too."""
+    cfg = ModelConfig(vocab_size=15, embed_dim=3, window=3, hidden_dim=5, num_classes=4)
+    params = gradcheck.check_params(0, cfg)
+    batch = make_batch(cfg, np.random.default_rng(2), 6)
+    h = model.hidden(params, batch["windows"], cfg)
+    _, res = backprop.softmax_head_fwd(params, h, batch["labels"], None)
+    probs, labels, w = res[1], res[2], res[3]
+    dlogits = w[:, None] * (probs - np.eye(4)[labels])
+    np.testing.assert_allclose(np.sum(dlogits, axis=1), 0.0, atol=1e-16)
+    _, g = manual_value_and_grad(params, batch, cfg)
+    assert abs(float(np.sum(g["c"]))) < 1e-15 and np.max(np.abs(g["c"])) > 1e-3
