@@ -1,0 +1,490 @@
+"""A micrograd-sized reverse-mode engine over arrays: the lecture's computation graph, run.
+
+This is the only mutable code in the package. A :class:`Node` holds a ``value``, a ``grad``
+(same shape, filled in place by :meth:`Node.backward`), its ``parents`` and the ``op`` that
+made it. Each op computes its output (forward) and attaches a *local* backward that turns the
+node's *upstream* gradient into each parent's *downstream* gradient, downstream = upstream x
+local, and ACCUMULATES it (``parent.grad = parent.grad + ...``): a node used twice -- a branch
+in the graph -- gets the sum of both gradients. ``backward()`` is a topological sort and a
+reverse walk.
+
+Values are jax arrays (Python numbers and numpy arrays are converted; scalars are 0-d).
+``+``, ``*`` and :func:`maximum` broadcast explicitly by numpy's rules, and their backward sums
+the gradient over the broadcast axes. :func:`window_model_graph` builds the whole window-model
+loss out of nodes; its gradients equal ``jax.grad(jaxbackprop.loss)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbackprop import model
+from jaxbackprop import nonlinearities as nl
+
+
+class Node:
+    """One array in the graph and d(output)/d(this array), once ``backward()`` has run.
+
+    Attributes:
+      value: the array (a jax array; a scalar is 0-d).
+      grad: same shape as ``value``; zeros until ``backward()`` is called on an output.
+      parents: the nodes this one was computed from (none for a leaf).
+      op: what made it (``"+"``, ``"max"``, ``"tanh"``, ...; ``""`` for a leaf).
+      name: an optional label for printing.
+
+    >>> x, y = Node(3.0, name="x"), Node(2.0, name="y")
+    >>> f = x * y + x  # x is used twice: its two gradients (y and 1) add up
+    >>> f.backward()
+    >>> float(f.value), float(x.grad), float(y.grad)
+    (9.0, 3.0, 3.0)
+    """
+
+    __array_ufunc__ = None  # numpy_array + node must call Node.__radd__, not loop over entries
+
+    def __init__(self, value, parents=(), op="", name=None):
+        self.value = jnp.asarray(value)
+        self.grad = jnp.zeros_like(self.value)
+        self.parents = tuple(parents)
+        self.op = op
+        self.name = name
+        self._backward = lambda: None  # a leaf has no parents to pass its gradient on to
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    def __repr__(self):
+        return f"Node({self.name or self.op or 'leaf'}, shape={self.shape}, op={self.op!r})"
+
+    def backward(self):
+        """Set ``grad`` of every node this scalar depends on to d(self)/d(node).
+
+        Grads restart from zero on every call, so calling it twice gives the same result.
+        """
+        if self.shape != ():
+            raise ValueError(
+                f"backward() needs a scalar output node (shape ()), got shape {self.shape}; "
+                "reduce it first, e.g. graph.sum(node)"
+            )
+        order = _topological_order(self)
+        for node in order:
+            node.grad = jnp.zeros_like(node.value)
+        self.grad = jnp.ones_like(self.value)  # d(self)/d(self) = 1: the first upstream gradient
+        for node in reversed(order):  # a node's upstream is complete before it is passed on
+            node._backward()
+
+    def __add__(self, other):
+        return add(self, other)
+
+    def __radd__(self, other):
+        return add(other, self)
+
+    def __sub__(self, other):
+        return sub(self, other)
+
+    def __rsub__(self, other):
+        return sub(other, self)
+
+    def __mul__(self, other):
+        return mul(self, other)
+
+    def __rmul__(self, other):
+        return mul(other, self)
+
+    def __neg__(self):
+        return mul(self, -1.0)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+
+def _topological_order(root):
+    """Every node ``root`` depends on, each after all of its parents (iterative DFS)."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, parents_done = stack.pop()
+        if parents_done:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((p, False) for p in node.parents)
+    return order
+
+
+def _node(x):
+    return x if isinstance(x, Node) else Node(x, op="const")
+
+
+def _broadcast(a, b):
+    """Both values stretched to their common shape (numpy's rules), explicitly."""
+    shape = jnp.broadcast_shapes(a.shape, b.shape)
+    return tuple(n.value if n.shape == shape else jnp.broadcast_to(n.value, shape) for n in (a, b))
+
+
+def _unbroadcast(g, shape):
+    """Sum g over the axes that broadcasting added or stretched: the adjoint of broadcast_to."""
+    if g.shape == shape:
+        return g
+    g = jnp.sum(g, axis=tuple(range(g.ndim - len(shape))))  # leading axes the input lacked
+    stretched = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    return jnp.sum(g, axis=stretched, keepdims=True) if stretched else g
+
+
+def _op(value, parents, op, backward):
+    """The output node of an op; its local backward gets the node's upstream gradient."""
+    out = Node(value, parents, op)
+    out._backward = lambda: backward(out.grad)
+    return out
+
+
+def add(a, b):
+    """a + b elementwise, broadcasting; the gradient of a broadcast input is summed back."""
+    a, b = _node(a), _node(b)
+    av, bv = _broadcast(a, b)
+
+    def backward(g):
+        # d(a+b)/da = d(a+b)/db = 1: "+ distributes" the upstream gradient to both inputs
+        a.grad = a.grad + _unbroadcast(g, a.shape)
+        b.grad = b.grad + _unbroadcast(g, b.shape)
+
+    return _op(av + bv, (a, b), "+", backward)
+
+
+def sub(a, b):
+    """a - b = a + (-1) b."""
+    return add(a, mul(b, -1.0))
+
+
+def mul(a, b):
+    """a * b elementwise, broadcasting."""
+    a, b = _node(a), _node(b)
+    av, bv = _broadcast(a, b)
+
+    def backward(g):
+        # d(ab)/da = b, d(ab)/db = a: "* switches" -- each input gets upstream * the OTHER one
+        a.grad = a.grad + _unbroadcast(g * bv, a.shape)
+        b.grad = b.grad + _unbroadcast(g * av, b.shape)
+
+    return _op(av * bv, (a, b), "*", backward)
+
+
+def maximum(a, b):
+    """max(a, b) elementwise, broadcasting. At a tie (a == b) the FIRST argument counts as larger.
+
+    jax.grad of ``jnp.maximum`` splits a tie 0.5/0.5; here one input gets it all, so
+    ``maximum(0.0, m)`` has subgradient 0 at m = 0, like the model's hinge.
+    """
+    a, b = _node(a), _node(b)
+    av, bv = _broadcast(a, b)
+    a_wins = av >= bv
+
+    def backward(g):
+        # d max(a,b)/da = [a >= b], d max(a,b)/db = [a < b]: "max routes" to the larger input
+        a.grad = a.grad + _unbroadcast(jnp.where(a_wins, g, 0.0), a.shape)
+        b.grad = b.grad + _unbroadcast(jnp.where(a_wins, 0.0, g), b.shape)
+
+    return _op(jnp.where(a_wins, av, bv), (a, b), "max", backward)
+
+
+def matmul(a, b):
+    """a @ b for 1-D or 2-D a and b (a vector acts as a 1-row or 1-column matrix)."""
+    a, b = _node(a), _node(b)
+    if a.value.ndim not in (1, 2) or b.value.ndim not in (1, 2):
+        raise ValueError(f"matmul takes 1-D or 2-D arrays, got shapes {a.shape} and {b.shape}")
+
+    def backward(g):
+        A, B = a.value.reshape(-1, a.shape[-1]), b.value.reshape(b.shape[0], -1)  # (m, k), (k, n)
+        G = g.reshape(A.shape[0], B.shape[1])  # (m, n)
+        # C = A B  =>  dJ/dA = G B^T : (m, k),   dJ/dB = A^T G : (k, n)
+        a.grad = a.grad + (G @ B.T).reshape(a.shape)
+        b.grad = b.grad + (A.T @ G).reshape(b.shape)
+
+    return _op(a.value @ b.value, (a, b), "@", backward)
+
+
+def dot(a, b):
+    """a . b of two vectors (1-D), a scalar node."""
+    a, b = _node(a), _node(b)
+    if a.value.ndim != 1 or b.value.ndim != 1:
+        raise ValueError(f"dot takes two vectors, got shapes {a.shape} and {b.shape}")
+    return matmul(a, b)
+
+
+def transpose(a):
+    """a.T (axes reversed)."""
+    a = _node(a)
+
+    def backward(g):
+        a.grad = a.grad + g.T  # out[j, i] = a[i, j]  =>  dJ/da = (dJ/dout)^T
+
+    return _op(a.value.T, (a,), "T", backward)
+
+
+def reshape(a, shape):
+    """a with a new shape; the gradient flows back in the old shape."""
+    a = _node(a)
+
+    def backward(g):
+        a.grad = a.grad + g.reshape(a.shape)  # the same numbers, so local gradient 1
+
+    return _op(a.value.reshape(shape), (a,), "reshape", backward)
+
+
+def concat(nodes, axis=0):
+    """Concatenate along ``axis``; each input gets back its own slice of the gradient."""
+    nodes = [_node(n) for n in nodes]
+
+    def backward(g):
+        cuts = np.cumsum([n.shape[axis] for n in nodes])[:-1]
+        for n, g_slice in zip(nodes, jnp.split(g, cuts, axis=axis)):
+            n.grad = n.grad + g_slice
+
+    return _op(jnp.concatenate([n.value for n in nodes], axis=axis), nodes, "concat", backward)
+
+
+def sum(a, axis=None):  # noqa: A001 -- graph.sum mirrors jnp.sum
+    """Sum over ``axis`` (all axes by default)."""
+    a = _node(a)
+
+    def backward(g):
+        # d(sum_i a_i)/da_i = 1: every summed entry gets the upstream gradient
+        g = g if axis is None else jnp.expand_dims(g, axis)
+        a.grad = a.grad + jnp.broadcast_to(g, a.shape)
+
+    return _op(jnp.sum(a.value, axis=axis), (a,), "sum", backward)
+
+
+def activate(name, z, alpha=None):
+    """h = f(z) elementwise for one of :data:`jaxbackprop.nonlinearities.ACTIVATIONS`.
+
+    ``alpha`` (a scalar node) is prelu's learned slope and is used by prelu only.
+    """
+    z = _node(z)
+    alpha = _node(alpha) if name == "prelu" and alpha is not None else None
+    a_value = None if alpha is None else alpha.value
+    h = nl.apply(name, z.value, a_value)
+
+    def backward(g):
+        # h = f(z) elementwise  =>  dJ/dz = dJ/dh o f'(z)
+        z.grad = z.grad + g * nl.derivative(name, z.value, h, a_value)
+        if alpha is not None:
+            # prelu h = alpha z where z <= 0  =>  dJ/dalpha = sum over entries of dJ/dh o z [z <= 0]
+            alpha.grad = alpha.grad + jnp.sum(g * nl.prelu_alpha_derivative(z.value))
+
+    return _op(h, (z,) if alpha is None else (z, alpha), name, backward)
+
+
+# the six nonlinearities by name; prelu takes its slope node as well: prelu(z, alpha)
+sigmoid = functools.partial(activate, "sigmoid")
+tanh = functools.partial(activate, "tanh")
+hardtanh = functools.partial(activate, "hardtanh")
+relu = functools.partial(activate, "relu")
+leaky_relu = functools.partial(activate, "leaky_relu")
+prelu = functools.partial(activate, "prelu")
+
+
+def embedding(E, ids):
+    """Rows of E (V, d) picked by integer ``ids`` of any shape: shape (*ids.shape, d)."""
+    E, ids = _node(E), jnp.asarray(ids)
+
+    def backward(g):
+        # out[i] = E[ids[i]]  =>  dJ/dE[v] = sum of dJ/dout[i] over all i with ids[i] = v:
+        # a scatter-ADD, so a repeated word gets every gradient and unused rows stay 0
+        E.grad = E.grad.at[ids].add(g)
+
+    return _op(E.value[ids], (E,), "embed", backward)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Per-row cross-entropy ``-log softmax(logits_b)[labels_b]``, shape (B,).
+
+    ``logits`` is a (B, C) node, ``labels`` int (B,). Average it with :func:`sum` and ``*``.
+    """
+    logits, labels = _node(logits), jnp.asarray(labels)
+    log_p = jax.nn.log_softmax(logits.value, axis=-1)  # (B, C)
+
+    def backward(g):
+        # J_b = -log softmax(l_b)[y_b]  =>  dJ_b/dl_b = softmax(l_b) - onehot(y_b)
+        y = jax.nn.one_hot(labels, log_p.shape[1], dtype=log_p.dtype)
+        logits.grad = logits.grad + g[:, None] * (jnp.exp(log_p) - y)
+
+    return _op(-jnp.take_along_axis(log_p, labels[:, None], axis=1)[:, 0], (logits,), "softmax-CE", backward)
+
+
+# ----------------------------------------------------------------------------- the window model
+
+
+def _hidden(p, windows, casing, cfg):
+    """h = f(x W^T + b) : (B, H), with x = [E rows of the window words; Ecase rows] : (B, D)."""
+    B = windows.shape[0]
+    x = reshape(embedding(p["E"], windows), (B, cfg.window * cfg.embed_dim))  # (B, n d)
+    if cfg.uses_casing:
+        xc = reshape(embedding(p["Ecase"], casing), (B, cfg.window * cfg.casing_dim))  # (B, n dc)
+        x = concat([x, xc], axis=1)  # (B, D)
+    z = x @ transpose(p["W"]) + p["b"]  # (B, H); b (H,) is broadcast over the batch
+    return activate(cfg.activation, z, p.get("alpha"))
+
+
+def window_model_graph(params, batch, cfg: model.ModelConfig):
+    """The whole loss of :func:`jaxbackprop.loss` (no dropout) as a graph of nodes.
+
+    Args:
+      params: as made by :func:`jaxbackprop.init_params`; each becomes a leaf node named by its key.
+      batch: as for :func:`jaxbackprop.loss` (optional ``"weights"`` give a weighted mean).
+      cfg: the model config; ``cfg.dropout`` is ignored, as ``loss`` ignores it without a key.
+
+    Returns:
+      ``(loss_node, param_nodes)``: after ``loss_node.backward()``, ``param_nodes[k].grad``
+      equals ``jax.grad(jaxbackprop.loss)(params, batch, cfg)[k]``. For the score head the
+      parameter nodes feed both the true and the corrupted window, so their gradients sum.
+    """
+    model.check_batch(batch, cfg)
+    p = {k: Node(v, name=k) for k, v in params.items()}
+    if cfg.head == "softmax":
+        logits = _hidden(p, batch["windows"], batch.get("casing"), cfg) @ transpose(p["U"]) + p["c"]  # (B, C)
+        per_window = softmax_cross_entropy(logits, batch["labels"])
+    else:
+        s = _hidden(p, batch["windows"], batch.get("casing"), cfg) @ p["u"]  # (B,)
+        s_c = _hidden(p, batch["corrupt"], batch.get("corrupt_casing"), cfg) @ p["u"]
+        # the constant 0 goes first: at the kink the tie routes to it, subgradient 0 like the model
+        per_window = maximum(0.0, model.MARGIN - s + s_c)
+    dtype, B = p["W"].value.dtype, per_window.shape[0]
+    weights = batch.get("weights")
+    w = jnp.full((B,), 1.0, dtype) if weights is None else jnp.asarray(weights, dtype)
+    w = w / jnp.sum(w)  # mean, or sum(w l) / sum(w) with weights
+    head = p["U"] if cfg.head == "softmax" else p["u"]
+    penalty = 0.5 * cfg.l2 * (sum(p["W"] * p["W"]) + sum(head * head))  # biases, E unpenalised
+    return sum(per_window * w) + penalty, p
+
+
+def graph_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None):
+    """``(J, dJ/dparams)`` from the graph engine; the call shape of ``jax.value_and_grad(loss)``.
+
+    ``key`` exists for that call shape only: the engine has no dropout, so a key with
+    ``cfg.dropout > 0`` raises ValueError.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from jaxbackprop import ModelConfig, init_params, loss
+    >>> cfg = ModelConfig(vocab_size=10, embed_dim=4, window=3, hidden_dim=6)
+    >>> p = init_params(jax.random.key(0), cfg)
+    >>> batch = {"windows": jnp.array([[1, 2, 1]]), "labels": jnp.array([3])}
+    >>> J, g = graph_value_and_grad(p, batch, cfg)
+    >>> bool(jnp.allclose(g["E"], jax.grad(loss)(p, batch, cfg)["E"], atol=1e-7))
+    True
+    """
+    if key is not None and cfg.dropout > 0:
+        raise ValueError(f"the graph engine has no dropout; got a key with cfg.dropout={cfg.dropout}")
+    loss_node, nodes = window_model_graph(params, batch, cfg)
+    loss_node.backward()
+    return loss_node.value, {k: nodes[k].grad.astype(params[k].dtype) for k in params}
+
+
+# ----------------------------------------------------------------------------- the lecture's example
+
+
+def lecture_example(x=1.0, y=2.0, z=0.0):
+    """The lecture's f(x, y, z) = (x + y) max(y, z), with forward and backward done.
+
+    Returns:
+      dict of the nodes x, y, z, a = x + y, b = max(y, z) and f = a b, grads filled in.
+
+    >>> g = lecture_example()
+    >>> float(g["f"].value), [float(g[k].grad) for k in "xyz"]
+    (6.0, [2.0, 5.0, 0.0])
+    """
+    g = {k: Node(float(v), name=k) for k, v in zip("xyz", (x, y, z))}
+    g["a"], g["b"] = add(g["x"], g["y"]), maximum(g["y"], g["z"])
+    g["f"] = mul(g["a"], g["b"])
+    for k in "abf":
+        g[k].name = k
+    g["f"].backward()
+    return g
+
+
+def _local_gradients(node):
+    """d(node)/d(parent) for each parent of a scalar node: its local backward run on upstream 1."""
+    saved = [(n, n.grad) for n in (node, *node.parents)]
+    for parent in node.parents:
+        parent.grad = jnp.zeros_like(parent.value)
+    node.grad = jnp.ones_like(node.value)
+    node._backward()
+    local = [parent.grad for parent in node.parents]
+    for n, grad in saved:
+        n.grad = grad
+    return local
+
+
+def _num(v):
+    return f"{float(v):.4g}"
+
+
+def _table(rows):
+    """Rows of strings as left-aligned columns."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _backward_rows(g):
+    """One row per edge, f first: upstream, local gradient, downstream; and what each edge sent."""
+    rows, sent = [("node", "upstream", "input", "local gradient", "downstream")], {}
+    for name in "fab":
+        node, up = g[name], _num(g[name].grad)
+        for i, (p, local) in enumerate(zip(node.parents, _local_gradients(node))):
+            other = node.parents[1 - i].name
+            rule = {"+": "", "*": f" = {other}", "max": f" = [{p.name} {'>=' if i == 0 else '>'} {other}]"}[node.op]
+            sent[name, p.name] = _num(node.grad * local)
+            rows.append((f"{name} ({node.op})" if i == 0 else "", up if i == 0 else "", p.name,
+                         f"d{name}/d{p.name}{rule} = {_num(local)}", f"{up} * {_num(local)} = {sent[name, p.name]}"))
+    return rows, sent
+
+
+def demo_text(x=1.0, y=2.0, z=0.0, wiggle=0.1):
+    """The lecture's worked example as text: forward values, then downstream = upstream * local.
+
+    Also the final gradients (y's two branches summed), a numeric check that nudging y by
+    ``wiggle`` moves f by about ``wiggle * df/dy``, and the three patterns of gradient flow.
+    """
+    g = lecture_example(x, y, z)
+    v = {k: _num(n.value) for k, n in g.items()}
+    d = {k: _num(n.grad) for k, n in g.items()}
+    rows, sent = _backward_rows(g)
+    finals = [[s for (_, p), s in sent.items() if p == k] for k in "xyz"]
+    f_new, y_new = lecture_example(x, y + wiggle, z)["f"].value, _num(y + wiggle)
+    return "\n".join([
+        f"f(x, y, z) = (x + y) * max(y, z)   at x = {v['x']}, y = {v['y']}, z = {v['z']}",
+        "",
+        "Forward pass: the value on each edge",
+        *_table([("a = x + y", f"= {v['x']} + {v['y']}", f"= {v['a']}"),
+                 ("b = max(y, z)", f"= max({v['y']}, {v['z']})", f"= {v['b']}"),
+                 ("f = a * b", f"= {v['a']} * {v['b']}", f"= {v['f']}")]),
+        "",
+        "Backward pass, from df/df = 1 back to the inputs: downstream = upstream * local",
+        *_table(rows),
+        "",
+        "Final gradients: what reaches each input, summed",
+        *[f"  df/d{k} = " + " + ".join(parts) + (f" = {d[k]}" if len(parts) > 1 else "")
+          for k, parts in zip("xyz", finals)],
+        f"  y branches (it feeds both + and max), so its gradients sum: {' + '.join(finals[1])} = {d['y']}",
+        "",
+        f"Wiggle check: y -> {y_new} should move f by about {_num(wiggle)} * df/dy",
+        *_table([(f"f({v['x']}, {y_new}, {v['z']}) - f({v['x']}, {v['y']}, {v['z']})",
+                  f"= {_num(f_new)} - {v['f']}", f"= {_num(f_new - g['f'].value)}"),
+                 (f"{_num(wiggle)} * df/dy", f"= {_num(wiggle)} * {d['y']}", f"= {_num(wiggle * g['y'].grad)}")]),
+        "",
+        "Three patterns of gradient flow",
+        *_table([("+ distributes", "both inputs get the upstream gradient"),
+                 ("", f"a = x + y sends {sent['a', 'x']} to x and {sent['a', 'y']} to y"),
+                 ("max routes", "only the larger input gets it (a tie goes to the first input)"),
+                 ("", f"b = max(y, z) sends {sent['b', 'y']} to y and {sent['b', 'z']} to z"),
+                 ("* switches", "each input gets the upstream gradient times the OTHER input"),
+                 ("", f"f = a * b sends {d['f']} * {v['b']} = {sent['f', 'a']} to a "
+                      f"and {d['f']} * {v['a']} = {sent['f', 'b']} to b")]),
+    ])
