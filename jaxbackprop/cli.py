@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 
@@ -138,7 +139,7 @@ def _predict(args) -> int:
     from jaxbackprop import data, train
 
     _, mcfg, vocab, tags, params = train.load_run(args.run)
-    text = open(args.input).read() if args.input else sys.stdin.read()
+    text = Path(args.input).read_text() if args.input else sys.stdin.read()
     sentences = [line.split() for line in text.splitlines() if line.strip()]
     if not sentences:
         return 0

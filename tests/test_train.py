@@ -1,0 +1,138 @@
+"""The training loop end to end on tiny corpora: files, resume, gradient sources, divergence."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxbackprop import checkpoint, cli, data, synthetic, train
+
+TINY = dict(window=3, hidden_dim=16, casing_dim=4, epochs=2, batch_size=64, decay_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    c = synthetic.synthetic_corpus(seed=1, n_train=200, n_dev=40, n_test=40)
+    return train.prepare(c["train"], c["dev"], c["test"], synthetic.synthetic_vectors(dim=12), window=3)
+
+
+def run(cfg, corpus, run_dir, **kwargs):
+    return train.train_and_evaluate(cfg, corpus, run_dir, progress=False, log=lambda *_: None, **kwargs)
+
+
+def test_smoke_run_writes_every_file(corpus, tmp_path):
+    summary = run(train.TrainConfig(**TINY), corpus, tmp_path)
+    for name in ("config.json", "vocab.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "learning_curve.png", "summary.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = checkpoint.read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(np.isfinite(r["train_loss"]) and 0 <= r["dev_f1"] <= 1 for r in rows)
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    conf = json.loads((tmp_path / "config.json").read_text())
+    assert conf["model"]["vocab_size"] == len(corpus.vocab) and conf["environment"]["jax"] == jax.__version__
+    assert 0 < summary["test_f1"] <= 1 and summary["best_epoch"] in (1, 2)
+    assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
+
+
+def test_resume_reaches_the_same_result(corpus, tmp_path):
+    cfg = train.TrainConfig(**{**TINY, "epochs": 3})
+    run(cfg, corpus, tmp_path / "full")
+    run(train.TrainConfig(**{**TINY, "epochs": 1}), corpus, tmp_path / "parts")
+    # the interrupted run's config said 1 epoch; resume it with the full config
+    run(cfg, corpus, tmp_path / "parts", resume=True)
+    mcfg, params = train.init_run_params(cfg, corpus)
+    template = (params, train.make_step_for(cfg, mcfg, params, steps_per_epoch=4)[0])
+    full, meta_full = checkpoint.load_tree(tmp_path / "full" / "checkpoint.npz", template)
+    parts, meta_parts = checkpoint.load_tree(tmp_path / "parts" / "checkpoint.npz", template)
+    assert meta_full["epoch"] == meta_parts["epoch"] == 3
+    for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(parts)):  # params and optimizer state
+        np.testing.assert_array_equal(a, b)
+    rows_full = checkpoint.read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    rows_parts = checkpoint.read_jsonl(tmp_path / "parts" / "metrics.jsonl")
+    assert [r["dev_f1"] for r in rows_full] == [r["dev_f1"] for r in rows_parts]
+
+
+def _params_after_steps(cfg, corpus, n_steps, dtype=np.float32):
+    mcfg, params = train.init_run_params(cfg, corpus)
+    params = jax.tree.map(lambda x: x.astype(dtype), params)
+    opt_state, step = train.make_step_for(cfg, mcfg, params, steps_per_epoch=10)
+    for i, batch in enumerate(train.padded_batches(corpus.train, cfg.batch_size)):
+        if i == n_steps:
+            break
+        params, opt_state, _ = step(params, opt_state, train._model_batch(batch, mcfg), jax.random.key(i))
+    return params
+
+
+@pytest.mark.parametrize("other", [dict(grad="autodiff"), dict(grad="autodiff", impl="flax")])
+def test_gradient_sources_train_to_the_same_parameters(corpus, other):
+    base = dict(TINY, dropout=0.2, word_dropout=0.1, optimizer="adam", learning_rate=1e-2)
+    with jax.enable_x64(True):
+        manual = _params_after_steps(train.TrainConfig(**base), corpus, 5, np.float64)
+        auto = _params_after_steps(train.TrainConfig(**{**base, **other}), corpus, 5, np.float64)
+    for k in manual:
+        np.testing.assert_allclose(manual[k], auto[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    initial = train.init_run_params(train.TrainConfig(**base), corpus)[1]
+    assert not np.allclose(manual["W"], initial["W"]), "nothing trained"
+
+
+def test_frozen_embeddings_do_not_move(corpus):
+    cfg = train.TrainConfig(**TINY, embeddings_mode="frozen")
+    initial = train.init_run_params(cfg, corpus)[1]
+    params = _params_after_steps(cfg, corpus, 3)
+    np.testing.assert_array_equal(params["E"], initial["E"])
+    assert not np.allclose(params["W"], initial["W"])
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(corpus, tmp_path):
+    cfg = train.TrainConfig(**{**TINY, "epochs": 3, "optimizer": "sgd", "learning_rate": 1e30, "schedule": "constant"})
+    with pytest.raises(train.TrainingDiverged, match=r"epoch 1: the training loss became (nan|inf)"):
+        run(cfg, corpus, tmp_path)
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("schedule", train.SCHEDULES)
+def test_schedules_start_at_the_rate_and_stay_positive(schedule):
+    cfg = train.TrainConfig(learning_rate=0.1, schedule=schedule, epochs=4, decay_epochs=1)
+    lr = train.make_schedule(cfg, steps_per_epoch=10)
+    values = np.array([float(lr(s)) for s in range(40)])
+    assert np.all(values >= 0) and np.max(values) <= 0.1 * (1 + 1e-6)  # float32 schedules
+    if schedule == "step":
+        assert values[0] == pytest.approx(0.1) and values[10] == pytest.approx(0.05) and values[9] == pytest.approx(0.1)
+    if schedule == "warmup_cosine":
+        assert values[0] == 0.0 and values[10] == pytest.approx(0.1)
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ValueError, match="optimizer must name an optax optimizer"):
+        train.TrainConfig(optimizer="adamm")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        train.TrainConfig(schedule="linear")
+
+
+def test_cli_train_evaluate_predict_round_trip(tmp_path, capsys, monkeypatch):
+    c = synthetic.synthetic_corpus(seed=2, n_train=150, n_dev=30, n_test=30)
+    for split in ("train", "dev", "test"):
+        synthetic.write_conll(c[split], tmp_path / f"{split}.txt")
+    run_dir = tmp_path / "run"
+    args = ["train", "--train", str(tmp_path / "train.txt"), "--dev", str(tmp_path / "dev.txt"), "--test", str(tmp_path / "test.txt"),
+            "--run-dir", str(run_dir), "--epochs", "1", "--hidden-dim", "8", "--window", "3", "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    assert "best dev F1" in capsys.readouterr().out
+    assert cli.main(["evaluate", "--run", str(run_dir), "--data", str(tmp_path / "test.txt")]) == 0
+    assert "entity F1" in capsys.readouterr().out
+    (tmp_path / "raw.txt").write_text("Mr. Smith went to Paris .\n\nshares of Acme rose\n")
+    assert cli.main(["predict", "--run", str(run_dir), "--input", str(tmp_path / "raw.txt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    tagged = [line.split() for line in lines if line]
+    assert [t[0] for t in tagged] == "Mr. Smith went to Paris . shares of Acme rose".split()
+    tags = set(json.loads((run_dir / "config.json").read_text())["tags"])
+    assert all(len(t) == 2 and t[1] in tags for t in tagged)
+
+
+def test_evaluate_rejects_a_malformed_file_with_its_line(tmp_path, corpus):
+    run(train.TrainConfig(**{**TINY, "epochs": 1}), corpus, tmp_path / "run")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("EU NNP B-NP B-ORG\nrejects VBZ\n")
+    with pytest.raises(data.DataError, match=r"bad.txt:2:"):
+        cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(bad)])
