@@ -68,9 +68,9 @@ def _large_check(directions: int):
 
 
 def _graph_demo(args) -> int:
-    from jaxbackprop import graph
+    from jaxbackprop import graph_demo
 
-    print(graph.demo_text())
+    print(graph_demo.demo_text())
     return 0
 
 

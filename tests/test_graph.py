@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxbackprop import ModelConfig, graph, init_params, loss, model
+from jaxbackprop import ModelConfig, graph, graph_demo, init_params, loss, model
 from jaxbackprop import nonlinearities as nl
 
 RTOL = 1e-10
@@ -30,7 +30,7 @@ def assert_trees_close(actual, expected):
 
 
 def test_lecture_example_numbers():
-    g = graph.lecture_example()
+    g = graph_demo.lecture_example()
     values = {k: float(n.value) for k, n in g.items()}
     grads = {k: float(n.grad) for k, n in g.items()}
     assert values == {"x": 1, "y": 2, "z": 0, "a": 3, "b": 2, "f": 6}
@@ -40,13 +40,13 @@ def test_lecture_example_numbers():
 
 
 def test_lecture_example_other_point():
-    g = graph.lecture_example(1.0, 2.0, 4.0)  # z > y: max routes to z now
+    g = graph_demo.lecture_example(1.0, 2.0, 4.0)  # z > y: max routes to z now
     assert float(g["f"].value) == 12
     assert [float(g[k].grad) for k in "xyz"] == [4, 4, 3]
 
 
 def test_demo_text_shows_the_numbers():
-    text = graph.demo_text()
+    text = graph_demo.demo_text()
     assert text.isascii()
     for piece in ["a = x + y", "= 3", "b = max(y, z)", "f = a * b", "= 6",
                   "df/da = b = 2", "df/db = a = 3", "db/dy = [y >= z] = 1", "db/dz = [z > y] = 0",
@@ -61,7 +61,7 @@ def test_demo_text_shows_the_numbers():
 
 def test_demo_text_wiggle_is_computed():
     # f(1, 3, 0) = 4 * 3 = 12, df/dy = b + a = 3 + 4 = 7; f(1, 3.1, 0) = 4.1 * 3.1 = 12.71
-    text = graph.demo_text(y=3.0)
+    text = graph_demo.demo_text(y=3.0)
     assert "df/dy = 3 + 4 = 7" in text
     assert "= 12.71 - 12" in text and "= 0.71" in text and "0.1 * 7" in text
 
