@@ -76,20 +76,20 @@ def _graph_demo(args) -> int:
 
 def _load_corpus(args):
     """Sentences of each split and pretrained vectors: the given files, or the embedded default."""
-    from jaxbackprop import data, synthetic
+    from jaxbackprop import data, embeddings, synthetic
 
     if args.train is None:
         if args.dev or args.test:
             raise SystemExit("error: --dev/--test need --train (without files the embedded synthetic corpus is used)")
         corpus = synthetic.synthetic_corpus(seed=0)
-        pretrained = synthetic.synthetic_vectors() if args.embeddings is None else data.read_embeddings(args.embeddings)
+        pretrained = synthetic.synthetic_vectors() if args.embeddings is None else embeddings.read_embeddings(args.embeddings)
         print(f"no --train given: using the embedded synthetic corpus ({len(corpus['train'])} / {len(corpus['dev'])} / "
               f"{len(corpus['test'])} sentences) and its synthetic word vectors")  # fmt: skip
         return corpus["train"], corpus["dev"], corpus["test"], pretrained
     if args.dev is None:
         raise SystemExit("error: --train needs --dev (the best epoch is chosen on dev F1)")
     test = data.read_conll(args.test) if args.test else None
-    pretrained = data.read_embeddings(args.embeddings) if args.embeddings else None
+    pretrained = embeddings.read_embeddings(args.embeddings) if args.embeddings else None
     return data.read_conll(args.train), data.read_conll(args.dev), test, pretrained
 
 

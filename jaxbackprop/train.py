@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbackprop import backprop, checkpoint, data, metrics, model
+from jaxbackprop import backprop, checkpoint, data, embeddings, metrics, model
 
 GRADS = ("manual", "autodiff")
 IMPLS = ("pure", "flax")
@@ -133,7 +133,7 @@ def prepare(train_sents, dev_sents, test_sents=None, pretrained=None, *, window=
     splits = [data.make_windows(s, vocab, index, window) if s is not None else None for s in (train_sents, dev_sents, test_sents)]
     E, coverage = (None, {})
     if vectors is not None:
-        E, coverage = data.embedding_matrix(vocab, words, vectors, seed)
+        E, coverage = embeddings.embedding_matrix(vocab, words, vectors, seed)
     return Prepared(vocab, tags, *splits, E, coverage)
 
 

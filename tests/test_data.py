@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxbackprop import data
+from jaxbackprop import data, embeddings
 from jaxbackprop.data import CASINGS, DataError, Sentence, Vocab
 
 CONLL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
@@ -291,42 +291,42 @@ def write(tmp_path, text, name="vectors.txt"):
 
 
 def test_read_glove(tmp_path):
-    words, vectors = data.read_embeddings(write(tmp_path, "the 0.5 -1\n, 2 3e-1\n1996 1 1\n"))
+    words, vectors = embeddings.read_embeddings(write(tmp_path, "the 0.5 -1\n, 2 3e-1\n1996 1 1\n"))
     assert words == ["the", ",", "1996"]
     np.testing.assert_array_equal(vectors, np.array([[0.5, -1], [2, 0.3], [1, 1]], np.float32))
     assert vectors.dtype == np.float32
 
 
 def test_read_word2vec_header(tmp_path):
-    words, vectors = data.read_embeddings(write(tmp_path, "2 3\ncat 1 2 3 \ndog 4 5 6 \n"))
+    words, vectors = embeddings.read_embeddings(write(tmp_path, "2 3\ncat 1 2 3 \ndog 4 5 6 \n"))
     assert words == ["cat", "dog"] and vectors.shape == (2, 3)
     with pytest.raises(DataError, match=r":1: header says 3 vectors, the file holds 2"):
-        data.read_embeddings(write(tmp_path, "3 3\ncat 1 2 3\ndog 4 5 6\n"))
+        embeddings.read_embeddings(write(tmp_path, "3 3\ncat 1 2 3\ndog 4 5 6\n"))
     with pytest.raises(DataError, match=r":3: expected 3 values after the word, got 2"):
-        data.read_embeddings(write(tmp_path, "2 3\ncat 1 2 3\ndog 4 5\n"))
+        embeddings.read_embeddings(write(tmp_path, "2 3\ncat 1 2 3\ndog 4 5\n"))
 
 
 def test_bad_dimension_names_the_line(tmp_path):
     path = write(tmp_path, "a 1 2 3\nb 1 2 3\n\nc 1 2\n")
     with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:4: expected 3 values after the word, got 2$"):
-        data.read_embeddings(path)
+        embeddings.read_embeddings(path)
 
 
 @pytest.mark.parametrize("value, problem", [("x1", "value 'x1' is not a number"), ("nan", "non-finite"), ("inf", "non-finite")])
 def test_bad_values_name_the_line(tmp_path, value, problem):
     with pytest.raises(DataError, match=rf":2: {problem}"):
-        data.read_embeddings(write(tmp_path, f"a 1 2\nb 1 {value}\n"))
+        embeddings.read_embeddings(write(tmp_path, f"a 1 2\nb 1 {value}\n"))
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "0 50\n"])
 def test_empty_embedding_file(tmp_path, text):
     with pytest.raises(DataError, match=r":0: no word vectors"):
-        data.read_embeddings(write(tmp_path, text))
+        embeddings.read_embeddings(write(tmp_path, text))
 
 
 def test_repeated_words_keep_the_first_vector(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="jaxbackprop.data"):
-        words, vectors = data.read_embeddings(write(tmp_path, "a 1 1\nb 2 2\na 3 3\na 4 4\n"))
+        words, vectors = embeddings.read_embeddings(write(tmp_path, "a 1 1\nb 2 2\na 3 3\na 4 4\n"))
     assert words == ["a", "b"] and vectors[0].tolist() == [1, 1]
     assert "2 repeated word(s)" in caplog.text
 
@@ -335,21 +335,21 @@ def test_embedding_matrix_rows_and_coverage():
     vocab = Vocab(data.RESERVED + ("the", "0000", "eu", "cat"))
     words = ["The", "the", "1996", "eu", "dog"]
     vectors = np.arange(10, dtype=np.float32).reshape(5, 2)
-    E, coverage = data.embedding_matrix(vocab, words, vectors, 0)
+    E, coverage = embeddings.embedding_matrix(vocab, words, vectors, 0)
     assert E.shape == (8, 2) and E.dtype == np.float32
     # exact match beats normalised match ("the" over "The"); "0000" falls back to "1996"
     np.testing.assert_array_equal(E[4:7], vectors[[1, 2, 3]])
     assert coverage == {"vocab_size": 8, "found": 3, "fraction": 3 / 8}
-    E2, _ = data.embedding_matrix(vocab, words, vectors, 0)
+    E2, _ = embeddings.embedding_matrix(vocab, words, vectors, 0)
     np.testing.assert_array_equal(E, E2)  # same seed, same random rows
-    E3, _ = data.embedding_matrix(vocab, words, vectors, 1, scale=0.0)
+    E3, _ = embeddings.embedding_matrix(vocab, words, vectors, 1, scale=0.0)
     assert not E3[:4].any() and not E3[7].any()  # reserved and missing rows are random: N(0, scale^2)
 
 
 def test_embedding_matrix_random_rows_follow_the_pretrained_spread():
     vocab = Vocab(data.RESERVED + tuple(f"w{i}" for i in range(4000)))
     vectors = 3.0 * np.random.default_rng(0).standard_normal((10, 20)).astype(np.float32)
-    E, coverage = data.embedding_matrix(vocab, [f"p{i}" for i in range(10)], vectors, 0)
+    E, coverage = embeddings.embedding_matrix(vocab, [f"p{i}" for i in range(10)], vectors, 0)
     assert coverage["found"] == 0
     assert abs(E.std() - vectors.std()) < 0.05 * vectors.std()
 
@@ -358,15 +358,15 @@ def test_embedding_matrix_accepts_a_jax_key():
     import jax
 
     vocab = Vocab(data.RESERVED)
-    E1, _ = data.embedding_matrix(vocab, ["a"], np.ones((1, 3)), jax.random.key(3))
-    E2, _ = data.embedding_matrix(vocab, ["a"], np.ones((1, 3)), jax.random.key(3))
+    E1, _ = embeddings.embedding_matrix(vocab, ["a"], np.ones((1, 3)), jax.random.key(3))
+    E2, _ = embeddings.embedding_matrix(vocab, ["a"], np.ones((1, 3)), jax.random.key(3))
     np.testing.assert_array_equal(E1, E2)
     with pytest.raises(ValueError, match="shape"):
-        data.embedding_matrix(vocab, ["a", "b"], np.ones((1, 3)))
+        embeddings.embedding_matrix(vocab, ["a", "b"], np.ones((1, 3)))
 
 
 def test_token_coverage():
-    assert data.token_coverage(TINY, ["the", "EU", "2000"]) == pytest.approx(7 / 11)  # the x3, eu x2, 0000 x2
+    assert embeddings.token_coverage(TINY, ["the", "EU", "2000"]) == pytest.approx(7 / 11)  # the x3, eu x2, 0000 x2
 
 
 # ----------------------------------------------------------------------------- the real corpus

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from jaxbackprop import data, synthetic
+from jaxbackprop import data, embeddings, synthetic
 from jaxbackprop.data import Sentence, normalize_word
 
 
@@ -100,7 +100,7 @@ def test_vectors_depend_on_the_word_not_on_the_list():
 def test_pipeline_gives_held_out_words_their_own_pretrained_rows(corpus):
     words, vectors = synthetic.synthetic_vectors()
     vocab = data.build_vocab(corpus["train"], extra_words=words)
-    E, coverage = data.embedding_matrix(vocab, words, vectors, 0)
+    E, coverage = embeddings.embedding_matrix(vocab, words, vectors, 0)
     assert coverage["found"] == len(vocab) - len(data.RESERVED)
     for word in synthetic.held_out_words():
         np.testing.assert_array_equal(E[vocab.index[word]], vectors[words.index(word)])
@@ -122,7 +122,7 @@ def test_write_embeddings_round_trip(tmp_path):
     words, vectors = synthetic.synthetic_vectors()
     path = tmp_path / "vectors.txt"
     synthetic.write_embeddings(words, vectors, path)
-    back_words, back_vectors = data.read_embeddings(path)
+    back_words, back_vectors = embeddings.read_embeddings(path)
     assert back_words == words
     np.testing.assert_array_equal(back_vectors, vectors)  # float32 written exactly
     assert os.listdir(tmp_path) == ["vectors.txt"]

@@ -1,0 +1,137 @@
+"""Pretrained word vectors: read GloVe / word2vec text files, seed the model's E from them.
+
+Words are looked up by their normalised form (lowercase, digits -> 0), the same form the
+vocabulary uses, so "Paris" and "1996" find GloVe's "paris" and "0000"-like entries.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from jaxbackprop.data import RESERVED, DataError, Sentence, Vocab, _read_text, normalize_word
+
+log = logging.getLogger(__name__)
+
+
+
+def _word2vec_header(line: str):
+    fields = line.split()
+    if len(fields) == 2 and all(f.isdigit() for f in fields):
+        return int(fields[0]), int(fields[1])
+    return None
+
+
+def _parse_vector(fields: list[str], dim: int, name, lineno: int) -> np.ndarray:
+    if len(fields) != dim + 1:
+        raise DataError(name, lineno, f"expected {dim} values after the word, got {len(fields) - 1}")
+    try:
+        vec = np.array(fields[1:], dtype=np.float32)
+    except ValueError:
+        bad = next(f for f in fields[1:] if not _is_float(f))
+        raise DataError(name, lineno, f"value {bad!r} is not a number") from None
+    if not np.isfinite(vec).all():
+        raise DataError(name, lineno, "non-finite value (nan or inf) in vector")
+    return vec
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_embeddings(path) -> tuple[list[str], np.ndarray]:
+    """Words and float32 (N, d) vectors of a GloVe (no header) or word2vec text file.
+
+    A first line ``count dim`` is taken as a word2vec header (the count is checked). Every line
+    must hold the word and exactly d values. A repeated word keeps its first vector; repeats
+    are counted and logged, not fatal.
+
+    Raises:
+      DataError: ``"{path}:{line}: expected 50 values after the word, got 49"`` and the like.
+    """
+    name = str(path)
+    lines = _read_text(path).split("\n")
+    header = _word2vec_header(lines[0])
+    dim = header[1] if header else None
+    words, rows, seen, repeats = [], [], set(), 0
+    for lineno, line in enumerate(lines[1:] if header else lines, start=2 if header else 1):
+        fields = line.split()
+        if not fields:
+            continue
+        dim = dim if dim is not None else len(fields) - 1
+        vec = _parse_vector(fields, dim, name, lineno)
+        if fields[0] in seen:
+            repeats += 1
+            continue
+        seen.add(fields[0])
+        words.append(fields[0])
+        rows.append(vec)
+    if not words or dim < 1:
+        raise DataError(name, 0, "no word vectors found (the file is empty or holds only a header)")
+    if header and header[0] != len(words) + repeats:
+        raise DataError(name, 1, f"header says {header[0]} vectors, the file holds {len(words) + repeats}")
+    if repeats:
+        log.warning("%s: %d repeated word(s) ignored, each kept its first vector", name, repeats)
+    return words, np.stack(rows)
+
+
+def _rng(key_or_seed) -> np.random.Generator:
+    if isinstance(key_or_seed, np.random.Generator):
+        return key_or_seed
+    if isinstance(key_or_seed, (int, np.integer)):
+        return np.random.default_rng(int(key_or_seed))
+    import jax  # only for a jax PRNG key: seed numpy from its raw bits
+
+    return np.random.default_rng(np.asarray(jax.random.key_data(key_or_seed)).ravel().tolist())
+
+
+def _pretrained_lookup(words: Sequence[str]) -> dict[str, int]:
+    """word -> row: exact matches first, then the first word with the same normalised form."""
+    lookup = {}
+    for i, w in enumerate(words):
+        lookup.setdefault(w, i)
+    for i, w in enumerate(words):
+        lookup.setdefault(normalize_word(w), i)
+    return lookup
+
+
+def embedding_matrix(vocab: Vocab, words: Sequence[str], vectors: np.ndarray, key_or_seed=0, scale: float | None = None):
+    """E (V, d) float32 seeded from pretrained vectors, and how much of the vocabulary they cover.
+
+    A vocabulary word gets the pretrained vector of the same word (or, failing that, of the
+    first pretrained word with the same normalised form). Every other row, the reserved ids
+    included, is drawn from N(0, scale^2); ``scale=None`` uses the pretrained values' standard
+    deviation, so random rows are about as long as pretrained ones.
+
+    Args:
+      key_or_seed: an int seed, a ``np.random.Generator`` or a jax PRNG key.
+
+    Returns:
+      ``(E, {"vocab_size": V, "found": rows from the file, "fraction": found / V})``.
+    """
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(words):
+        raise ValueError(f"vectors must have shape (len(words), d) = ({len(words)}, d), got {vectors.shape}")
+    std = float(vectors.std()) if scale is None else float(scale)
+    E = (std * _rng(key_or_seed).standard_normal((len(vocab), vectors.shape[1]))).astype(np.float32)
+    lookup = _pretrained_lookup(words)
+    rows = np.array([-1] * len(RESERVED) + [lookup.get(w, -1) for w in vocab.words[len(RESERVED) :]])
+    found = rows >= 0
+    E[found] = vectors[rows[found]]
+    n = int(found.sum())
+    return E, {"vocab_size": len(vocab), "found": n, "fraction": n / len(vocab)}
+
+
+def token_coverage(sentences: Sequence[Sentence], words: Iterable[str]) -> float:
+    """Fraction of tokens whose normalised form is a (normalised) pretrained word."""
+    known = {normalize_word(w) for w in words}
+    tokens = [normalize_word(t) for s in sentences for t in s.tokens]
+    if not tokens:
+        raise ValueError("token_coverage needs at least one token")
+    return sum(t in known for t in tokens) / len(tokens)
