@@ -1,0 +1,83 @@
+"""Data parallelism: training with the batch split over 4 devices reaches the one-device params.
+
+The 4 CPU devices exist only if ``XLA_FLAGS`` is set before jax is imported, so the real check
+runs in a fresh interpreter; it raises (and exits nonzero) on the first failed assertion.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxbackprop import parallel
+
+CHECK = r"""
+import jax
+import numpy as np
+import optax
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+from helpers import assert_trees_close
+from jaxbackprop import backprop, model, parallel, train
+
+STEPS, B = 5, 8
+assert jax.device_count() == 4, f"expected 4 forced host devices, got {jax.device_count()}"
+cfg = model.ModelConfig(vocab_size=50, embed_dim=4, window=3, hidden_dim=8, num_classes=5, activation="tanh")
+rng = np.random.default_rng(0)
+# the last 3 rows are padding (weight 0): device 3 holds only padding, so the weighted mean is global
+weights = np.array([1, 1, 1, 1, 1, 0, 0, 0], np.float32)
+batches = [{"windows": rng.integers(0, cfg.vocab_size, (B, cfg.window)).astype(np.int32),
+            "labels": rng.integers(0, cfg.num_classes, B).astype(np.int32), "weights": weights}
+           for _ in range(STEPS)]
+mesh = parallel.data_mesh()
+params = model.init_params(jax.random.key(0), cfg)
+tx = optax.adam(1e-2)
+
+def run(step, params, opt_state, put):
+    for i, batch in enumerate(batches):
+        params, opt_state, J = step(params, opt_state, put(batch), jax.random.key(i))
+    return params, J
+
+for name, value_and_grad in (("manual", backprop.manual_value_and_grad), ("autodiff", jax.value_and_grad(model.loss))):
+    step = train.make_train_step(cfg, tx, value_and_grad)
+    single, J1 = run(step, params, tx.init(params), lambda b: b)
+
+    sharded_batch = parallel.shard_batch(batches[0], mesh)
+    for key, x in sharded_batch.items():
+        assert len(x.sharding.device_set) == 4, f"{key}: on {len(x.sharding.device_set)} devices, expected 4"
+        shapes = {s.data.shape for s in x.addressable_shards}
+        assert shapes == {(2,) + batches[0][key].shape[1:]}, f"{key}: shard shapes {shapes}"
+    step = train.make_train_step(cfg, tx, value_and_grad)
+    sharded, J4 = run(step, *parallel.replicate((params, tx.init(params)), mesh), lambda b: parallel.shard_batch(b, mesh))
+
+    assert step._cache_size() == 1, f"{name}: the sharded step compiled {step._cache_size()} times"
+    for key, p in sharded.items():
+        assert p.sharding.is_fully_replicated and len(p.sharding.device_set) == 4, f"{name}: {key} not replicated: {p.sharding}"
+    assert float(np.max(np.abs(np.asarray(sharded["W"]) - np.asarray(params["W"])))) > 1e-3, f"{name}: W did not train"
+    assert_trees_close(sharded, single, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(float(J4), float(J1), rtol=1e-5, err_msg=f"{name}: last loss")
+
+try:
+    parallel.shard_batch({k: v[:6] for k, v in batches[0].items()}, mesh)
+    raise AssertionError("a batch of 6 rows on 4 devices did not raise")
+except ValueError as e:
+    assert "6" in str(e) and "4 devices" in str(e), f"unclear message: {e}"
+print("PARALLEL OK")
+"""
+
+
+def test_data_parallel_training_matches_one_device():
+    tests = Path(__file__).parent
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", CHECK], check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "PARALLEL OK" in done.stdout, f"subprocess failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+
+
+def test_shard_batch_needs_equal_row_counts():
+    batch = {"windows": np.zeros((4, 3), np.int32), "labels": np.zeros(3, np.int32)}
+    with pytest.raises(ValueError, match=r"same number of rows.*\[3, 4\]"):
+        parallel.shard_batch(batch, parallel.data_mesh())
