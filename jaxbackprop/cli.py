@@ -154,6 +154,22 @@ def _predict(args) -> int:
     return 0
 
 
+def _attribute_docs(cls) -> dict:
+    """``{name: description}`` from the ``Attributes:`` section of a dataclass docstring."""
+    docs, name = {}, None
+    section = cls.__doc__.split("Attributes:", 1)[-1]
+    for line in section.splitlines():
+        head, sep, rest = line.strip().partition(": ")
+        if sep and line.startswith(" " * 6) and not line.startswith(" " * 8):
+            for part in head.split(", "):
+                docs[part] = rest
+            name = head
+        elif name and line.strip():
+            for part in name.split(", "):
+                docs[part] += " " + line.strip()
+    return docs
+
+
 def _add_train_options(parser) -> None:
     import dataclasses
 
@@ -161,6 +177,7 @@ def _add_train_options(parser) -> None:
     from jaxbackprop.nonlinearities import ACTIVATIONS
 
     defaults = train.TrainConfig()
+    docs = _attribute_docs(train.TrainConfig)
     choices = {"grad": train.GRADS, "impl": train.IMPLS, "schedule": train.SCHEDULES, "embeddings_mode": train.EMBEDDING_MODES,
                "activation": ACTIVATIONS, "init": ("xavier", "normal", "zeros")}  # fmt: skip
     group = parser.add_argument_group("model and training (defaults: the best configuration found on CoNLL-2003)")
@@ -168,9 +185,10 @@ def _add_train_options(parser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         if isinstance(default, bool):
-            group.add_argument(flag, action="store_true", default=None, help=f"(default: {default})")
+            group.add_argument(flag, action="store_true", default=None, help=f"{docs.get(f.name, '')} (default: {default})")
         else:
-            group.add_argument(flag, type=type(default), choices=choices.get(f.name), default=None, help=f"(default: {default})")
+            group.add_argument(flag, type=type(default), choices=choices.get(f.name), default=None,
+                               help=f"{docs.get(f.name, '')} (default: {default})")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
