@@ -1,0 +1,164 @@
+"""Sweeps: one literal table drives the run, the vmapped-vs-alone check, divergence and the files."""
+
+import csv
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from helpers import assert_trees_close
+
+from jaxbackprop import sweep, synthetic, train
+
+BASE = train.TrainConfig(hidden_dim=8, casing_dim=2, window=3, batch_size=64, epochs=2, schedule="constant")
+# Two groups (sgd, adam). The adam rows vary every per-member field: rate, schedule, L2 and seed.
+TABLE = [
+    {"optimizer": "sgd", "learning_rate": 0.1},
+    {"optimizer": "sgd", "learning_rate": 1e6},  # diverges
+    {"optimizer": "adam", "learning_rate": 1e-2},
+    {"optimizer": "adam", "learning_rate": 3e-3, "schedule": "cosine", "l2": 1e-2, "seed": 3},
+]
+DIVERGING = [1]
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    c = synthetic.synthetic_corpus(seed=1, n_train=150, n_dev=30, n_test=30)
+    return train.prepare(c["train"], c["dev"], c["test"], window=3)
+
+
+@pytest.fixture(scope="module")
+def swept(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    return out, sweep.run_sweep(TABLE, corpus, out, base=BASE, log=lambda *_: None)
+
+
+def adam_rows():
+    return [i for i, row in enumerate(TABLE) if row["optimizer"] == "adam"]
+
+
+@pytest.fixture(scope="module")
+def adam_group(corpus):
+    return sweep.train_group([sweep.configure(TABLE[i], BASE) for i in adam_rows()], corpus, data_seed=BASE.seed, log=lambda *_: None)
+
+
+def train_alone(cfg, corpus, data_seed):
+    """The reference: train.make_step_for (L2 inside the model, optax schedule), one member at a
+    time, with the sweep's shared data order and the member's own init and dropout keys."""
+    mcfg, params = train.init_run_params(cfg, corpus)
+    steps = -(-len(corpus.train.windows) // cfg.batch_size)
+    opt_state, step = train.make_step_for(cfg, mcfg, params, steps)
+    losses = []
+    for epoch in range(1, cfg.epochs + 1):
+        order = np.random.default_rng([data_seed, epoch]).permutation(len(corpus.train.windows))
+        key = jax.random.fold_in(jax.random.key(cfg.seed), epoch)
+        for i, batch in enumerate(train.padded_batches(corpus.train, cfg.batch_size, order)):
+            params, opt_state, J = step(params, opt_state, train._model_batch(batch, mcfg), jax.random.fold_in(key, i))
+            losses.append(float(J))
+    return params, float(np.mean(losses[-steps:]))
+
+
+def test_vmapped_group_matches_training_each_member_alone(corpus, adam_group):
+    for k, i in enumerate(adam_rows()):
+        params, last_loss = train_alone(sweep.configure(TABLE[i], BASE), corpus, BASE.seed)
+        member = jax.tree.map(lambda x, k=k: x[k], adam_group.params)
+        assert_trees_close(member, params, rtol=1e-5)
+        assert adam_group.curves[k][-1]["train_loss"] == pytest.approx(last_loss, rel=1e-5)
+
+
+def test_a_new_learning_rate_reuses_the_compiled_step(corpus, adam_group):
+    cfgs = [sweep.configure({**TABLE[i], "learning_rate": 0.5}, BASE) for i in adam_rows()]
+    mcfg = train.model_config(dataclasses.replace(cfgs[0], l2=0.0), corpus)
+    _, step = sweep.group_step(mcfg, "adam", "manual", "pure", BASE.word_dropout, False, True)  # as train_group
+    before = step._cache_size()
+    sweep.train_group(cfgs, corpus, data_seed=BASE.seed, log=lambda *_: None)
+    assert step._cache_size() == before == 1
+
+
+def test_a_diverging_member_is_recorded_and_the_others_finish(swept):
+    _, rows = swept
+    for i, row in enumerate(rows):
+        assert row["diverged"] == (i in DIVERGING), (i, row)
+        if i in DIVERGING:
+            assert row["best_dev_f1"] is None and row["diverged_epoch"] == 1
+        else:
+            assert 0 <= row["best_dev_f1"] <= 1 and row["best_epoch"] in (1, 2) and np.isfinite(row["final_train_loss"])
+
+
+def test_the_sweep_writes_every_file(swept):
+    out, rows = swept
+    for name in ("results.csv", "results.json", "curves.json", "curves.png", "heatmap.png", "config.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
+    assert json.loads((out / "results.json").read_text()) == rows
+    with open(out / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["optimizer"] for r in table] == [row["optimizer"] for row in TABLE]
+    assert [r["diverged"] for r in table] == [str(i in DIVERGING) for i in range(len(TABLE))]
+    curves = json.loads((out / "curves.json").read_text())
+    assert [c["config"] for c in curves] == TABLE
+    assert [len(c["epochs"]) for c in curves] == [0 if i in DIVERGING else BASE.epochs for i in range(len(TABLE))]
+    config = json.loads((out / "config.json").read_text())
+    assert config["table"] == TABLE and config["environment"]["jax"] == jax.__version__
+    assert sorted(g["group"] for g in config["plan"]) == [0, 1]
+
+
+def test_rows_group_by_optimizer_and_shapes():
+    cfgs = [sweep.configure(row, BASE) for row in TABLE]
+    assert sweep.group_indices(cfgs) == [[0, 1], [2, 3]]
+    default = [sweep.configure(row, BASE) for row in sweep.default_table()]
+    assert [len(g) for g in sweep.group_indices(default)] == [len(sweep.LEARNING_RATES)] * len(sweep.OPTIMIZERS)
+    with pytest.raises(ValueError, match="unknown TrainConfig fields \\['lr'\\]"):
+        sweep.configure({"lr": 0.1}, BASE)
+
+
+@pytest.mark.parametrize(
+    "n_members, param_bytes, batch_size, expected",
+    [
+        (16, 4_400_000, 32, 1),  # V=20k: the stacked state would not fit the cache budget
+        (16, 100_000, 32, 4),  # tiny model, small batch: as many as fit 2 MiB / (5 copies * 0.1 MB)
+        (16, 100_000, 512, 1),  # compute-bound batch: sequential
+        (16, 20_000, 128, 16),  # a model this small: all of them
+        (2, 100, 1, 2),  # never more than there are members
+    ],
+)
+def test_choose_chunk(n_members, param_bytes, batch_size, expected):
+    assert sweep.choose_chunk(n_members, param_bytes, batch_size) == expected
+
+
+def test_choose_chunk_rejects_nonsense():
+    with pytest.raises(ValueError, match="must be >= 1"):
+        sweep.choose_chunk(0, 100, 32)
+
+
+SHARDED = """
+import json, sys
+import numpy as np
+from jaxbackprop import synthetic, sweep, train
+sys.path.insert(0, {tests!r})
+import test_sweep as t
+c = synthetic.synthetic_corpus(seed=1, n_train=150, n_dev=30, n_test=30)
+corpus = train.prepare(c["train"], c["dev"], c["test"], window=3)
+run = sweep.train_group([sweep.configure(t.TABLE[i], t.BASE) for i in t.adam_rows()], corpus, data_seed=t.BASE.seed, log=lambda *_: None)
+np.savez({out!r}, **{{k: np.asarray(v) for k, v in run.params.items()}})
+print(json.dumps({{"devices": run.devices}}))
+"""
+
+
+@pytest.mark.slow
+def test_members_shard_across_devices(adam_group, tmp_path):
+    """Two members padded to four forced host devices, the configs axis sharded: same parameters."""
+    out = tmp_path / "params.npz"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    script = textwrap.dedent(SHARDED).format(tests=str(Path(__file__).parent), out=str(out))
+    proc = subprocess.run([sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"devices": 4}
+    with np.load(out) as sharded:
+        assert_trees_close(dict(sharded), jax.tree.map(np.asarray, adam_group.params), rtol=1e-5)
