@@ -214,7 +214,8 @@ def _add_train_options(parser) -> None:
         if isinstance(default, bool):
             group.add_argument(flag, action="store_true", default=None, help=f"{docs.get(f.name, '')} (default: {default})")
         else:
-            group.add_argument(flag, type=type(default), choices=choices.get(f.name), default=None,
+            kind = float if default is None else type(default)  # optional rates default to None
+            group.add_argument(flag, type=kind, choices=choices.get(f.name), default=None,
                                help=f"{docs.get(f.name, '')} (default: {default})")  # fmt: skip
 
 

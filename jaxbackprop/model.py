@@ -44,7 +44,9 @@ class ModelConfig:
       head: ``"softmax"`` (cross-entropy over classes) or ``"score"`` (the lecture's s = u.h
         with a max-margin loss against a corrupted window).
       l2: lambda of the ``lambda/2 (||W||^2 + ||U||^2)`` penalty (``u`` for the score head).
-      dropout: rate of inverted dropout on x and on h while training (0 disables it).
+      dropout: rate of inverted dropout on h while training (0 disables it), and on x too unless
+        input_dropout is given.
+      input_dropout: rate of inverted dropout on x (None: the same as ``dropout``).
       casing_size: number of casing categories (0: no casing feature).
       casing_dim: dc, width of the casing embedding ``Ecase`` (used when casing_size > 0).
     """
@@ -58,6 +60,7 @@ class ModelConfig:
     head: str = "softmax"
     l2: float = 0.0
     dropout: float = 0.0
+    input_dropout: float | None = None
     casing_size: int = 0
     casing_dim: int = 0
 
@@ -74,8 +77,10 @@ class ModelConfig:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if not (isinstance(self.l2, (int, float)) and self.l2 >= 0 and math.isfinite(self.l2)):
             raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
-        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("dropout", "input_dropout"):
+            rate = getattr(self, name)
+            if not (rate is None and name == "input_dropout") and not (isinstance(rate, (int, float)) and 0 <= rate < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
         _require_int("casing_size", self.casing_size, minimum=0)
         _require_int("casing_dim", self.casing_dim, minimum=0)
         if (self.casing_size > 0) != (self.casing_dim > 0):
@@ -255,18 +260,21 @@ def check_batch(batch, cfg: ModelConfig) -> None:
 
 
 def dropout_masks(key, cfg: ModelConfig, batch_size: int, dtype):
-    """Inverted-dropout masks for x and h: 0 with prob. ``cfg.dropout``, else 1/(1-rate).
+    """Inverted-dropout masks for x and h: 0 with prob. rate, else 1/(1-rate).
 
     Returns None when no dropout applies (no key, or rate 0). Shared by the model and the
     hand-derived backward pass, so both see exactly the same masks for the same key.
     """
-    if key is None or cfg.dropout == 0:
+    rate_x = cfg.dropout if cfg.input_dropout is None else cfg.input_dropout
+    if key is None or (cfg.dropout == 0 and rate_x == 0):
         return None
-    keep = 1.0 - cfg.dropout
     kx, kh = jax.random.split(key)
-    mx = jax.random.bernoulli(kx, keep, (batch_size, cfg.input_dim)).astype(dtype) / keep
-    mh = jax.random.bernoulli(kh, keep, (batch_size, cfg.hidden_dim)).astype(dtype) / keep
-    return mx, mh
+    return _mask(kx, rate_x, (batch_size, cfg.input_dim), dtype), _mask(kh, cfg.dropout, (batch_size, cfg.hidden_dim), dtype)
+
+
+def _mask(key, rate, shape, dtype):
+    keep = 1.0 - rate
+    return jax.random.bernoulli(key, keep, shape).astype(dtype) / keep
 
 
 def window_vectors(params, windows, cfg: ModelConfig, casing=None):

@@ -40,7 +40,8 @@ class TrainConfig:
       activation: f, see :data:`jaxbackprop.nonlinearities.ACTIVATIONS`.
       init: initialisation of W and U: "xavier", "normal" or "zeros".
       l2: lambda of the L2 penalty on W and U.
-      dropout: inverted-dropout rate on x and h.
+      dropout: inverted-dropout rate on h (and on x unless input_dropout is set).
+      input_dropout: inverted-dropout rate on x (None: the same as dropout).
       word_dropout: fraction of training word ids replaced by <unk> each step, so the unknown
         word's vector learns what an unseen word looks like.
       casing_dim: width of the casing embedding (0: no casing feature).
@@ -70,6 +71,7 @@ class TrainConfig:
     init: str = "xavier"
     l2: float = 0.0
     dropout: float = 0.3
+    input_dropout: float | None = None
     word_dropout: float = 0.05
     casing_dim: int = 8
     embed_dim: int = 50
@@ -142,6 +144,7 @@ def model_config(cfg: TrainConfig, prepared: Prepared) -> model.ModelConfig:
     return model.ModelConfig(
         vocab_size=len(prepared.vocab), embed_dim=embed_dim, window=cfg.window, hidden_dim=cfg.hidden_dim,
         num_classes=len(prepared.tags), activation=cfg.activation, head="softmax", l2=cfg.l2, dropout=cfg.dropout,
+        input_dropout=cfg.input_dropout,
         casing_size=data.NUM_CASINGS if cfg.casing_dim else 0, casing_dim=cfg.casing_dim,
     )  # fmt: skip
 

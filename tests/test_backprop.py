@@ -209,3 +209,15 @@ def test_softmax_gradient_rows_sum_to_zero(x64):
     np.testing.assert_allclose(np.sum(dlogits, axis=1), 0.0, atol=1e-16)
     _, g = manual_value_and_grad(params, batch, cfg)
     assert abs(float(np.sum(g["c"]))) < 1e-15 and np.max(np.abs(g["c"])) > 1e-3
+
+
+def test_separate_input_dropout_rate(x64):
+    cfg = ModelConfig(vocab_size=20, embed_dim=4, window=3, hidden_dim=400, activation="relu", dropout=0.5, input_dropout=0.1)
+    params = gradcheck.check_params(0, cfg)
+    mx, mh = model.dropout_masks(jax.random.key(0), cfg, 50, jnp.float64)
+    assert abs(float(np.mean(mx == 0)) - 0.1) < 0.02 and abs(float(np.mean(mh == 0)) - 0.5) < 0.02
+    batch = make_batch(cfg, np.random.default_rng(0), 5)
+    (J_m, g_m), (J_a, g_a) = both_grads(params, batch, cfg, jax.random.key(1))
+    assert_trees_close(g_m, g_a, rtol=RTOL)
+    with pytest.raises(ValueError, match="input_dropout must be in"):
+        ModelConfig(vocab_size=5, input_dropout=1.0)
