@@ -1,0 +1,151 @@
+"""What every experiment script shares: ``--quick``/``--out``, median timing, and the result files.
+
+Each ``experiments/eNN_<name>.py`` measures one claim of the lecture and writes, into
+``experiments/results/eNN_<name>/`` (or ``--out``):
+
+* ``result.json`` -- the numbers first: the config, the measurements, the claim and the verdict,
+  ``environment`` (device and versions) and the exact ``command`` that made it;
+* ``*.png`` -- plots drawn from the numbers in ``result.json`` (never the other way round);
+* ``section.md`` -- a short markdown section that ``make_results.py`` gathers into RESULTS.md.
+
+All files are written atomically (temporary file, then rename), so an interrupted run never
+leaves a half-written result behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import shlex
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxbackprop import checkpoint, train
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+VERDICTS = ("supported", "partly supported", "not supported")
+
+
+def parse_args(name: str, doc: str, argv=None) -> argparse.Namespace:
+    """``--quick`` (seconds, for the smoke test) and ``--out`` (default results/<name>)."""
+    parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the smoke test)")
+    parser.add_argument("--out", type=Path, default=RESULTS / name, help=f"output folder (default: results/{name})")
+    args = parser.parse_args(argv)
+    args.command = " ".join(["python", f"experiments/{name}.py", *map(shlex.quote, argv or [])]).strip()
+    return args
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def _calls_for(fn, min_time: float) -> int:
+    """How many calls of ``fn`` make one timed repeat last at least ``min_time`` seconds."""
+    t = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t, 1e-7)
+    return max(1, math.ceil(min_time / once))
+
+
+def time_round_robin(fns: dict, *, repeats: int, min_time: float = 0.02, warmup: int = 2) -> dict:
+    """Median seconds per call of each ``fn`` (which must block until its result is ready).
+
+    Each fn is warmed up (``warmup`` calls: compiles and caches settle), then ``repeats`` rounds run one
+    repeat of every fn in turn, so load from other processes on a shared machine lands on all of
+    them alike. A repeat runs the fn enough times to last ``min_time``.
+
+    Returns:
+      ``{name: {"median_s", "q1_s", "q3_s", "calls_per_repeat", "repeats"}}``.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    calls = {name: _calls_for(fn, min_time) for name, fn in fns.items()}
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            times[name].append((time.perf_counter() - t) / calls[name])
+    out = {}
+    for name, ts in times.items():
+        q1, q3 = np.percentile(ts, [25, 75])
+        out[name] = {"median_s": statistics.median(ts), "q1_s": float(q1), "q3_s": float(q3),
+                     "calls_per_repeat": calls[name], "repeats": repeats}  # fmt: skip
+    return out
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of log10(y) against log10(x): the power p in y ~ x^p."""
+    x, y = np.log10(np.asarray(x, float)), np.log10(np.asarray(y, float))
+    return float(np.polyfit(x, y, 1)[0])
+
+
+# ----------------------------------------------------------------------------- result files
+
+
+def section(*, number: int, title: str, claim: str, measured: list, verdict: str, why: str, plots: list, command: str) -> str:
+    """The markdown section of one experiment; plot paths are relative to its own folder."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    lines = [f"## E{number:02d}. {title}", "", f"**Lecture's claim.** {claim}", "", "**Measured.**", ""]
+    lines += [f"- {m}" for m in measured]
+    lines += ["", f"**Verdict: {verdict}.** {why}", ""]
+    lines += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
+    return "\n".join(lines + ["```bash", command, "```", ""])
+
+
+def write_results(args, result: dict, section_md: str, started: float) -> dict:
+    """Add environment, command and runtime to ``result``; write result.json and section.md."""
+    if result.get("verdict") not in VERDICTS:
+        raise ValueError(f"result['verdict'] must be one of {VERDICTS}, got {result.get('verdict')!r}")
+    result = {**result, "quick": bool(args.quick), "command": args.command, "runtime_s": round(time.perf_counter() - started, 2),
+              "environment": train.environment(), "host": host()}  # fmt: skip
+    checkpoint.write_json(args.out / "result.json", _plain(result))
+    checkpoint.write_text(args.out / "section.md", section_md)
+    return result
+
+
+def host() -> dict:
+    """The CPU this ran on and how busy it was: timings on a shared machine need both."""
+    model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu_model": model or platform.processor() or None, "usable_cpus": usable, "load_average": load}
+
+
+def _plain(obj):
+    """numpy scalars and arrays as JSON numbers and lists; NaN and inf as strings JSON can hold."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else str(float(obj))
+    return obj
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """A number for prose: 3 significant digits, scientific notation outside [1e-3, 1e5)."""
+    x = float(x)
+    if x == 0 or 1e-3 <= abs(x) < 1e5:
+        return f"{x:.{digits}g}"
+    return f"{x:.{max(digits - 1, 0)}e}"
