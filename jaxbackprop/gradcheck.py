@@ -85,17 +85,17 @@ class GradCheckResult:
 
     def table(self) -> str:
         head = (
-            f"{'tensor':<6} {'shape':<10} {'probes':<13} {'|grad|max':>9}  "
-            f"{'manual~autodiff':^23}  {'numeric~manual':^23}  {'numeric~autodiff':^16}  ok"
+            f"{'tensor':<6} {'shape':<12} {'probes':<13} {'|grad|max':>9}  "
+            f"{'manual~autodiff':^29}  {'numeric~manual':^29}  {'numeric~autodiff':^16}  ok"
         )
-        sub = f"{'':<41}  {'max abs':>9} {'max rel':>9} {'at':<3}  {'max abs':>9} {'max rel':>9} {'at':<3}  {'max rel':>9}"
+        sub = f"{'':<43}  {'max abs':>9} {'max rel':>9} {'at':<9}  {'max abs':>9} {'max rel':>9} {'at':<9}  {'max rel':>9}"
         lines = ([self.label] if self.label else []) + [head, sub]
         for t in self.tensors:
             m, n, a = t.manual_vs_autodiff, t.numeric_vs_manual, t.numeric_vs_autodiff
             lines.append(
-                f"{t.name:<6} {str(t.shape):<10} {t.probes:<13} {t.grad_max:9.2e}  "
-                f"{m.max_abs:9.1e} {m.max_rel:9.1e} {_fmt_index(m.worst):<3}  "
-                f"{n.max_abs:9.1e} {n.max_rel:9.1e} {_fmt_index(n.worst):<3}  {a.max_rel:9.1e}  "
+                f"{t.name:<6} {str(t.shape):<12} {t.probes:<13} {t.grad_max:9.2e}  "
+                f"{m.max_abs:9.1e} {m.max_rel:9.1e} {_fmt_index(m.worst):<9}  "
+                f"{n.max_abs:9.1e} {n.max_rel:9.1e} {_fmt_index(n.worst):<9}  {a.max_rel:9.1e}  "
                 f"{'yes' if t.passed else 'NO'}"
             )
         return "\n".join(lines)
