@@ -11,7 +11,9 @@ FILE = re.compile(r"(?:jaxbackprop/)?(\w+\.py)")
 
 def _spans(path: Path) -> dict:
     tree = ast.parse(path.read_text())
-    return {n.name: (n.lineno, n.end_lineno) for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    # a function's lines start at its first decorator
+    return {n.name: (min([n.lineno] + [d.lineno for d in n.decorator_list]), n.end_lineno) for n in nodes}
 
 
 def test_every_line_reference_in_the_derivation_lands_in_its_function():
@@ -28,7 +30,7 @@ def test_every_line_reference_in_the_derivation_lands_in_its_function():
                 continue  # a name that is not a function of that file (a variable, a key)
             start, end = spans[name]
             checked += 1
-            if b < start or a > end:
+            if a < start or b > end:  # the cited lines must lie inside the function
                 wrong.append(f"derivation.md:{lineno}: `{name}` cites {current} lines {a}-{b}, but it spans {start}-{end}")
         current = (FILE.findall(line) or [current])[-1]
     assert checked >= 20, f"only {checked} references recognised: has the format changed?"
