@@ -65,30 +65,30 @@ class TrainConfig:
       min_count: words seen fewer times in training become <unk> (unless pretrained).
     """
 
-    window: int = 5
-    hidden_dim: int = 300
+    window: int = 7
+    hidden_dim: int = 500
     activation: str = "relu"
     init: str = "xavier"
     l2: float = 0.0
     dropout: float = 0.3
     input_dropout: float | None = None
     word_dropout: float = 0.05
-    casing_dim: int = 8
+    casing_dim: int = 16
     embed_dim: int = 50
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    schedule: str = "step"
+    learning_rate: float = 5e-3
+    schedule: str = "cosine"
     decay_epochs: int = 3
     decay_rate: float = 0.5
     epochs: int = 12
-    batch_size: int = 128
+    batch_size: int = 1024
     patience: int = 0
     seed: int = 0
     grad: str = "manual"
     impl: str = "pure"
     embeddings_mode: str = "finetune"
     sparse: bool = False
-    min_count: int = 1
+    min_count: int = 2
 
     def __post_init__(self):
         for name, allowed in (("grad", GRADS), ("impl", IMPLS), ("schedule", SCHEDULES), ("embeddings_mode", EMBEDDING_MODES)):
