@@ -8,7 +8,9 @@ import pytest
 
 from jaxbackprop import checkpoint, cli, data, synthetic, train
 
-TINY = dict(window=3, hidden_dim=16, casing_dim=4, epochs=2, batch_size=64, decay_epochs=1)
+# explicit, so the tests do not depend on the (CoNLL-tuned) defaults
+TINY = dict(window=3, hidden_dim=16, casing_dim=4, epochs=2, batch_size=64, learning_rate=1e-2, schedule="step",
+            decay_epochs=1, min_count=1)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,14 @@ def test_smoke_run_writes_every_file(corpus, tmp_path):
 def test_resume_reaches_the_same_result(corpus, tmp_path):
     cfg = train.TrainConfig(**{**TINY, "epochs": 3})
     run(cfg, corpus, tmp_path / "full")
-    run(train.TrainConfig(**{**TINY, "epochs": 1}), corpus, tmp_path / "parts")
-    # the interrupted run's config said 1 epoch; resume it with the full config
+
+    def interrupt_after_first_epoch(line):
+        if line.startswith("epoch   1/"):
+            raise KeyboardInterrupt  # like Ctrl-C: epoch 1's checkpoint is already on disk
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(cfg, corpus, tmp_path / "parts", progress=False, log=interrupt_after_first_epoch)
+    assert len(checkpoint.read_jsonl(tmp_path / "parts" / "metrics.jsonl")) == 1
     run(cfg, corpus, tmp_path / "parts", resume=True)
     mcfg, params = train.init_run_params(cfg, corpus)
     template = (params, train.make_step_for(cfg, mcfg, params, steps_per_epoch=4)[0])
