@@ -18,14 +18,14 @@ unchanged by ``optax.sgd`` and ``optax.adagrad``. Lazy Adam is not dense Adam (s
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxbackprop import backprop
-from jaxbackprop import model
+from jaxbackprop import backprop, model
 
 
 def empty_slots(num_rows: int):
@@ -157,13 +157,13 @@ def adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> RowRule:
         return {"moments": jnp.zeros((E.shape[0], 2, E.shape[1]), E.dtype)}
 
     def update(E, state, ids, grads, lr, count):
-        old = _get(state["moments"], ids)  # (N, 2, d)
-        mu = (1 - b1) * grads + b1 * old[:, 0]
-        nu = (1 - b2) * (grads * grads) + b2 * old[:, 1]
+        decay = jnp.array([b1, b2], E.dtype)[None, :, None]  # (1, 2, 1): b1 for m, b2 for v
+        # [m; v] <- [b1; b2] [m; v] + [1 - b1; 1 - b2] [g; g^2], both moments in one pass  (N, 2, d)
+        new = decay * _get(state["moments"], ids) + (1 - decay) * jnp.stack([grads, grads * grads], axis=1)
         t = jnp.asarray(count, E.dtype)
-        mu_hat, nu_hat = mu / (1 - b1**t), nu / (1 - b2**t)
+        mu_hat, nu_hat = new[:, 0] / (1 - b1**t), new[:, 1] / (1 - b2**t)
         step = -lr * (mu_hat / (jnp.sqrt(nu_hat) + eps))
-        return _add(E, ids, step), {"moments": _set(state["moments"], ids, jnp.stack([mu, nu], axis=1))}
+        return _add(E, ids, step), {"moments": _set(state["moments"], ids, new)}
 
     return RowRule(init, update)
 

@@ -259,7 +259,8 @@ def _with_word_dropout(step, rate):
     if not rate:
         return step
 
-    @jax.jit
+    # donate like the sparse step itself, or every step would copy E and its moment tables
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
     def wrapped(params, opt_state, batch, key):
         k_words, k_step = jax.random.split(key)
         return step(params, opt_state, {**batch, "windows": drop_words(k_words, batch["windows"], rate)}, k_step)

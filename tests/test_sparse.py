@@ -9,7 +9,14 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbackprop import ModelConfig, backprop, gradcheck, manual_value_and_grad, model, sparse
+from jaxbackprop import (
+    ModelConfig,
+    backprop,
+    gradcheck,
+    manual_value_and_grad,
+    model,
+    sparse,
+)
 from tests.helpers import assert_trees_close
 
 RTOL = 1e-12  # float64; sparse and dense sum a repeated word's rows in different orders
@@ -217,7 +224,7 @@ def test_sparse_step_equals_dense_step(rule, case, x64):
     batches = [make_batch(cfg, rng) for _ in range(STEPS)]
     keys = list(jax.random.split(jax.random.key(0), STEPS)) if dropout else [None] * STEPS
     # a schedule for E's rate: it is called with the count of steps taken, as optax calls it
-    lr = lambda count: 0.5 * 0.8**count  # noqa: E731  (float64 under x64, unlike optax's schedules)
+    lr = lambda count: 0.5 * 0.8**count  # float64 under x64, unlike optax schedules (float32)
     make_tx = {"sgd": optax.sgd, "adagrad": optax.adagrad}[rule]
     got, state = sparse_run(cfg, make_tx(lr), rule, lr, params, batches, keys)
     want = dense_reference(cfg, make_tx(lr), params, batches, keys)
