@@ -144,3 +144,14 @@ def test_evaluate_rejects_a_malformed_file_with_its_line(tmp_path, corpus):
     bad.write_text("EU NNP B-NP B-ORG\nrejects VBZ\n")
     with pytest.raises(data.DataError, match=r"bad.txt:2:"):
         cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(bad)])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
+def test_sparse_training_equals_dense_where_the_math_is_equal(corpus, optimizer):
+    """Rows-only SGD / Adagrad on E give the dense result, word dropout and dropout included."""
+    base = dict(TINY, dropout=0.2, word_dropout=0.1, optimizer=optimizer, learning_rate=0.1)
+    with jax.enable_x64(True):
+        dense = _params_after_steps(train.TrainConfig(**base), corpus, 5, np.float64)
+        rows = _params_after_steps(train.TrainConfig(**base, sparse=True), corpus, 5, np.float64)
+    for k in dense:
+        np.testing.assert_allclose(rows[k], dense[k], rtol=1e-10, atol=1e-13, err_msg=k)
