@@ -133,19 +133,19 @@ def group_step(mcfg: model.ModelConfig, optimizer: str, grad: str, impl: str, wo
     value_and_grad = train.value_and_grad_fn(grad, impl)
 
     def member(params, opt_state, batch, key, lrs, l2, epoch, i, t):
+        def update(params, opt_state, batch, k_dropout):
+            J, grads = value_and_grad(params, batch, mcfg, key=k_dropout)
+            # J += l2/2 (||W||^2 + ||U||^2);  dJ/dW += l2 W : (H, n*d),  dJ/dU += l2 U : (C, H)
+            J = J + 0.5 * l2 * (jnp.sum(params["W"] ** 2) + jnp.sum(params["U"] ** 2))
+            grads = {**grads, "W": grads["W"] + l2 * params["W"], "U": grads["U"] + l2 * params["U"]}
+            opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lrs[t]})
+            updates, opt_state = tx.update(grads, opt_state, params)
+            if frozen:  # as train's multi_transform(set_to_zero) for E
+                updates = {**updates, "E": jnp.zeros_like(updates["E"])}
+            return optax.apply_updates(params, updates), opt_state, J
+
         key = jax.random.fold_in(jax.random.fold_in(key, epoch), i)  # as train._run_epoch
-        k_words, k_dropout = jax.random.split(key)
-        if word_dropout:
-            batch = {**batch, "windows": train.drop_words(k_words, batch["windows"], word_dropout)}
-        J, grads = value_and_grad(params, batch, mcfg, key=k_dropout)
-        # J += l2/2 (||W||^2 + ||U||^2);  dJ/dW += l2 W : (H, n*d),  dJ/dU += l2 U : (C, H)
-        J = J + 0.5 * l2 * (jnp.sum(params["W"] ** 2) + jnp.sum(params["U"] ** 2))
-        grads = {**grads, "W": grads["W"] + l2 * params["W"], "U": grads["U"] + l2 * params["U"]}
-        opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lrs[t]})
-        updates, opt_state = tx.update(grads, opt_state, params)
-        if frozen:  # as train's multi_transform(set_to_zero) for E
-            updates = {**updates, "E": jnp.zeros_like(updates["E"])}
-        return optax.apply_updates(params, updates), opt_state, J
+        return train.with_word_dropout(update, word_dropout)(params, opt_state, batch, key)
 
     if stacked:
         return tx, jax.jit(jax.vmap(member, in_axes=(0, 0, None, 0, 0, 0, None, None, None)))

@@ -61,7 +61,9 @@ class TrainConfig:
       grad: "manual" (hand-derived) or "autodiff" (jax.grad).
       impl: "pure" (functions over a dict) or "flax" (the NNX module).
       embeddings_mode: "finetune" (E is trained) or "frozen" (E keeps its initial values).
-      sparse: update only the embedding rows present in each batch (rows-only optimizer).
+      sparse: update only the embedding rows present in each batch: E follows the rows-only rule
+        of the optimizer for sgd and adagrad, and lazy Adam for every other optimizer; the dense
+        parameters keep the optax optimizer.
       min_count: words seen fewer times in training become <unk> (unless pretrained).
     """
 
@@ -225,19 +227,31 @@ def drop_words(key, windows, rate: float):
     return jnp.where(hit, data.UNK_ID, windows)
 
 
+def with_word_dropout(step, rate: float):
+    """Wrap ``step(params, opt_state, batch, key)``: split the key, replace words by <unk> at
+    ``rate`` with the first half, and pass the second half on as the step's dropout key.
+
+    Every step (dense, rows-only, flax) goes through this, so equal seeds give equal masks.
+    """
+
+    def wrapped(params, opt_state, batch, key):
+        k_words, k_step = jax.random.split(key)
+        if rate:
+            batch = {**batch, "windows": drop_words(k_words, batch["windows"], rate)}
+        return step(params, opt_state, batch, k_step)
+
+    return wrapped
+
+
 def make_train_step(cfg: model.ModelConfig, tx, value_and_grad, word_dropout: float = 0.0):
     """A jitted ``step(params, opt_state, batch, key) -> (params, opt_state, loss)``."""
 
-    @jax.jit
     def step(params, opt_state, batch, key):
-        k_words, k_dropout = jax.random.split(key)
-        if word_dropout:
-            batch = {**batch, "windows": drop_words(k_words, batch["windows"], word_dropout)}
-        J, grads = value_and_grad(params, batch, cfg, key=k_dropout)
+        J, grads = value_and_grad(params, batch, cfg, key=key)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, J
 
-    return step
+    return jax.jit(with_word_dropout(step, word_dropout))
 
 
 def make_step_for(cfg: TrainConfig, mcfg: model.ModelConfig, params, steps_per_epoch: int):
@@ -245,27 +259,15 @@ def make_step_for(cfg: TrainConfig, mcfg: model.ModelConfig, params, steps_per_e
     if cfg.sparse:
         from jaxbackprop import sparse
 
-        dense_tx = make_optimizer(cfg.optimizer, make_schedule(cfg, steps_per_epoch))
-        rule = {"sgd": "sgd", "adagrad": "adagrad"}.get(cfg.optimizer, "adam")
+        schedule = make_schedule(cfg, steps_per_epoch)
+        rule = cfg.optimizer if cfg.optimizer in ("sgd", "adagrad") else "adam"
         init, step = sparse.make_sparse_step(
-            mcfg, dense_tx, rule, make_schedule(cfg, steps_per_epoch), freeze_embeddings=cfg.embeddings_mode == "frozen"
+            mcfg, make_optimizer(cfg.optimizer, schedule), rule, schedule, freeze_embeddings=cfg.embeddings_mode == "frozen"
         )
-        return init(params), _with_word_dropout(step, cfg.word_dropout)
+        # donate like the sparse step itself, or every step would copy E and its moment tables
+        return init(params), jax.jit(with_word_dropout(step, cfg.word_dropout), donate_argnums=(0, 1))
     tx = make_transform(cfg, params, steps_per_epoch)
     return tx.init(params), make_train_step(mcfg, tx, value_and_grad_fn(cfg.grad, cfg.impl), cfg.word_dropout)
-
-
-def _with_word_dropout(step, rate):
-    if not rate:
-        return step
-
-    # donate like the sparse step itself, or every step would copy E and its moment tables
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
-    def wrapped(params, opt_state, batch, key):
-        k_words, k_step = jax.random.split(key)
-        return step(params, opt_state, {**batch, "windows": drop_words(k_words, batch["windows"], rate)}, k_step)
-
-    return wrapped
 
 
 # ----------------------------------------------------------------------------- evaluation
