@@ -20,26 +20,94 @@ import os
 import platform
 import shlex
 import statistics
+import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from jaxbackprop import checkpoint, train
+from jaxbackprop import checkpoint, data, embeddings, synthetic, train
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 VERDICTS = ("supported", "partly supported", "not supported")
 
 
-def parse_args(name: str, doc: str, argv=None) -> argparse.Namespace:
-    """``--quick`` (seconds, for the smoke test) and ``--out`` (default results/<name>)."""
+def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False) -> argparse.Namespace:
+    """``--quick`` (seconds, for the smoke test) and ``--out`` (default results/<name>).
+
+    With ``real_data`` the script also takes ``--conll DIR`` (CoNLL-2003 ``train.txt``,
+    ``valid.txt``, ``test.txt``) and ``--embeddings FILE``; on real data the default output folder
+    is ``results/<name>_conll``, so the synthetic and the real-data results live side by side.
+    """
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the smoke test)")
-    parser.add_argument("--out", type=Path, default=RESULTS / name, help=f"output folder (default: results/{name})")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: results/{name}, or results/{name}_conll)")
+    if real_data:
+        parser.add_argument("--conll", type=Path, default=None,
+                            help="folder holding CoNLL-2003 train.txt, valid.txt, test.txt (IOB2); default: the embedded synthetic corpus")
+        parser.add_argument("--embeddings", type=Path, default=None,
+                            help="GloVe / word2vec text vectors that seed E (default: synthetic vectors, or none with --conll)")  # fmt: skip
     args = parser.parse_args(argv)
+    if not real_data:
+        args.conll = args.embeddings = None
+    args.out = args.out or RESULTS / (f"{name}_conll" if args.conll else name)
     args.command = " ".join(["python", f"experiments/{name}.py", *map(shlex.quote, argv or [])]).strip()
     return args
+
+
+# ----------------------------------------------------------------------------- data and training runs
+
+
+CONLL_SPLITS = ("train.txt", "valid.txt", "test.txt")
+
+
+class Corpus(NamedTuple):
+    """Sentences of each split, pretrained (words, vectors) or None, and a line saying what it is."""
+
+    train: list
+    dev: list
+    test: list
+    pretrained: tuple | None
+    source: str
+
+
+def load_corpus(args) -> Corpus:
+    """The corpus an experiment runs on: ``--conll``/``--embeddings`` files, or the embedded default."""
+    if args.conll is None:
+        corpus = synthetic.synthetic_corpus(seed=0)
+        pretrained = embeddings.read_embeddings(args.embeddings) if args.embeddings else synthetic.synthetic_vectors()
+        return Corpus(corpus["train"], corpus["dev"], corpus["test"], pretrained, "the embedded synthetic corpus and its synthetic word vectors")
+    missing = [f for f in CONLL_SPLITS if not (args.conll / f).is_file()]
+    if missing:
+        raise SystemExit(f"error: --conll {args.conll}: missing {', '.join(missing)} (expected {', '.join(CONLL_SPLITS)})")
+    train_s, dev_s, test_s = (data.read_conll(args.conll / f) for f in CONLL_SPLITS)
+    pretrained = embeddings.read_embeddings(args.embeddings) if args.embeddings else None
+    vectors = f" with {args.embeddings.name} ({len(pretrained[0])} words)" if pretrained else " without pretrained vectors"
+    return Corpus(train_s, dev_s, test_s, pretrained, f"CoNLL-2003 ({args.conll}){vectors}")
+
+
+def prepare(corpus: Corpus, cfg: train.TrainConfig, train_sentences=None) -> train.Prepared:
+    """Windows for ``cfg`` (window, min_count, seed); ``train_sentences`` replaces the training split."""
+    sentences = corpus.train if train_sentences is None else train_sentences
+    return train.prepare(sentences, corpus.dev, corpus.test, corpus.pretrained, window=cfg.window, min_count=cfg.min_count, seed=cfg.seed)
+
+
+def train_run(cfg: train.TrainConfig, prepared: train.Prepared) -> tuple[list, dict]:
+    """``train.train_and_evaluate`` quietly in a temporary run directory: (per-epoch history, summary).
+
+    A diverged run is not an error here: it returns the epochs before divergence and
+    ``summary["diverged"] = True``.
+    """
+    with tempfile.TemporaryDirectory(prefix="jaxbackprop-exp-") as tmp:
+        try:
+            summary = train.train_and_evaluate(cfg, prepared, tmp, progress=False, log=lambda *_: None)
+            summary["diverged"] = False
+        except train.TrainingDiverged as e:
+            summary = {"diverged": True, "message": str(e)}
+        history = checkpoint.read_jsonl(Path(tmp) / "metrics.jsonl")
+    return history, summary
 
 
 # ----------------------------------------------------------------------------- timing
