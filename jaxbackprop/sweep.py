@@ -144,7 +144,7 @@ def group_step(mcfg: model.ModelConfig, optimizer: str, grad: str, impl: str, wo
                 updates = {**updates, "E": jnp.zeros_like(updates["E"])}
             return optax.apply_updates(params, updates), opt_state, J
 
-        key = jax.random.fold_in(jax.random.fold_in(key, epoch), i)  # as train._run_epoch
+        key = jax.random.fold_in(jax.random.fold_in(key, epoch), i)  # as train.run_epoch
         return train.with_word_dropout(update, word_dropout)(params, opt_state, batch, key)
 
     if stacked:

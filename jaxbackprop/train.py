@@ -307,7 +307,11 @@ def predict_labels(params, ds: data.Dataset, cfg: model.ModelConfig, batch_size:
 
 
 def evaluate(params, ds: data.Dataset, tags, cfg: model.ModelConfig) -> dict:
-    """Entity-level precision/recall/F1 (CoNLL rules), token accuracy and mean loss on ``ds``."""
+    """Entity-level precision/recall/F1 (CoNLL rules), token accuracy and loss on ``ds``.
+
+    ``loss`` is the training objective -- mean cross-entropy plus the L2 penalty -- so that it
+    compares with the training loss; evaluate with an ``l2=0`` config for the data loss alone.
+    """
     pred, loss_sum = predict_labels(params, ds, cfg)
     tag_arr = np.asarray(tags)
     true_seqs = metrics.split_by_lengths(list(tag_arr[ds.labels]), ds.sentence_lengths)
@@ -370,7 +374,7 @@ def train_and_evaluate(cfg: TrainConfig, prepared: Prepared, run_dir, *, resume=
         _write_run_files(run_dir, cfg, mcfg, prepared)
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        params_new, opt_state_new, train_loss = _run_epoch(step, params, opt_state, prepared.train, cfg, mcfg, epoch, steps_per_epoch, progress)
+        params_new, opt_state_new, train_loss = run_epoch(step, params, opt_state, prepared.train, cfg, mcfg, epoch, steps_per_epoch, progress)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
                 f"epoch {epoch}: the training loss became {train_loss} (learning rate {cfg.learning_rate:g} too large?); "
@@ -406,7 +410,8 @@ def _write_run_files(run_dir: Path, cfg, mcfg, prepared: Prepared) -> None:
     checkpoint.write_text(run_dir / "vocab.json", prepared.vocab.to_json())
 
 
-def _run_epoch(step, params, opt_state, ds, cfg: TrainConfig, mcfg, epoch: int, steps_per_epoch: int, progress: bool):
+def run_epoch(step, params, opt_state, ds, cfg: TrainConfig, mcfg, epoch: int, steps_per_epoch: int, progress: bool = False):
+    """One pass over ``ds`` in the shuffled order of (seed, epoch): ``(params, opt_state, mean loss)``."""
     # shuffling and dropout depend only on (seed, epoch, step): a resumed run replays them exactly
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(ds.windows))
     key = jax.random.fold_in(jax.random.key(cfg.seed), epoch)
