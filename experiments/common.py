@@ -89,9 +89,9 @@ def load_corpus(args) -> Corpus:
 
 
 def prepare(corpus: Corpus, cfg: train.TrainConfig, train_sentences=None) -> train.Prepared:
-    """Windows for ``cfg`` (window, min_count, seed); ``train_sentences`` replaces the training split."""
+    """Windows for ``cfg`` (window, min_count, seed, suffixes); ``train_sentences`` replaces the training split."""
     sentences = corpus.train if train_sentences is None else train_sentences
-    return train.prepare(sentences, corpus.dev, corpus.test, corpus.pretrained, window=cfg.window, min_count=cfg.min_count, seed=cfg.seed)
+    return train.prepare_for(cfg, sentences, corpus.dev, corpus.test, corpus.pretrained)
 
 
 def train_run(cfg: train.TrainConfig, prepared: train.Prepared) -> tuple[list, dict]:

@@ -62,7 +62,7 @@ def window_bwd(params, residuals, dh, cfg: model.ModelConfig):
     # x = [E[w_1]; ...; E[w_n]; ...]: the word slices of dJ/dx are the gradients of those rows
     word_rows = dx[:, : n * d].reshape(B * n, d)  # (B n, d)
     if cfg.uses_casing:
-        case_rows = dx[:, n * d :].reshape(B * n, cfg.casing_dim)
+        case_rows = dx[:, n * d :].reshape(B * cfg.feature_width, cfg.casing_dim)  # (B n k, dc)
         grads["Ecase"] = scatter_rows(casing.reshape(-1), case_rows, cfg.casing_size)
     return grads, windows.reshape(-1), word_rows
 

@@ -102,7 +102,7 @@ def _train(args) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(train.TrainConfig) if getattr(args, f.name, None) is not None}
     cfg = train.TrainConfig(**overrides)
     train_s, dev_s, test_s, pretrained = _load_corpus(args)
-    prepared = train.prepare(train_s, dev_s, test_s, pretrained, window=cfg.window, min_count=cfg.min_count, seed=cfg.seed)
+    prepared = train.prepare_for(cfg, train_s, dev_s, test_s, pretrained)
     if prepared.coverage:
         c = prepared.coverage
         print(f"pretrained vectors cover {c['found']} of {c['vocab_size']} vocabulary words ({c['fraction']:.1%})")
@@ -169,7 +169,7 @@ def _sweep(args) -> int:
     table = [{"optimizer": o, "learning_rate": lr, "schedule": s, "l2": l2, "seed": seed}
              for o, lr, s, l2, seed in itertools.product(optimizers, rates, args.schedule or ("constant",),
                                                          args.l2 or (0.0,), args.seed or (0,))]  # fmt: skip
-    prepared = train.prepare(train_s, dev_s, None, pretrained, window=base.window, min_count=base.min_count)
+    prepared = train.prepare_for(base, train_s, dev_s, None, pretrained)
     out = args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"sweep of {len(table)} configurations, {base.epochs} epoch(s) each -> {out}")
     rows = sweep.run_sweep(table, prepared, out, base=base, chunk=args.chunk)

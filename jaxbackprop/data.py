@@ -188,17 +188,36 @@ def casing_id(token: str) -> int:
 # ----------------------------------------------------------------------------- vocabulary and tags
 
 
+def suffix(token: str, length: int) -> str:
+    """The last ``length`` characters of the token's normalised form (the whole of a shorter one).
+
+    >>> suffix("Brussels", 3), suffix("EU", 3)
+    ('els', 'eu')
+    """
+    return normalize_word(token)[-length:]
+
+
 @dataclasses.dataclass(frozen=True)
 class Vocab:
-    """Normalised words and their ids; ids 0..3 are ``<pad> <s> </s> <unk>``.
+    """Normalised words and their ids (0..3 are ``<pad> <s> </s> <unk>``), and per-word features.
+
+    Every word has ``features_per_word`` feature ids, rows of the model's feature table ``Ecase``
+    (``feature_size`` rows): its casing (:data:`CASINGS`), then -- if ``suffix_len`` > 0 -- its
+    normalised suffix, ``NUM_CASINGS + 2 + i`` for ``suffixes[i]``, ``NUM_CASINGS + 1`` for a suffix
+    never seen in training, ``NUM_CASINGS`` beyond a sentence edge.
 
     >>> v = Vocab(RESERVED + ("the", "eu"))
     >>> len(v), v.ids(["The", "EU", "lamb"]).tolist()
     (6, [4, 5, 3])
+    >>> Vocab(RESERVED, suffix_len=2, suffixes=("he",)).features(["The", "EU"]).tolist()
+    [[3, 9], [2, 8]]
     """
 
     words: tuple[str, ...] = dataclasses.field(repr=False)
+    suffix_len: int = 0
+    suffixes: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     index: dict = dataclasses.field(init=False, repr=False, compare=False)
+    suffix_index: dict = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         words = tuple(self.words)
@@ -208,8 +227,38 @@ class Vocab:
         if len(index) != len(words):
             dup = next(w for w, c in collections.Counter(words).items() if c > 1)
             raise ValueError(f"duplicate word {dup!r} in vocabulary")
+        if isinstance(self.suffix_len, bool) or not isinstance(self.suffix_len, int) or self.suffix_len < 0:
+            raise ValueError(f"suffix_len must be an integer >= 0, got {self.suffix_len!r}")
+        if self.suffixes and not self.suffix_len:
+            raise ValueError("suffixes given but suffix_len is 0")
         object.__setattr__(self, "words", words)
+        object.__setattr__(self, "suffixes", tuple(self.suffixes))
         object.__setattr__(self, "index", index)
+        object.__setattr__(self, "suffix_index", {x: NUM_CASINGS + 2 + i for i, x in enumerate(self.suffixes)})
+
+    @property
+    def features_per_word(self) -> int:
+        """k: the casing id, plus the suffix id when suffixes are used."""
+        return 2 if self.suffix_len else 1
+
+    @property
+    def feature_size(self) -> int:
+        """Rows of the feature table: the casings, plus edge, unseen and every known suffix."""
+        return NUM_CASINGS + (2 + len(self.suffixes) if self.suffix_len else 0)
+
+    def features(self, tokens: Iterable[str]) -> np.ndarray:
+        """int32 (N, k) feature ids of the tokens: casing, then suffix (see the class docstring)."""
+        tokens = list(tokens)
+        casing = np.fromiter(map(casing_id, tokens), np.int32, count=len(tokens))
+        if not self.suffix_len:
+            return casing[:, None]
+        get, unseen = self.suffix_index.get, NUM_CASINGS + 1
+        suffix_ids = np.fromiter((get(suffix(t, self.suffix_len), unseen) for t in tokens), np.int32, count=len(tokens))
+        return np.stack([casing, suffix_ids], axis=1)
+
+    def edge_features(self) -> np.ndarray:
+        """int32 (k,) feature ids of a slot beyond a sentence edge."""
+        return np.array([PAD_CASING, NUM_CASINGS][: self.features_per_word], np.int32)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -223,24 +272,28 @@ class Vocab:
         return np.fromiter((get(normalize_word(t), UNK_ID) for t in tokens), np.int32)
 
     def to_json(self) -> str:
-        return json.dumps({"words": list(self.words)}, ensure_ascii=False)
+        return json.dumps({"words": list(self.words), "suffix_len": self.suffix_len, "suffixes": list(self.suffixes)}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Vocab":
         data = json.loads(text)
         if not (isinstance(data, dict) and isinstance(data.get("words"), list)):
             raise ValueError('vocabulary JSON must be an object {"words": [...]}')
-        if not all(isinstance(w, str) for w in data["words"]):
-            raise ValueError("vocabulary JSON words must all be strings")
-        return cls(tuple(data["words"]))
+        suffixes = data.get("suffixes", [])
+        if not all(isinstance(w, str) for w in data["words"] + suffixes):
+            raise ValueError("vocabulary JSON words and suffixes must all be strings")
+        return cls(tuple(data["words"]), data.get("suffix_len", 0), tuple(suffixes))
 
 
-def build_vocab(sentences: Sequence[Sentence], min_count: int = 1, extra_words: Iterable[str] = ()) -> Vocab:
+def build_vocab(sentences: Sequence[Sentence], min_count: int = 1, extra_words: Iterable[str] = (), *, suffix_len: int = 0,
+                suffix_min_count: int = 1) -> Vocab:  # fmt: skip
     """The vocabulary of training sentences plus the words of a pretrained file.
 
     Training words (normalised) seen at least ``min_count`` times come first, by descending
     count then alphabetically; then every normalised ``extra_words`` entry not already present,
     in its given order, so that dev/test words with a pretrained vector get their own id.
+    With ``suffix_len`` > 0, the suffixes of that length seen at least ``suffix_min_count``
+    times in training become features (sorted); rarer ones share the "unseen suffix" id.
 
     >>> s = [Sentence(("the", "EU", "the"), ("O", "B-ORG", "O"))]
     >>> build_vocab(s, extra_words=["cat", "the"]).words
@@ -254,7 +307,13 @@ def build_vocab(sentences: Sequence[Sentence], min_count: int = 1, extra_words: 
     kept = sorted((w for w, c in counts.items() if c >= min_count and w not in RESERVED), key=lambda w: (-counts[w], w))
     words = dict.fromkeys(RESERVED + tuple(kept))
     words.update((w, None) for w in map(normalize_word, extra_words) if w not in words)
-    return Vocab(tuple(words))
+    if isinstance(suffix_min_count, bool) or not isinstance(suffix_min_count, int) or suffix_min_count < 1:
+        raise ValueError(f"suffix_min_count must be an integer >= 1, got {suffix_min_count!r}")
+    suffixes = ()
+    if suffix_len:
+        suffix_counts = collections.Counter(suffix(t, suffix_len) for s in sentences for t in s.tokens)
+        suffixes = tuple(sorted(x for x, c in suffix_counts.items() if c >= suffix_min_count))
+    return Vocab(tuple(words), suffix_len, suffixes)
 
 
 def tags_from(sentences: Sequence[Sentence]) -> tuple[str, ...]:
@@ -282,7 +341,8 @@ class Dataset(NamedTuple):
 
     Attributes:
       windows: int32 (N, n) word ids, N tokens in all, the token itself in the middle column.
-      casing: int32 (N, n) casing ids (``PAD_CASING`` beyond the sentence edges).
+      casing: int32 (N, n*k) feature ids, word-major: the k ids of each window word in turn (see
+        :class:`Vocab`; k = 1 is the casing id alone, ``PAD_CASING`` beyond the sentence edges).
       labels: int32 (N,) tag ids, or None for raw text (:func:`windows_for_tokens`).
       sentence_lengths: int32 (S,) tokens per sentence, to split predictions back.
       tokens: the sentences' tokens, kept for printing predictions (may be None).
@@ -330,10 +390,12 @@ def windows_for_tokens(tokens_list: Sequence[Sequence[str]], vocab: Vocab, windo
     distinct = {}
     inverse = np.fromiter((distinct.setdefault(t, len(distinct)) for toks in tokens_list for t in toks), np.int64)
     word_ids = vocab.ids(distinct)[inverse]
-    casing = np.fromiter(map(casing_id, distinct), np.int32, count=len(distinct))[inverse]
+    features = vocab.features(distinct)[inverse]  # (N, k)
+    edge = vocab.edge_features()
+    feature_windows = [_gather_windows(features[:, j], lengths, window, edge[j], edge[j]) for j in range(len(edge))]
     return Dataset(
         windows=_gather_windows(word_ids, lengths, window, START_ID, END_ID),
-        casing=_gather_windows(casing, lengths, window, PAD_CASING, PAD_CASING),
+        casing=np.stack(feature_windows, axis=2).reshape(len(word_ids), window * len(edge)),  # (N, n, k) -> (N, n k)
         labels=None,
         sentence_lengths=lengths,
         tokens=[tuple(toks) for toks in tokens_list],

@@ -80,11 +80,11 @@ class WindowClassifier(nnx.Module):
         cfg = self.cfg
         model.check_ids("windows", windows, cfg.window, cfg.vocab_size)
         if cfg.uses_casing:
-            model.check_ids("casing", casing, cfg.window, cfg.casing_size)
+            model.check_ids("casing", casing, cfg.feature_width, cfg.casing_size)
         B = windows.shape[0]
         x = self.E(windows).reshape(B, cfg.window * cfg.embed_dim)  # (B, n d)
         if self.Ecase is not None:
-            x = jnp.concatenate([x, self.Ecase(casing).reshape(B, cfg.window * cfg.casing_dim)], axis=1)
+            x = jnp.concatenate([x, self.Ecase(casing).reshape(B, cfg.feature_width * cfg.casing_dim)], axis=1)
         masks = model.dropout_masks(key, cfg, B, x.dtype)
         if masks is not None:
             x = x * masks[0]

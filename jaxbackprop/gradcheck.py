@@ -304,7 +304,7 @@ def case_batch(case: str, seed: int, cfg: model.ModelConfig, batch_size: int = 8
         batch["corrupt"] = windows.copy()
         batch["corrupt"][:, mid] = rng.integers(0, cfg.vocab_size, B)
     if cfg.uses_casing:
-        batch["casing"] = rng.integers(0, cfg.casing_size, (B, n), dtype=np.int32)
+        batch["casing"] = rng.integers(0, cfg.casing_size, (B, cfg.feature_width), dtype=np.int32)
         if cfg.head == "score":
             batch["corrupt_casing"] = batch["casing"].copy()
     if weights is not None:
@@ -324,6 +324,7 @@ def check_matrix(
     num_classes: int = 5,
     casing_size: int = 4,
     casing_dim: int = 2,
+    features_per_word: int = 2,
     l2: float = 0.01,
     dropout: float = 0.2,
     batch_size: int = 8,
@@ -336,7 +337,7 @@ def check_matrix(
             cfg = model.ModelConfig(
                 vocab_size=vocab_size, embed_dim=embed_dim, window=window, hidden_dim=hidden_dim,
                 num_classes=num_classes, activation=activation, head=head, l2=l2, dropout=dropout,
-                casing_size=casing_size, casing_dim=casing_dim,
+                casing_size=casing_size, casing_dim=casing_dim, features_per_word=features_per_word,
             )  # fmt: skip
             params = check_params(seed, cfg)
             for i, case in enumerate(cases):

@@ -327,7 +327,7 @@ def _hidden(p, windows, casing, cfg):
     B = windows.shape[0]
     x = reshape(embedding(p["E"], windows), (B, cfg.window * cfg.embed_dim))  # (B, n d)
     if cfg.uses_casing:
-        xc = reshape(embedding(p["Ecase"], casing), (B, cfg.window * cfg.casing_dim))  # (B, n dc)
+        xc = reshape(embedding(p["Ecase"], casing), (B, cfg.feature_width * cfg.casing_dim))  # (B, n k dc)
         x = concat([x, xc], axis=1)  # (B, D)
     z = x @ transpose(p["W"]) + p["b"]  # (B, H); b (H,) is broadcast over the batch
     return activate(cfg.activation, z, p.get("alpha"))

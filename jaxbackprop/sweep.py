@@ -17,8 +17,9 @@ stacked on a leading "configs" axis and one jitted ``jax.vmap``-ed step updates 
   equals ``base.seed`` therefore retraces ``train.train_and_evaluate`` step for step.
 * Divergence: a member whose epoch loss is NaN/inf is marked diverged (its F1 is null). It keeps
   stepping with the others (its lanes are independent, so it cannot disturb them) but is
-  ignored from then on; the sweep never stops for it.
-* Early stopping (``patience``) is not applied: every member runs every epoch.
+  ignored from then on; the sweep never stops for it. A program whose members have all diverged
+  stops there.
+* Early stopping (``patience``) is not applied: every live member runs every epoch.
 
 Stacking is not free: a stacked embedding table falls out of cache, so :func:`choose_chunk`
 decides how many members share one program (1 = plain sequential training). With several
@@ -144,7 +145,7 @@ def group_step(mcfg: model.ModelConfig, optimizer: str, grad: str, impl: str, wo
                 updates = {**updates, "E": jnp.zeros_like(updates["E"])}
             return optax.apply_updates(params, updates), opt_state, J
 
-        key = jax.random.fold_in(jax.random.fold_in(key, epoch), i)  # as train._run_epoch
+        key = jax.random.fold_in(jax.random.fold_in(key, epoch), i)  # as train.run_epoch
         return train.with_word_dropout(update, word_dropout)(params, opt_state, batch, key)
 
     if stacked:
@@ -201,12 +202,14 @@ def train_group(cfgs, prepared: train.Prepared, *, data_seed: int = 0, log=print
         for k in range(n_real):
             if diverged[k] is None and not math.isfinite(train_loss[k]):
                 diverged[k] = epoch
-                log(f"  member {k} ({cfgs[k].optimizer}, lr {cfgs[k].learning_rate:g}) diverged in epoch {epoch}: loss {train_loss[k]}")
+                log(f"  member {k} of this program ({cfgs[k].optimizer}, lr {cfgs[k].learning_rate:g}) diverged in epoch {epoch}: loss {train_loss[k]}")
             if diverged[k] is None:
                 curves[k].append(_evaluate_member(jax.tree.map(lambda x, k=k: x[k], params), prepared, mcfg, cfgs[k], epoch, float(train_loss[k]), float(lr_table[k, epoch * steps - 1])))
         alive = [c[-1]["dev_f1"] for c, d in zip(curves[:n_real], diverged) if d is None]
         best = f"best dev F1 {max(alive):.4f}" if alive else "all diverged"
         log(f"  {cfg0.optimizer} x{n_real} epoch {epoch}/{cfg0.epochs}: {len(alive)} alive, {best}  {time.perf_counter() - t_epoch:.1f}s")
+        if not alive:
+            break  # every member diverged: the remaining epochs would only burn time
     devices = len(params["W"].sharding.device_set)
     params = jax.tree.map(lambda x: x[:n_real], params)
     return GroupRun(params, curves[:n_real], diverged[:n_real], time.perf_counter() - t0, devices)

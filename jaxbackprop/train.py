@@ -45,6 +45,9 @@ class TrainConfig:
       word_dropout: fraction of training word ids replaced by <unk> each step, so the unknown
         word's vector learns what an unseen word looks like.
       casing_dim: width of the casing embedding (0: no casing feature).
+      suffix_len: also give each word its last suffix_len letters as a feature, a row of the same
+        table as casing (0: none; without casing, casing_dim = 0, there is no table and no suffix).
+      suffix_min_count: suffixes seen fewer times in training share one "unseen suffix" row.
       embed_dim: word-vector width when no pretrained vectors are given.
       optimizer: any optax optimizer name taking a learning rate (sgd, momentum, adagrad,
         rmsprop, adam, adamw, ...); "momentum" is sgd with momentum 0.9.
@@ -76,6 +79,8 @@ class TrainConfig:
     input_dropout: float | None = None
     word_dropout: float = 0.05
     casing_dim: int = 16
+    suffix_len: int = 3
+    suffix_min_count: int = 5
     embed_dim: int = 50
     optimizer: str = "adam"
     learning_rate: float = 5e-3
@@ -98,9 +103,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not hasattr(optax, self.optimizer) and self.optimizer != "momentum":
             raise ValueError(f"optimizer must name an optax optimizer (sgd, momentum, adagrad, rmsprop, adam, adamw, ...), got {self.optimizer!r}")
-        for name in ("epochs", "batch_size", "decay_epochs", "min_count"):
+        for name in ("epochs", "batch_size", "decay_epochs", "min_count", "suffix_min_count"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if isinstance(self.suffix_len, bool) or not isinstance(self.suffix_len, int) or self.suffix_len < 0:
+            raise ValueError(f"suffix_len must be an integer >= 0, got {self.suffix_len!r}")
         if not 0 <= self.word_dropout < 1:
             raise ValueError(f"word_dropout must be in [0, 1), got {self.word_dropout!r}")
         if not self.learning_rate > 0:
@@ -124,14 +131,16 @@ class Prepared(NamedTuple):
     coverage: dict
 
 
-def prepare(train_sents, dev_sents, test_sents=None, pretrained=None, *, window=5, min_count=1, seed=0) -> Prepared:
+def prepare(train_sents, dev_sents, test_sents=None, pretrained=None, *, window=5, min_count=1, seed=0, suffix_len=0,
+            suffix_min_count=1) -> Prepared:  # fmt: skip
     """Vocabulary, tag set and windows for each split; E seeded from ``pretrained`` (words, vectors).
 
     Pretrained words join the vocabulary even when training never shows them, so dev/test words
-    with a pretrained vector keep it at evaluation time.
+    with a pretrained vector keep it at evaluation time. ``suffix_len``/``suffix_min_count``: see
+    :func:`jaxbackprop.data.build_vocab`.
     """
     words, vectors = pretrained if pretrained is not None else ((), None)
-    vocab = data.build_vocab(train_sents, min_count=min_count, extra_words=words)
+    vocab = data.build_vocab(train_sents, min_count=min_count, extra_words=words, suffix_len=suffix_len, suffix_min_count=suffix_min_count)
     tags = data.tags_from(train_sents)
     index = data.make_tag_index(tags)
     splits = [data.make_windows(s, vocab, index, window) if s is not None else None for s in (train_sents, dev_sents, test_sents)]
@@ -141,13 +150,20 @@ def prepare(train_sents, dev_sents, test_sents=None, pretrained=None, *, window=
     return Prepared(vocab, tags, *splits, E, coverage)
 
 
+def prepare_for(cfg: TrainConfig, train_sents, dev_sents, test_sents=None, pretrained=None) -> Prepared:
+    """:func:`prepare` with the data settings of ``cfg`` (window, min_count, seed, suffixes)."""
+    return prepare(train_sents, dev_sents, test_sents, pretrained, window=cfg.window, min_count=cfg.min_count, seed=cfg.seed,
+                   suffix_len=cfg.suffix_len if cfg.casing_dim else 0, suffix_min_count=cfg.suffix_min_count)  # fmt: skip
+
+
 def model_config(cfg: TrainConfig, prepared: Prepared) -> model.ModelConfig:
     embed_dim = prepared.embeddings.shape[1] if prepared.embeddings is not None else cfg.embed_dim
     return model.ModelConfig(
         vocab_size=len(prepared.vocab), embed_dim=embed_dim, window=cfg.window, hidden_dim=cfg.hidden_dim,
         num_classes=len(prepared.tags), activation=cfg.activation, head="softmax", l2=cfg.l2, dropout=cfg.dropout,
         input_dropout=cfg.input_dropout,
-        casing_size=data.NUM_CASINGS if cfg.casing_dim else 0, casing_dim=cfg.casing_dim,
+        casing_size=prepared.vocab.feature_size if cfg.casing_dim else 0, casing_dim=cfg.casing_dim,
+        features_per_word=prepared.vocab.features_per_word if cfg.casing_dim else 1,
     )  # fmt: skip
 
 
@@ -291,7 +307,11 @@ def predict_labels(params, ds: data.Dataset, cfg: model.ModelConfig, batch_size:
 
 
 def evaluate(params, ds: data.Dataset, tags, cfg: model.ModelConfig) -> dict:
-    """Entity-level precision/recall/F1 (CoNLL rules), token accuracy and mean loss on ``ds``."""
+    """Entity-level precision/recall/F1 (CoNLL rules), token accuracy and loss on ``ds``.
+
+    ``loss`` is the training objective -- mean cross-entropy plus the L2 penalty -- so that it
+    compares with the training loss; evaluate with an ``l2=0`` config for the data loss alone.
+    """
     pred, loss_sum = predict_labels(params, ds, cfg)
     tag_arr = np.asarray(tags)
     true_seqs = metrics.split_by_lengths(list(tag_arr[ds.labels]), ds.sentence_lengths)
@@ -354,7 +374,7 @@ def train_and_evaluate(cfg: TrainConfig, prepared: Prepared, run_dir, *, resume=
         _write_run_files(run_dir, cfg, mcfg, prepared)
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        params_new, opt_state_new, train_loss = _run_epoch(step, params, opt_state, prepared.train, cfg, mcfg, epoch, steps_per_epoch, progress)
+        params_new, opt_state_new, train_loss = run_epoch(step, params, opt_state, prepared.train, cfg, mcfg, epoch, steps_per_epoch, progress)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
                 f"epoch {epoch}: the training loss became {train_loss} (learning rate {cfg.learning_rate:g} too large?); "
@@ -390,7 +410,8 @@ def _write_run_files(run_dir: Path, cfg, mcfg, prepared: Prepared) -> None:
     checkpoint.write_text(run_dir / "vocab.json", prepared.vocab.to_json())
 
 
-def _run_epoch(step, params, opt_state, ds, cfg: TrainConfig, mcfg, epoch: int, steps_per_epoch: int, progress: bool):
+def run_epoch(step, params, opt_state, ds, cfg: TrainConfig, mcfg, epoch: int, steps_per_epoch: int, progress: bool = False):
+    """One pass over ``ds`` in the shuffled order of (seed, epoch): ``(params, opt_state, mean loss)``."""
     # shuffling and dropout depend only on (seed, epoch, step): a resumed run replays them exactly
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(ds.windows))
     key = jax.random.fold_in(jax.random.key(cfg.seed), epoch)

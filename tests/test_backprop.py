@@ -31,9 +31,9 @@ def make_batch(cfg, rng, B, *, repeat=False, pad=False, weights=False):
     else:
         batch["corrupt"] = rng.integers(0, cfg.vocab_size, (B, n), dtype=np.int32)
     if cfg.uses_casing:
-        batch["casing"] = rng.integers(0, cfg.casing_size, (B, n), dtype=np.int32)
+        batch["casing"] = rng.integers(0, cfg.casing_size, (B, cfg.feature_width), dtype=np.int32)
         if cfg.head == "score":
-            batch["corrupt_casing"] = rng.integers(0, cfg.casing_size, (B, n), dtype=np.int32)
+            batch["corrupt_casing"] = rng.integers(0, cfg.casing_size, (B, cfg.feature_width), dtype=np.int32)
     if weights:
         batch["weights"] = rng.uniform(0.5, 2.0, B)
     return batch
@@ -56,7 +56,7 @@ def both_grads(params, batch, cfg, key=None):
     B=st.integers(1, 6),
     activation=st.sampled_from(ACTIVATIONS),
     head=st.sampled_from(["softmax", "score"]),
-    casing=st.booleans(),
+    casing=st.integers(0, 3),  # feature ids per word (casing, suffix, ...); 0: none
     l2=st.sampled_from([0.0, 0.3]),
     dropout=st.booleans(),
     repeat=st.booleans(),
@@ -65,7 +65,8 @@ def both_grads(params, batch, cfg, key=None):
 def test_manual_equals_jax_grad_over_shapes(V, d, window, H, C, B, activation, head, casing, l2, dropout, repeat, seed):
     cfg = ModelConfig(
         vocab_size=V, embed_dim=d, window=window, hidden_dim=H, num_classes=C, activation=activation,
-        head=head, l2=l2, dropout=0.25 if dropout else 0.0, casing_size=3 if casing else 0, casing_dim=2 if casing else 0,
+        head=head, l2=l2, dropout=0.25 if dropout else 0.0, casing_size=5 if casing else 0, casing_dim=2 if casing else 0,
+        features_per_word=max(casing, 1),
     )  # fmt: skip
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):

@@ -202,6 +202,22 @@ def test_vocab_json_round_trip_and_checks():
         Vocab.from_json('["a"]')
 
 
+def test_suffix_features_are_counted_in_training_and_survive_json():
+    sentences = [Sentence(("Bonn", "Berlin", "Dublin", "the", "EU"), ("B-LOC",) * 3 + ("O", "B-ORG"))]
+    v = data.build_vocab(sentences, suffix_len=2, suffix_min_count=2)
+    assert v.suffixes == ("in",) and v.features_per_word == 2 and v.feature_size == data.NUM_CASINGS + 3
+    # title casing, then: "in" (known), "nn" (seen once: the unseen-suffix row), "he" (unseen)
+    title, unseen, known = data.CASINGS.index("title"), data.NUM_CASINGS + 1, data.NUM_CASINGS + 2
+    assert v.features(["Berlin", "Bonn", "The"]).tolist() == [[title, known], [title, unseen], [title, unseen]]
+    back = Vocab.from_json(v.to_json())
+    assert back == v and back.suffix_index == v.suffix_index
+    assert Vocab.from_json('{"words": ["<pad>", "<s>", "</s>", "<unk>"]}').features_per_word == 1  # older runs
+    with pytest.raises(ValueError, match="suffix_len must be an integer >= 0"):
+        Vocab(data.RESERVED, suffix_len=-1)
+    with pytest.raises(ValueError, match="suffix_min_count"):
+        data.build_vocab(sentences, suffix_len=2, suffix_min_count=0)
+
+
 def test_tags_from_is_sorted_with_o_first():
     sentences = [Sentence(("a", "b", "c"), ("B-PER", "O", "I-LOC")), Sentence(("d",), ("B-MISC",))]
     assert data.tags_from(sentences) == ("O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-PER", "I-PER")
@@ -263,6 +279,14 @@ def test_vectorised_windows_equal_a_plain_loop(token_lists, window):
     np.testing.assert_array_equal(ds.windows, naive_windows(token_lists, TWO_VOCAB, window))
     assert ds.labels is None and ds.sentence_lengths.tolist() == [len(t) for t in token_lists]
     assert ds.casing.shape == ds.windows.shape
+    # with suffixes: k = 2 feature ids per word, word-major, edge ids beyond the sentence
+    vocab = Vocab(TWO_VOCAB.words, suffix_len=2, suffixes=("er", "eu"))
+    h, rows = window // 2, []
+    for tokens in token_lists:
+        padded = [vocab.edge_features().tolist()] * h + vocab.features(tokens).tolist() + [vocab.edge_features().tolist()] * h
+        rows += [sum(padded[i : i + window], []) for i in range(len(tokens))]
+    features = data.windows_for_tokens(token_lists, vocab, window).casing
+    np.testing.assert_array_equal(features, np.array(rows, np.int32).reshape(-1, 2 * window))
 
 
 @pytest.mark.parametrize("window", [0, 2, 4, -1, 3.0, True])

@@ -27,7 +27,7 @@ CASE_IDS = [f"{a}-{h}-{'case' if c else 'nocase'}-{'drop' if d else 'nodrop'}" f
 def make_cfg(activation, head, casing):
     return ModelConfig(
         vocab_size=20, embed_dim=4, window=3, hidden_dim=7, num_classes=5, activation=activation, head=head,
-        l2=0.1, dropout=0.3, casing_size=3 if casing else 0, casing_dim=2 if casing else 0,
+        l2=0.1, dropout=0.3, casing_size=3 if casing else 0, casing_dim=2 if casing else 0, features_per_word=2 if casing else 1,
     )
 
 
@@ -42,7 +42,7 @@ def make_params(cfg):
 
 def make_batch(cfg, *, weights):
     rng = np.random.default_rng(1)
-    ids = lambda upper: jnp.asarray(rng.integers(0, upper, (B, cfg.window), dtype=np.int32))  # noqa: E731
+    ids = lambda upper, width=cfg.window: jnp.asarray(rng.integers(0, upper, (B, width), dtype=np.int32))  # noqa: E731
     windows = ids(USED_WORDS).at[0].set(jnp.array([3, 3, 5], jnp.int32))  # a word repeated within a window
     batch = {"windows": windows}
     if cfg.head == "softmax":
@@ -50,9 +50,9 @@ def make_batch(cfg, *, weights):
     else:
         batch["corrupt"] = ids(USED_WORDS)
     if cfg.uses_casing:
-        batch["casing"] = ids(cfg.casing_size)
+        batch["casing"] = ids(cfg.casing_size, cfg.feature_width)
         if cfg.head == "score":
-            batch["corrupt_casing"] = ids(cfg.casing_size)
+            batch["corrupt_casing"] = ids(cfg.casing_size, cfg.feature_width)
     if weights:
         batch["weights"] = jnp.asarray(rng.uniform(0.5, 2.0, (B,))).at[1].set(0.0)  # one padding row
     return batch

@@ -223,8 +223,8 @@ def test_numpy_array_on_the_left_makes_a_node():
 
 
 def make_batch(rng, cfg, B, weighted):
-    def ids(upper):
-        return jnp.asarray(rng.integers(0, upper, (B, cfg.window)))
+    def ids(upper, width=cfg.window):
+        return jnp.asarray(rng.integers(0, upper, (B, width)))
 
     batch = {"windows": ids(cfg.vocab_size)}
     if cfg.head == "softmax":
@@ -232,9 +232,9 @@ def make_batch(rng, cfg, B, weighted):
     else:
         batch["corrupt"] = ids(cfg.vocab_size)
     if cfg.uses_casing:
-        batch["casing"] = ids(cfg.casing_size)
+        batch["casing"] = ids(cfg.casing_size, cfg.feature_width)
         if cfg.head == "score":
-            batch["corrupt_casing"] = ids(cfg.casing_size)
+            batch["corrupt_casing"] = ids(cfg.casing_size, cfg.feature_width)
     if weighted:
         batch["weights"] = jnp.asarray(rng.uniform(0.1, 1.0, (B,)))
     return batch
@@ -282,12 +282,12 @@ def _graph_and_reference(params, batch, cfg):
 @settings(max_examples=15, deadline=None, database=None)
 @given(V=st.integers(1, 6), d=st.integers(1, 3), window=st.sampled_from([1, 3, 5]), H=st.integers(1, 4),
        C=st.integers(2, 4), B=st.integers(1, 4), activation=st.sampled_from(nl.ACTIVATIONS),
-       head=st.sampled_from(model.HEADS), casing=st.integers(0, 3), weighted=st.booleans(),
+       head=st.sampled_from(model.HEADS), casing=st.integers(0, 3), k=st.integers(1, 2), weighted=st.booleans(),
        l2=st.sampled_from([0.0, 0.3]), seed=st.integers(0, 2**16))
-def test_window_model_graph_property(V, d, window, H, C, B, activation, head, casing, weighted, l2, seed):
+def test_window_model_graph_property(V, d, window, H, C, B, activation, head, casing, k, weighted, l2, seed):
     with jax.enable_x64(True):
-        cfg = ModelConfig(vocab_size=V, embed_dim=d, window=window, hidden_dim=H, num_classes=C,
-                          activation=activation, head=head, l2=l2, casing_size=casing, casing_dim=min(casing, 2))
+        cfg = ModelConfig(vocab_size=V, embed_dim=d, window=window, hidden_dim=H, num_classes=C, activation=activation,
+                          head=head, l2=l2, casing_size=casing, casing_dim=min(casing, 2), features_per_word=k)  # fmt: skip
         rng = np.random.default_rng(seed)
         batch = make_batch(rng, cfg, B, weighted)
         (J, grads), (J_ref, grads_ref) = _graph_and_reference(random_params(rng, cfg), batch, cfg)
