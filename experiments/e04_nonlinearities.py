@@ -317,7 +317,7 @@ def main(argv=None) -> dict:
     result["parts"] = judge(result)
     result["verdict"] = verdict_of(result["parts"])
     files = [plot_curves(result, args.out), plot_gradients(result, args.out)]
-    md = section(number=4, title="Nonlinearities: saturation, gradient flow and dead units" + (" (CoNLL-2003)" if args.conll else ""),
+    md = section(number=4, title="Nonlinearities: saturation, gradient flow and dead units" + (" (CoNLL-2003)" if args.conll else " (synthetic)"),
                  claim="The choice of f matters: sigmoid (and tanh) saturate and pass small gradients back to the first "
                        "layer; ReLU-family units train faster and better; hard tanh / tanh are fine; leaky ReLU and "
                        "PReLU avoid dead units.",

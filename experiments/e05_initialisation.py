@@ -367,7 +367,7 @@ def main(argv=None) -> dict:
     result["parts"] = judge(result)
     result["verdict"] = verdict_of(result["parts"])
     files = [plot_curves(result, args.out), plot_symmetry(result, args.out)]
-    md = section(number=5, title="Initialisation: zeros keep the hidden units symmetric" + (" (CoNLL-2003)" if args.conll else ""),
+    md = section(number=5, title="Initialisation: zeros keep the hidden units symmetric" + (" (CoNLL-2003)" if args.conll else " (synthetic)"),
                  claim="Initialising all weights to zero leaves the hidden units symmetric: they receive identical gradients "
                        "and stay identical, so the network is no better than one with a single hidden unit. Small random "
                        "(normal) or Xavier initialisation breaks the symmetry, and Xavier trains well.",

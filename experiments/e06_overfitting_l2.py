@@ -88,7 +88,7 @@ def curves_for(tcfg: train.TrainConfig, prepared: train.Prepared) -> list[dict]:
     opt_state, step = train.make_step_for(tcfg, mcfg, params, steps)
     rows = []
     for epoch in range(1, tcfg.epochs + 1):
-        params, opt_state, objective = train._run_epoch(step, params, opt_state, prepared.train, tcfg, mcfg, epoch, steps, False)
+        params, opt_state, objective = train.run_epoch(step, params, opt_state, prepared.train, tcfg, mcfg, epoch, steps)
         if not math.isfinite(objective):
             break
         tr = train.evaluate(params, prepared.train, prepared.tags, data_only)
@@ -180,7 +180,7 @@ def main(argv=None) -> dict:
               "data": data, "runs": runs, "checks": checks, "verdict": verdict,
               "claim": "a big model on little data overfits (dev loss turns up); L2 keeps the dev loss down at some cost in training loss"}  # fmt: skip
     files = plot(result, args.out)
-    md = section(number=6, title="Overfitting and L2 regularisation",
+    md = section(number=6, title="Overfitting and L2 regularisation" + (" (CoNLL-2003)" if args.conll else " (synthetic)"),
                  claim="A big model trained on a small training set overfits: the training loss keeps falling while "
                        "the dev loss reaches a minimum and turns up. L2 regularisation (lambda/2 (||W||^2 + ||U||^2) "
                        "added to J) holds the dev curve down -- smaller gap, later or lower minimum -- at the cost of a "

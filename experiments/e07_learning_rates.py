@@ -273,7 +273,7 @@ def main(argv=None) -> dict:
               "rates": rates, "schedules": schedules, "checks": checks, "verdict": verdict,
               "claim": "too large a rate diverges, too small crawls; a decaying rate beats a constant one; cyclic is an alternative"}  # fmt: skip
     files = plot(result, args.out)
-    md = section(number=7, title="Learning rates and schedules",
+    md = section(number=7, title="Learning rates and schedules" + (" (CoNLL-2003)" if args.conll else " (synthetic)"),
                  claim="A learning rate that is too large diverges (or oscillates), one that is too small crawls; decaying "
                        "the rate (e.g. halve it every k epochs) beats a constant rate; cyclic rates are an alternative.",
                  measured=_measured(result), verdict=verdict, why=_why(result), plots=files, command=args.command)  # fmt: skip

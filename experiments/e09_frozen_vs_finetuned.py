@@ -69,7 +69,7 @@ def train_config(cfg: Config, mode: str, epochs: int, seed: int) -> train.TrainC
     """Every TrainConfig field that matters, pinned; only embeddings_mode, epochs and seed vary."""
     return train.TrainConfig(
         window=cfg.window, hidden_dim=cfg.hidden_dim, activation=cfg.activation, init="xavier", l2=0.0,
-        dropout=cfg.dropout, input_dropout=None, word_dropout=0.0, casing_dim=cfg.casing_dim, embed_dim=50,
+        dropout=cfg.dropout, input_dropout=None, word_dropout=0.0, casing_dim=cfg.casing_dim, suffix_len=0, embed_dim=50,
         optimizer=cfg.optimizer, learning_rate=cfg.learning_rate, schedule="constant", decay_epochs=1, decay_rate=0.5,
         epochs=epochs, batch_size=cfg.batch_size, patience=0, seed=seed, grad="manual", impl="pure",
         embeddings_mode=mode, sparse=False, min_count=1,

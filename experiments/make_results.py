@@ -65,11 +65,11 @@ def header(results_json: list) -> list:
         if quick:
             lines.append(f"**Note:** {', '.join(quick)} ran with --quick (tiny sizes): rerun without it for the real numbers.")
         lines.append("")
-    lines += ["| # | claim | verdict | runtime |", "|---|---|---|---|"]
+    lines += ["| # | data | claim | verdict | runtime |", "|---|---|---|---|---|"]
     for r in results_json:
         m = NUMBER.match(r.get("name", ""))
         num = f"E{int(m.group(1)):02d}" if m else "?"
-        lines.append(f"| {num} | {r.get('claim', '')} | **{r.get('verdict', '?')}** | {r.get('runtime_s', '?')} s |")
+        lines.append(f"| {num} | {r.get('data', '')} | {r.get('claim', '')} | **{r.get('verdict', '?')}** | {r.get('runtime_s', '?')} s |")
     return lines + [""]
 
 
@@ -77,12 +77,20 @@ def _relative(folder: Path, start: Path) -> str:
     return Path(os.path.relpath(folder.resolve(), start.resolve())).as_posix()
 
 
+def _data_label(meta: dict, folder: Path) -> str:
+    """Which corpus a result was measured on: CoNLL-2003, the synthetic corpus, or none (E01-E03, E10)."""
+    if folder.name.endswith("_conll"):
+        return "CoNLL-2003"
+    return "synthetic" if "corpus" in meta or "data" in meta else "—"
+
+
 def make(results: Path = RESULTS, out: Path = HERE / "RESULTS.md") -> str:
     found = experiments(results)
     metas = []
     for _, d in found:
         path = d / "result.json"
-        metas.append(json.loads(path.read_text()) if path.is_file() else {"name": d.name})
+        meta = json.loads(path.read_text()) if path.is_file() else {"name": d.name}
+        metas.append({**meta, "data": _data_label(meta, d)})
     body = [relink((d / "section.md").read_text().rstrip() + "\n", _relative(d, out.parent)) for _, d in found]
     text = "\n".join(header(metas) + body)
     checkpoint.write_text(out, text)
