@@ -42,7 +42,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, load_corpus, parse_args, prepare, section, write_results
+from common import fmt, jit_init_params, load_corpus, parse_args, prepare, section, write_results
 
 from jaxbackprop import backprop, model, plots, train
 from jaxbackprop import nonlinearities as nl
@@ -83,18 +83,6 @@ def train_config(cfg: Config, activation: str) -> train.TrainConfig:
         batch_size=cfg.batch_size, patience=0, seed=cfg.seed, grad="manual", impl="pure", embeddings_mode="finetune",
         sparse=False, min_count=1,
     )  # fmt: skip
-
-
-def init_params(key, mcfg, init: str, embeddings):
-    """``model.init_params`` as one compiled program: what ``train.init_run_params`` computes (to 1 ulp:
-    XLA fuses the N(0, 0.01^2) scaling), without compiling each random op on its own, which costs
-    seconds per run on a small CPU."""
-    return _init_params(key, embeddings, mcfg, init)
-
-
-@functools.partial(jax.jit, static_argnames=("mcfg", "init"))
-def _init_params(key, embeddings, mcfg, init):
-    return model.init_params(key, mcfg, init=init, embeddings=embeddings)
 
 
 # ----------------------------------------------------------------------------- training
@@ -185,7 +173,7 @@ def probe(params, prepared: train.Prepared, mcfg, cfg: Config) -> dict:
 def run_activation(cfg: Config, prepared: train.Prepared, activation: str) -> dict:
     tcfg = train_config(cfg, activation)
     mcfg = train.model_config(tcfg, prepared)
-    params0 = init_params(jax.random.key(tcfg.seed), mcfg, tcfg.init, prepared.embeddings)
+    params0 = jit_init_params(jax.random.key(tcfg.seed), mcfg, tcfg.init, prepared.embeddings)
     at_init = probe(params0, prepared, mcfg, cfg)
     t0 = time.perf_counter()
     history, summary, params = train_keep_params(tcfg, prepared, mcfg, params0)

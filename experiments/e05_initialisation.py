@@ -44,7 +44,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, load_corpus, parse_args, prepare, section, write_results
+from common import fmt, jit_init_params, load_corpus, parse_args, prepare, section, write_results
 
 from jaxbackprop import backprop, model, plots, train
 
@@ -109,18 +109,6 @@ def train_config(cfg: Config, v: Variant) -> train.TrainConfig:
     )  # fmt: skip
 
 
-def init_params(key, mcfg, init: str, embeddings):
-    """``model.init_params`` as one compiled program: what ``train.init_run_params`` computes (to 1 ulp:
-    XLA fuses the N(0, 0.01^2) scaling), without compiling each random op on its own, which costs
-    seconds per run on a small CPU."""
-    return _init_params(key, embeddings, mcfg, init)
-
-
-@functools.partial(jax.jit, static_argnames=("mcfg", "init"))
-def _init_params(key, embeddings, mcfg, init):
-    return model.init_params(key, mcfg, init=init, embeddings=embeddings)
-
-
 # ----------------------------------------------------------------------------- measuring symmetry
 
 
@@ -180,7 +168,7 @@ def run_variant(cfg: Config, prepared: train.Prepared, v: Variant, step_cache: d
     t0 = time.perf_counter()
     tcfg = train_config(cfg, v)
     mcfg = train.model_config(tcfg, prepared)
-    params = init_params(jax.random.key(tcfg.seed), mcfg, tcfg.init, prepared.embeddings)
+    params = jit_init_params(jax.random.key(tcfg.seed), mcfg, tcfg.init, prepared.embeddings)
     n = len(prepared.train.windows)
     steps_per_epoch = math.ceil(n / tcfg.batch_size)
     opt_state, step = train.make_step_for(tcfg, mcfg, params, steps_per_epoch)
