@@ -44,7 +44,7 @@ from matplotlib.ticker import MaxNLocator
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, jit_init_params, load_corpus, parse_args, prepare, section, write_results
 
-from jaxbackprop import backprop, model, plots, train
+from jaxbackprop import backprop, plots, train
 from jaxbackprop import nonlinearities as nl
 
 NAME = "e04_nonlinearities"
@@ -94,20 +94,12 @@ def train_keep_params(tcfg: train.TrainConfig, prepared: train.Prepared, mcfg, p
 
     A diverged run (non-finite training loss) stops and keeps the epochs before it.
     """
-    n = len(prepared.train.windows)
-    steps = math.ceil(n / tcfg.batch_size)
+    steps = math.ceil(len(prepared.train.windows) / tcfg.batch_size)
     opt_state, step = train.make_step_for(tcfg, mcfg, params, steps)
-    keep = model.batch_keys(mcfg) + ("weights",)
     history, best, best_params, best_epoch, diverged = [], -1.0, params, None, False
     for epoch in range(1, tcfg.epochs + 1):
         t0 = time.perf_counter()
-        order = np.random.default_rng([tcfg.seed, epoch]).permutation(n)
-        key = jax.random.fold_in(jax.random.key(tcfg.seed), epoch)
-        losses = []
-        for i, batch in enumerate(train.padded_batches(prepared.train, tcfg.batch_size, order)):
-            params, opt_state, J = step(params, opt_state, {k: batch[k] for k in keep}, jax.random.fold_in(key, i))
-            losses.append(J)
-        train_loss = float(jnp.mean(jnp.stack(losses)))
+        params, opt_state, train_loss = train.run_epoch(step, params, opt_state, prepared.train, tcfg, mcfg, epoch, steps)
         if not math.isfinite(train_loss):
             diverged = True
             break

@@ -174,27 +174,24 @@ def run_variant(cfg: Config, prepared: train.Prepared, v: Variant, step_cache: d
     opt_state, step = train.make_step_for(tcfg, mcfg, params, steps_per_epoch)
     # the compiled step depends on the model and the optimizer, not on the initial values: reuse it
     step = step_cache.setdefault((dataclasses.replace(tcfg, init="xavier"), mcfg), step)
-    keep = model.batch_keys(mcfg) + ("weights",)
     probe_batch = {"windows": jnp.asarray(prepared.train.windows[: cfg.probe_windows]), "labels": jnp.asarray(prepared.train.labels[: cfg.probe_windows])}
     dev_windows = jnp.asarray(prepared.dev.windows[: cfg.activation_windows])
     watch = lambda p, s, epoch: {"step": s, "epoch": epoch, **symmetry(p, probe_batch, dev_windows, mcfg)}
-    trace, history, t = [], [], 0
+    trace, history = [], []
     best, best_params, best_epoch, diverged = -1.0, params, None, False
     for epoch in range(1, tcfg.epochs + 1):
-        order = np.random.default_rng([tcfg.seed, epoch]).permutation(n)
-        key = jax.random.fold_in(jax.random.key(tcfg.seed), epoch)
-        losses = []
-        for i, batch in enumerate(train.padded_batches(prepared.train, tcfg.batch_size, order)):
+
+        def on_step(i, p, epoch=epoch):
+            t = (epoch - 1) * steps_per_epoch + i  # the global step about to run
             if t in cfg.watch_steps:
-                trace.append(watch(params, t, epoch - 1 + i / steps_per_epoch))
-            params, opt_state, J = step(params, opt_state, {k: batch[k] for k in keep}, jax.random.fold_in(key, i))
-            losses.append(J)
-            t += 1
-        train_loss = float(jnp.mean(jnp.stack(losses)))
+                trace.append(watch(p, t, epoch - 1 + i / steps_per_epoch))
+
+        params, opt_state, train_loss = train.run_epoch(step, params, opt_state, prepared.train, tcfg, mcfg, epoch, steps_per_epoch,
+                                                        on_step=on_step)  # fmt: skip
         if not math.isfinite(train_loss):
             diverged = True
             break
-        trace.append(watch(params, t, float(epoch)))
+        trace.append(watch(params, epoch * steps_per_epoch, float(epoch)))
         dev = train.evaluate(params, prepared.dev, prepared.tags, mcfg)
         history.append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"], "dev_f1": dev["f1"], "dev_accuracy": dev["accuracy"]})
         if dev["f1"] > best:  # the dense step does not donate its inputs: keeping a reference is safe

@@ -410,8 +410,13 @@ def _write_run_files(run_dir: Path, cfg, mcfg, prepared: Prepared) -> None:
     checkpoint.write_text(run_dir / "vocab.json", prepared.vocab.to_json())
 
 
-def run_epoch(step, params, opt_state, ds, cfg: TrainConfig, mcfg, epoch: int, steps_per_epoch: int, progress: bool = False):
-    """One pass over ``ds`` in the shuffled order of (seed, epoch): ``(params, opt_state, mean loss)``."""
+def run_epoch(step, params, opt_state, ds, cfg: TrainConfig, mcfg, epoch: int, steps_per_epoch: int, progress: bool = False,
+              on_step=None):  # fmt: skip
+    """One pass over ``ds`` in the shuffled order of (seed, epoch): ``(params, opt_state, mean loss)``.
+
+    ``on_step(i, params)``, if given, is called before step i of the epoch (to watch the
+    parameters mid-epoch, as experiments do); it must not change them.
+    """
     # shuffling and dropout depend only on (seed, epoch, step): a resumed run replays them exactly
     order = np.random.default_rng([cfg.seed, epoch]).permutation(len(ds.windows))
     key = jax.random.fold_in(jax.random.key(cfg.seed), epoch)
@@ -422,6 +427,8 @@ def run_epoch(step, params, opt_state, ds, cfg: TrainConfig, mcfg, epoch: int, s
 
         batches = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False, file=sys.stderr, disable=None)
     for i, batch in enumerate(batches):
+        if on_step is not None:
+            on_step(i, params)
         params, opt_state, J = step(params, opt_state, _model_batch(batch, mcfg), jax.random.fold_in(key, i))
         losses.append(J)
     return params, opt_state, float(jnp.mean(jnp.stack(losses)))
