@@ -1,9 +1,7 @@
 """Smoke tests of experiments E04 (nonlinearities) and E05 (initialisation): --quick runs, real values."""
 
-import json
-
 import pytest
-from test_experiments import _assert_files, _load
+from test_experiments import _assert_files, run_quick
 
 
 @pytest.fixture(scope="module")
@@ -14,10 +12,7 @@ def run(tmp_path_factory):
 
     def go(name):
         if name not in cache:
-            returned = _load(name).main(["--quick", "--out", str(root / name)])
-            written = json.loads((root / name / "result.json").read_text())
-            assert written["verdict"] == returned["verdict"] and written["quick"] is True
-            cache[name] = written, root / name
+            cache[name] = run_quick(name, root / name), root / name
         return cache[name]
 
     return go

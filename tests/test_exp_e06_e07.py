@@ -3,25 +3,19 @@
 import json
 
 import pytest
-from test_experiments import _assert_files, _load
+from test_experiments import _assert_files, run_quick
 
 
 @pytest.fixture(scope="module")
 def e06(tmp_path_factory):
     out = tmp_path_factory.mktemp("e06")
-    returned = _load("e06_overfitting_l2").main(["--quick", "--out", str(out)])
-    written = json.loads((out / "result.json").read_text())
-    assert written["verdict"] == returned["verdict"] and written["quick"] is True
-    return out, written
+    return out, run_quick("e06_overfitting_l2", out)
 
 
 @pytest.fixture(scope="module")
 def e07(tmp_path_factory):
     out = tmp_path_factory.mktemp("e07")
-    returned = _load("e07_learning_rates").main(["--quick", "--out", str(out)])
-    written = json.loads((out / "result.json").read_text())
-    assert written["verdict"] == returned["verdict"] and written["quick"] is True
-    return out, written
+    return out, run_quick("e07_learning_rates", out)
 
 
 def test_e06_l2_shrinks_weights_and_costs_training_fit(e06):

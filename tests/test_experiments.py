@@ -19,6 +19,14 @@ def _load(name):
     return module
 
 
+def run_quick(name: str, out: Path) -> dict:
+    """Run ``experiments/<name>.py --quick --out out``; the result.json it wrote, checked against its return."""
+    returned = _load(name).main(["--quick", "--out", str(out)])
+    written = json.loads((out / "result.json").read_text())
+    assert written["verdict"] == returned["verdict"] and written["quick"] is True
+    return written
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """Run each script once (--quick) into a shared folder; returns {name: result.json as dict}."""
@@ -27,10 +35,7 @@ def results(tmp_path_factory):
 
     def run(name):
         if name not in cache:
-            returned = _load(name).main(["--quick", "--out", str(root / name)])
-            written = json.loads((root / name / "result.json").read_text())
-            assert written["verdict"] == returned["verdict"] and written["quick"] is True
-            cache[name] = written
+            cache[name] = run_quick(name, root / name)
         return cache[name]
 
     run.root = root
