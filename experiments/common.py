@@ -15,7 +15,6 @@ leaves a half-written result behind.
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import os
 import platform
@@ -26,10 +25,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-import jax
 import numpy as np
 
-from jaxbackprop import checkpoint, data, embeddings, model, synthetic, train
+from jaxbackprop import checkpoint, data, embeddings, synthetic, train
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -94,18 +92,6 @@ def prepare(corpus: Corpus, cfg: train.TrainConfig, train_sentences=None) -> tra
     """Windows for ``cfg`` (window, min_count, seed, suffixes); ``train_sentences`` replaces the training split."""
     sentences = corpus.train if train_sentences is None else train_sentences
     return train.prepare_for(cfg, sentences, corpus.dev, corpus.test, corpus.pretrained)
-
-
-def jit_init_params(key, mcfg, init: str, embeddings):
-    """``model.init_params`` as one compiled program: what ``train.init_run_params`` computes (to 1 ulp:
-    XLA fuses the N(0, 0.01^2) scaling), without compiling each random op on its own, which costs
-    seconds per run on a small CPU."""
-    return _jit_init_params(key, embeddings, mcfg, init)
-
-
-@functools.partial(jax.jit, static_argnames=("mcfg", "init"))
-def _jit_init_params(key, embeddings, mcfg, init):
-    return model.init_params(key, mcfg, init=init, embeddings=embeddings)
 
 
 def train_run(cfg: train.TrainConfig, prepared: train.Prepared) -> tuple[list, dict]:

@@ -42,7 +42,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, jit_init_params, load_corpus, parse_args, prepare, section, write_results
+from common import fmt, load_corpus, parse_args, prepare, section, write_results
 
 from jaxbackprop import backprop, plots, train
 from jaxbackprop import nonlinearities as nl
@@ -81,7 +81,7 @@ def train_config(cfg: Config, activation: str) -> train.TrainConfig:
         input_dropout=None, word_dropout=0.0, casing_dim=0, embed_dim=50, optimizer=cfg.optimizer,
         learning_rate=cfg.learning_rate, schedule="constant", decay_epochs=1, decay_rate=1.0, epochs=cfg.epochs,
         batch_size=cfg.batch_size, patience=0, seed=cfg.seed, grad="manual", impl="pure", embeddings_mode="finetune",
-        sparse=False, min_count=1,
+        sparse=False, min_count=1, decode="argmax",  # the recorded results were decoded per token
     )  # fmt: skip
 
 
@@ -103,14 +103,14 @@ def train_keep_params(tcfg: train.TrainConfig, prepared: train.Prepared, mcfg, p
         if not math.isfinite(train_loss):
             diverged = True
             break
-        dev = train.evaluate(params, prepared.dev, prepared.tags, mcfg)
+        dev = train.evaluate(params, prepared.dev, prepared.tags, mcfg, "argmax")
         history.append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"], "dev_f1": dev["f1"],
                         "dev_accuracy": dev["accuracy"], "seconds": time.perf_counter() - t0})  # fmt: skip
         if dev["f1"] > best:  # the dense step does not donate its inputs: keeping a reference is safe
             best, best_params, best_epoch = dev["f1"], params, epoch
     summary = {"diverged": diverged, "dev_f1": max(best, 0.0), "best_epoch": best_epoch}
     if history:
-        summary["test_f1"] = train.evaluate(best_params, prepared.test, prepared.tags, mcfg)["f1"]
+        summary["test_f1"] = train.evaluate(best_params, prepared.test, prepared.tags, mcfg, "argmax")["f1"]
     return history, summary, best_params if history else None
 
 
@@ -165,7 +165,7 @@ def probe(params, prepared: train.Prepared, mcfg, cfg: Config) -> dict:
 def run_activation(cfg: Config, prepared: train.Prepared, activation: str) -> dict:
     tcfg = train_config(cfg, activation)
     mcfg = train.model_config(tcfg, prepared)
-    params0 = jit_init_params(jax.random.key(tcfg.seed), mcfg, tcfg.init, prepared.embeddings)
+    params0 = train.compiled_init_params(jax.random.key(tcfg.seed), mcfg, tcfg.init, prepared.embeddings)
     at_init = probe(params0, prepared, mcfg, cfg)
     t0 = time.perf_counter()
     history, summary, params = train_keep_params(tcfg, prepared, mcfg, params0)

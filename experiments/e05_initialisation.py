@@ -44,7 +44,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, jit_init_params, load_corpus, parse_args, prepare, section, write_results
+from common import fmt, load_corpus, parse_args, prepare, section, write_results
 
 from jaxbackprop import backprop, model, plots, train
 
@@ -105,7 +105,7 @@ def train_config(cfg: Config, v: Variant) -> train.TrainConfig:
         input_dropout=None, word_dropout=0.0, casing_dim=0, embed_dim=50, optimizer=cfg.optimizer,
         learning_rate=cfg.learning_rate, schedule="constant", decay_epochs=1, decay_rate=1.0, epochs=cfg.epochs,
         batch_size=cfg.batch_size, patience=0, seed=cfg.seed, grad="manual", impl="pure", embeddings_mode="finetune",
-        sparse=False, min_count=1,
+        sparse=False, min_count=1, decode="argmax",  # the recorded results were decoded per token
     )  # fmt: skip
 
 
@@ -168,7 +168,7 @@ def run_variant(cfg: Config, prepared: train.Prepared, v: Variant, step_cache: d
     t0 = time.perf_counter()
     tcfg = train_config(cfg, v)
     mcfg = train.model_config(tcfg, prepared)
-    params = jit_init_params(jax.random.key(tcfg.seed), mcfg, tcfg.init, prepared.embeddings)
+    params = train.compiled_init_params(jax.random.key(tcfg.seed), mcfg, tcfg.init, prepared.embeddings)
     n = len(prepared.train.windows)
     steps_per_epoch = math.ceil(n / tcfg.batch_size)
     opt_state, step = train.make_step_for(tcfg, mcfg, params, steps_per_epoch)
@@ -192,11 +192,11 @@ def run_variant(cfg: Config, prepared: train.Prepared, v: Variant, step_cache: d
             diverged = True
             break
         trace.append(watch(params, epoch * steps_per_epoch, float(epoch)))
-        dev = train.evaluate(params, prepared.dev, prepared.tags, mcfg)
+        dev = train.evaluate(params, prepared.dev, prepared.tags, mcfg, "argmax")
         history.append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"], "dev_f1": dev["f1"], "dev_accuracy": dev["accuracy"]})
         if dev["f1"] > best:  # the dense step does not donate its inputs: keeping a reference is safe
             best, best_params, best_epoch = dev["f1"], params, epoch
-    test_f1 = train.evaluate(best_params, prepared.test, prepared.tags, mcfg)["f1"] if history else None
+    test_f1 = train.evaluate(best_params, prepared.test, prepared.tags, mcfg, "argmax")["f1"] if history else None
     f1s = [r["dev_f1"] for r in history]
     end = trace[-1]
     print(f"{NAME}: {v.activation:<8} {v.label:<22} dev F1 {max(f1s, default=0):.3f}, distinct units {end['distinct_units']}/{v.hidden_dim}, "

@@ -72,7 +72,7 @@ def train_config(cfg: Config, l2: float) -> train.TrainConfig:
         dropout=0.0, input_dropout=0.0, word_dropout=0.0, casing_dim=0, embed_dim=50, optimizer=cfg.optimizer,
         learning_rate=cfg.learning_rate, schedule="constant", decay_epochs=1, decay_rate=1.0, epochs=cfg.epochs,
         batch_size=cfg.batch_size, patience=0, seed=cfg.seed, grad="manual", impl="pure",
-        embeddings_mode=cfg.embeddings_mode, sparse=False, min_count=1,
+        embeddings_mode=cfg.embeddings_mode, sparse=False, min_count=1, decode="argmax",  # the recorded results were decoded per token
     )  # fmt: skip
 
 
@@ -91,8 +91,8 @@ def curves_for(tcfg: train.TrainConfig, prepared: train.Prepared) -> list[dict]:
         params, opt_state, objective = train.run_epoch(step, params, opt_state, prepared.train, tcfg, mcfg, epoch, steps)
         if not math.isfinite(objective):
             break
-        tr = train.evaluate(params, prepared.train, prepared.tags, data_only)
-        dev = train.evaluate(params, prepared.dev, prepared.tags, data_only)
+        tr = train.evaluate(params, prepared.train, prepared.tags, data_only, "argmax")
+        dev = train.evaluate(params, prepared.dev, prepared.tags, data_only, "argmax")
         w2, u2 = float(jnp.sum(params["W"] ** 2)), float(jnp.sum(params["U"] ** 2))
         rows.append({"epoch": epoch, "objective": objective, "train_loss": tr["loss"], "train_f1": tr["f1"],
                      "dev_loss": dev["loss"], "dev_f1": dev["f1"], "w_norm": math.sqrt(w2), "u_norm": math.sqrt(u2),

@@ -78,7 +78,7 @@ def base_config(cfg: Config) -> train.TrainConfig:
         input_dropout=0.0, word_dropout=0.0, casing_dim=0, embed_dim=50, optimizer="sgd", learning_rate=cfg.rates[0],
         schedule="constant", decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate, epochs=cfg.epochs,
         batch_size=cfg.batch_size, patience=0, seed=0, grad="manual", impl="pure", embeddings_mode="finetune",
-        sparse=False, min_count=1,
+        sparse=False, min_count=1, decode="argmax",  # the recorded results were decoded per token
     )  # fmt: skip
 
 

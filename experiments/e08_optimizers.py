@@ -84,7 +84,7 @@ def base_config(cfg: Config) -> train.TrainConfig:
         dropout=cfg.dropout, input_dropout=None, word_dropout=cfg.word_dropout, casing_dim=cfg.casing_dim, suffix_len=0,
         embed_dim=50, optimizer="sgd", learning_rate=1e-2, schedule="constant", decay_epochs=1, decay_rate=0.5,
         epochs=cfg.epochs, batch_size=cfg.batch_size, patience=0, seed=cfg.seed, grad="manual", impl="pure",
-        embeddings_mode="finetune", sparse=False, min_count=1,
+        embeddings_mode="finetune", sparse=False, min_count=1, decode="argmax",  # the recorded results were decoded per token
     )  # fmt: skip
 
 

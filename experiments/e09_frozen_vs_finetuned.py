@@ -72,7 +72,7 @@ def train_config(cfg: Config, mode: str, epochs: int, seed: int) -> train.TrainC
         dropout=cfg.dropout, input_dropout=None, word_dropout=0.0, casing_dim=cfg.casing_dim, suffix_len=0, embed_dim=50,
         optimizer=cfg.optimizer, learning_rate=cfg.learning_rate, schedule="constant", decay_epochs=1, decay_rate=0.5,
         epochs=epochs, batch_size=cfg.batch_size, patience=0, seed=seed, grad="manual", impl="pure",
-        embeddings_mode=mode, sparse=False, min_count=1,
+        embeddings_mode=mode, sparse=False, min_count=1, decode="argmax",  # the recorded results were decoded per token
     )  # fmt: skip
 
 
@@ -126,7 +126,7 @@ def accuracy(correct: np.ndarray, mask: np.ndarray):
 def run_one(cfg: Config, mode: str, size: int, epochs: int, seed: int, prepared, words: dict) -> dict:
     tcfg = train_config(cfg, mode, epochs, seed)
     summary, params, mcfg = train_best(tcfg, prepared)
-    pred, _ = train.predict_labels(params, prepared.dev, mcfg)
+    pred, _ = train.predict_labels(params, prepared.dev, prepared.tags, mcfg, "argmax")
     ok = pred == prepared.dev.labels
     unseen, vec, held = words["unseen_mask"], words["vector_mask"], words["held_mask"]
     row = {"mode": mode, "size": size, "seed": seed, "epochs": epochs, "best_epoch": summary["best_epoch"],

@@ -125,8 +125,11 @@ def _evaluate(args) -> int:
     if unknown:
         raise SystemExit(f"error: {args.data}: tags {unknown} were not in the training data {list(tags)}")
     ds = data.make_windows(sents, vocab, data.make_tag_index(tags), mcfg.window)
-    result = train.evaluate(params, ds, tags, mcfg)
-    print(f"{args.data}: entity F1 {result['f1']:.4f} (P {result['precision']:.4f} R {result['recall']:.4f}), "
+    decoder = args.decode or cfg.decode
+    result = train.evaluate(params, ds, tags, mcfg, decoder)
+    versus = f", per-token argmax {result['argmax_f1']:.4f}" if decoder != "argmax" else ""
+    print(f"{args.data}: entity F1 {result['f1']:.4f} (P {result['precision']:.4f} R {result['recall']:.4f}; "
+          f"{decoder} decoding{versus}), "
           f"token accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}")  # fmt: skip
     for t, s in sorted(result["per_type"].items()):
         print(f"  {t:<6} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}  ({s['support']} entities)")
@@ -138,13 +141,13 @@ def _predict(args) -> int:
 
     from jaxbackprop import data, train
 
-    _, mcfg, vocab, tags, params = train.load_run(args.run)
+    cfg, mcfg, vocab, tags, params = train.load_run(args.run)
     text = Path(args.input).read_text() if args.input else sys.stdin.read()
     sentences = [line.split() for line in text.splitlines() if line.strip()]
     if not sentences:
         return 0
     ds = data.windows_for_tokens(sentences, vocab, mcfg.window)
-    pred, _ = train.predict_labels(params, ds, mcfg)
+    pred, _ = train.predict_labels(params, ds, tags, mcfg, args.decode or cfg.decode)
     tag_arr = np.asarray(tags)
     out, start = [], 0
     for tokens in sentences:
@@ -201,11 +204,12 @@ def _attribute_docs(cls) -> dict:
 def _add_train_options(parser) -> None:
 
     from jaxbackprop import train
+    from jaxbackprop.decode import DECODERS
     from jaxbackprop.nonlinearities import ACTIVATIONS
 
     defaults = train.TrainConfig()
     docs = _attribute_docs(train.TrainConfig)
-    choices = {"grad": train.GRADS, "impl": train.IMPLS, "schedule": train.SCHEDULES, "embeddings_mode": train.EMBEDDING_MODES,
+    choices = {"grad": train.GRADS, "decode": DECODERS, "impl": train.IMPLS, "schedule": train.SCHEDULES, "embeddings_mode": train.EMBEDDING_MODES,
                "activation": ACTIVATIONS, "init": ("xavier", "normal", "zeros")}  # fmt: skip
     group = parser.add_argument_group("model and training (defaults: the best configuration found on CoNLL-2003)")
     for f in dataclasses.fields(train.TrainConfig):
@@ -276,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "per-type scores and token accuracy on --data.")  # fmt: skip
     ev.add_argument("--run", required=True, help="a run directory written by `jaxbackprop train`")
     ev.add_argument("--data", required=True, help="a CoNLL file with gold tags")
+    ev.add_argument("--decode", choices=("viterbi", "argmax"), help="how tags are read off the softmax (default: the run's --decode)")
     ev.set_defaults(func=_evaluate)
 
     sw = sub.add_parser(
@@ -308,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "whitespace, and prints `token TAG` per line with a blank line between sentences.")  # fmt: skip
     pr.add_argument("--run", required=True, help="a run directory written by `jaxbackprop train`")
     pr.add_argument("--input", help="a text file (default: stdin)")
+    pr.add_argument("--decode", choices=("viterbi", "argmax"), help="how tags are read off the softmax (default: the run's --decode)")
     pr.set_defaults(func=_predict)
     return parser
 

@@ -216,7 +216,7 @@ def train_group(cfgs, prepared: train.Prepared, *, data_seed: int = 0, log=print
 
 
 def _evaluate_member(params, prepared, mcfg, cfg, epoch, train_loss, lr) -> dict:
-    dev = train.evaluate(params, prepared.dev, prepared.tags, mcfg)
+    dev = train.evaluate(params, prepared.dev, prepared.tags, mcfg, cfg.decode)
     penalty = 0.5 * cfg.l2 * float(jnp.sum(params["W"] ** 2) + jnp.sum(params["U"] ** 2))  # mcfg.l2 is 0
     return {"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"] + penalty, "dev_f1": dev["f1"],
             "dev_accuracy": dev["accuracy"], "learning_rate": lr}  # fmt: skip

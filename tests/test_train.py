@@ -35,6 +35,12 @@ def test_smoke_run_writes_every_file(corpus, tmp_path):
     assert conf["model"]["vocab_size"] == len(corpus.vocab) and conf["environment"]["jax"] == jax.__version__
     assert 0 < summary["test_f1"] <= 1 and summary["best_epoch"] in (1, 2)
     assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
+    # the default decoder is Viterbi; the per-token argmax F1 is recorded beside it
+    _, mcfg, _, tags, best = train.load_run(tmp_path)
+    test = {m: train.evaluate(best, corpus.test, tags, mcfg, m) for m in ("viterbi", "argmax")}
+    assert summary["decode"] == "viterbi" and summary["test_f1"] == test["viterbi"]["f1"]
+    assert summary["test_argmax_f1"] == test["argmax"]["f1"] == test["viterbi"]["argmax_f1"]
+    assert rows[summary["best_epoch"] - 1]["dev_argmax_f1"] == summary["dev_argmax_f1"]
 
 
 def test_resume_reaches_the_same_result(corpus, tmp_path):
