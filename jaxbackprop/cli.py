@@ -224,6 +224,7 @@ def _add_train_options(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from jaxbackprop.decode import DECODERS
     from jaxbackprop.nonlinearities import ACTIVATIONS
 
     parser = argparse.ArgumentParser(
@@ -280,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "per-type scores and token accuracy on --data.")  # fmt: skip
     ev.add_argument("--run", required=True, help="a run directory written by `jaxbackprop train`")
     ev.add_argument("--data", required=True, help="a CoNLL file with gold tags")
-    ev.add_argument("--decode", choices=("viterbi", "argmax"), help="how tags are read off the softmax (default: the run's --decode)")
+    ev.add_argument("--decode", choices=DECODERS, help="how tags are read off the softmax (default: the run's --decode)")
     ev.set_defaults(func=_evaluate)
 
     sw = sub.add_parser(
@@ -313,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "whitespace, and prints `token TAG` per line with a blank line between sentences.")  # fmt: skip
     pr.add_argument("--run", required=True, help="a run directory written by `jaxbackprop train`")
     pr.add_argument("--input", help="a text file (default: stdin)")
-    pr.add_argument("--decode", choices=("viterbi", "argmax"), help="how tags are read off the softmax (default: the run's --decode)")
+    pr.add_argument("--decode", choices=DECODERS, help="how tags are read off the softmax (default: the run's --decode)")
     pr.set_defaults(func=_predict)
     return parser
 

@@ -69,7 +69,7 @@ class TrainConfig:
         parameters keep the optax optimizer.
       min_count: words seen fewer times in training become <unk> (unless pretrained).
       decode: how dev/test/predicted tags are read off the per-token softmax: "viterbi" (the most
-        probable tag sequence that is valid IOB2, see :mod:`jaxbackprop.decode`) or "argmax" (each
+        probable tag sequence that is valid IOB2; see jaxbackprop.decode) or "argmax" (each
         token's most probable tag). Training is the same either way.
     """
 
