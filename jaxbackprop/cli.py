@@ -95,6 +95,9 @@ def _load_corpus(args):
     return data.read_conll(args.train), data.read_conll(args.dev), test, pretrained
 
 
+LARGE_VOCAB = 100_000  # above this, a dense embedding update dominates the step on a CPU (BENCHMARKS.md)
+
+
 def _train(args) -> int:
 
     from jaxbackprop import train
@@ -106,6 +109,9 @@ def _train(args) -> int:
     if prepared.coverage:
         c = prepared.coverage
         print(f"pretrained vectors cover {c['found']} of {c['vocab_size']} vocabulary words ({c['fraction']:.1%})")
+    if len(prepared.vocab) > LARGE_VOCAB and not cfg.sparse and cfg.embeddings_mode == "finetune":
+        print(f"note: a vocabulary of {len(prepared.vocab):,} words -- the dense {cfg.optimizer} step reads and writes every row "
+              f"of E (and its optimizer state) on every step; --sparse updates only the rows in the batch")  # fmt: skip
     run_dir = args.run_dir or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"{len(prepared.train.windows)} training windows, vocabulary {len(prepared.vocab)}, {len(prepared.tags)} tags -> {run_dir}")
     try:

@@ -43,3 +43,13 @@ def test_bad_option_value_is_rejected_by_name(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--activation", "swish"])
     assert "invalid choice: 'swish'" in capsys.readouterr().err
+
+
+def test_train_points_to_sparse_updates_for_a_large_vocabulary(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "LARGE_VOCAB", 10)  # the embedded corpus has a few hundred words
+    args = ["train", "--epochs", "1", "--hidden-dim", "8", "--batch-size", "256", "--no-progress"]
+    assert cli.main([*args, "--run-dir", str(tmp_path / "dense")]) == 0
+    out = capsys.readouterr().out
+    assert "note: a vocabulary of" in out and "--sparse updates only the rows in the batch" in out
+    assert cli.main([*args, "--sparse", "--run-dir", str(tmp_path / "sparse")]) == 0
+    assert "note: a vocabulary of" not in capsys.readouterr().out
