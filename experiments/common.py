@@ -94,6 +94,16 @@ def prepare(corpus: Corpus, cfg: train.TrainConfig, train_sentences=None) -> tra
     return train.prepare_for(cfg, sentences, corpus.dev, corpus.test, corpus.pretrained)
 
 
+def corpus_fields(args, corpus: Corpus, prepared: train.Prepared, subset=None) -> dict:
+    """The ``corpus``, ``corpus_short`` and ``sizes`` entries of a result.json (``subset``: the training
+    sentences actually used, when fewer than the corpus has)."""
+    return {
+        "corpus": corpus.source, "corpus_short": "CoNLL-2003" if args.conll else "synthetic corpus",
+        "sizes": {"train_sentences": len(subset) if subset is not None else len(corpus.train), "train_windows": len(prepared.train.windows),
+                  "dev_windows": len(prepared.dev.windows), "vocab": len(prepared.vocab)},
+    }  # fmt: skip
+
+
 def train_run(cfg: train.TrainConfig, prepared: train.Prepared) -> tuple[list, dict]:
     """``train.train_and_evaluate`` quietly in a temporary run directory: (per-epoch history, summary).
 

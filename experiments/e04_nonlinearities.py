@@ -42,7 +42,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, load_corpus, parse_args, prepare, section, write_results
+from common import corpus_fields, fmt, load_corpus, parse_args, prepare, section, write_results
 
 from jaxbackprop import backprop, plots, train
 from jaxbackprop import nonlinearities as nl
@@ -287,9 +287,7 @@ def main(argv=None) -> dict:
     runs = [run_activation(cfg, prepared, a) for a in cfg.activations]
     result = {
         "name": NAME, "config": dataclasses.asdict(cfg), "train_config": dataclasses.asdict(train_config(cfg, "relu")) | {"activation": "each of config.activations"},
-        "corpus": corpus.source, "corpus_short": "CoNLL-2003" if args.conll else "synthetic corpus",
-        "sizes": {"train_sentences": len(subset) if subset is not None else len(corpus.train), "train_windows": len(prepared.train.windows),
-                  "dev_windows": len(prepared.dev.windows), "vocab": len(prepared.vocab)},
+        **corpus_fields(args, corpus, prepared, subset),
         "runs": runs,
         "claim": "sigmoid saturates and passes small gradients to the first layer; ReLU-family units train faster; "
                  "(hard)tanh is fine; leaky ReLU / PReLU avoid dead units",

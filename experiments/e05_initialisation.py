@@ -44,7 +44,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, load_corpus, parse_args, prepare, section, write_results
+from common import corpus_fields, fmt, load_corpus, parse_args, prepare, section, write_results
 
 from jaxbackprop import backprop, model, plots, train
 
@@ -343,9 +343,7 @@ def main(argv=None) -> dict:
         "name": NAME, "config": dataclasses.asdict(cfg),
         "train_config": dataclasses.asdict(train_config(cfg, Variant("tanh", "xavier", cfg.hidden_dim, 0.0)))
         | {"activation": "per variant", "init": "per variant", "hidden_dim": "per variant", "dropout": "per variant"},
-        "corpus": corpus.source, "corpus_short": "CoNLL-2003" if args.conll else "synthetic corpus",
-        "sizes": {"train_sentences": len(subset) if subset is not None else len(corpus.train), "train_windows": len(prepared.train.windows),
-                  "dev_windows": len(prepared.dev.windows), "vocab": len(prepared.vocab)},
+        **corpus_fields(args, corpus, prepared, subset),
         "same_unit_rtol": SAME_UNIT_RTOL, "runs": runs,
         "claim": "zero initialisation keeps hidden units identical (no better than one unit); normal / Xavier break the symmetry; Xavier trains well",
     }  # fmt: skip
