@@ -8,6 +8,7 @@ Rewrite the report from saved results without timing anything again::
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -86,24 +87,43 @@ def _columns(result, kind):
 def markdown(result):
     env, peaks, load = result["environment"], result["matmul_peak"], result["load_average"]
     noisy = max(load["before"][0], load["after"][0]) > 0.5 * env["cpu_count"]
-    torch_note = (
-        f"torch {env['torch']}, default {env['torch_default_threads']} threads (a `[1t]` suffix: the same "
-        "variant run with `torch.set_num_threads(1)`)" if env["torch"] else "torch not installed: no PyTorch rows"
-    )
+    accelerator = env.get("accelerator")
+    if not env["torch"]:
+        torch_note = "torch not installed: no PyTorch rows"
+    elif env.get("torch_device") == "cuda":
+        torch_note = (f"torch {env['torch']} on cuda (TF32 matmuls "
+                      f"{'allowed' if env.get('torch_cuda_matmul_allow_tf32') else 'off, its default'})")
+    else:
+        torch_note = (f"torch {env['torch']}, default {env['torch_default_threads']} threads (a `[1t]` suffix: the same "
+                      "variant run with `torch.set_num_threads(1)`)")
+    if accelerator:
+        how = [
+            ("Written by `benchmarks/bench_step.py` on a machine whose JAX has a GPU backend (results JSON: "
+             "`benchmarks/results/bench_step_gpu.json`). Regenerate there with"),
+            "",
+            "    python benchmarks/bench_step.py",
+            "",
+        ]
+        machine = f"{accelerator} ({', '.join(env['jax_devices'])}), host {env['processor']} with {env['cpu_count']} CPUs"
+    else:
+        how = [
+            "Written by `benchmarks/bench_step.py` (results JSON: `benchmarks/results/`). Regenerate with",
+            "",
+            "    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_step.py",
+            "",
+            ("(unsetting those two OpenBLAS variables, for this command only, gives numpy its full matmul speed "
+            "for the peak below)."),
+        ]
+        machine = f"{env['processor']}, {env['cpu_count']} CPUs, JAX on {', '.join(env['jax_devices'])}"
     lines = [
-        "# Benchmarks: one training step of the window model",
+        "# Benchmarks: one training step of the window model" + (f" on {accelerator}" if accelerator else ""),
         "",
-        "Written by `benchmarks/bench_step.py` (results JSON: `benchmarks/results/`). Regenerate with",
-        "",
-        "    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_step.py",
-        "",
-        ("(unsetting those two OpenBLAS variables, for this command only, gives numpy its full matmul speed "
-        "for the peak below)."),
+        *how,
         "",
         (f"Model: window {env['window']}, H={env['hidden']}, relu, softmax head of {env['classes']} classes, "
         f"{env['dtype']}, {env['optimizer']}; word ids Zipf (p ~ rank^-1.07) unless marked uniform. "
-        f"Machine: {env['processor']}, {env['cpu_count']} CPUs, JAX {env['jax']} on {', '.join(env['jax_devices'])}, "
-        f"optax {env['optax']}, {torch_note}. Run {env['date']}, `{env['command']}`, {result['wall_s'] / 60:.1f} min."),
+        f"Machine: {machine}. JAX {env['jax']}, optax {env['optax']}, {torch_note}. "
+        f"Run {env['date']}, `{env['command']}`, {result['wall_s'] / 60:.1f} min."),
         "",
         (f"Each number is the median of {result['shapes'][0]['rows'][0]['repeats']} repeats after a warm-up; repeats "
         "run round-robin over the variants so that outside load hits all of them alike; ± is the "
@@ -123,8 +143,12 @@ def markdown(result):
         "so every step reads and writes four V x d tables (E, its gradient, m, v) and their cost grows with V; "
         "`sparse` (`jaxbackprop.sparse.make_sparse_step`, lazy Adam) touches only the rows of the batch, like "
         "`torch_sparse` (`nn.Embedding(sparse=True)` + `SparseAdam`). `torch_dense` and `torch_compile` use a dense "
-        "embedding gradient and fused Adam. On an oversubscribed machine torch's OpenMP threads wait for "
-        "descheduled peers, which is why the `[1t]` rows exist."),
+        "embedding gradient and fused Adam."
+        + ("" if accelerator else " On an oversubscribed machine torch's OpenMP threads wait for "
+           "descheduled peers, which is why the `[1t]` rows exist.")
+        + (" Every step is one call from Python (one jitted program for JAX, eager kernel launches for "
+           "torch), timed until the device has finished; at small batches that launch cost, not the "
+           "arithmetic, sets the pace." if accelerator else "")),
         "",
         "## Training-step throughput (windows/s)",
         "",
@@ -149,7 +173,8 @@ def markdown(result):
     lines += [
         "## Achieved GFLOP/s (% of the machine's matmul peak)",
         "",
-        (f"Peak: float32 {peaks['numpy']['n']}^2 matmul, {pk} GFLOP/s (the larger is 100%). A step counts "
+        (f"Peak: float32 {next(iter(peaks.values()))['n']}^2 matmul, {pk} GFLOP/s (the larger is 100%"
+        f"{'; jnp is XLA default precision, TF32 on this chip, jnp_highest true float32' if 'jnp_highest' in peaks else ''}). A step counts "
         "2 B D H x 3 (z = x W^T, dW, dx) plus 2 B H C x 3 for the head; 'layer matmul' is a lone jitted "
         "x W^T of the shape, the most a step of that shape could reach."),
         "",
@@ -198,6 +223,9 @@ def markdown(result):
         "",
     ]
     lines += _targets_md(result["targets"])
+    if not accelerator:
+        lines += [("The same benchmark on a GPU (NVIDIA H200, JAX and PyTorch both on the GPU): "
+                   "[BENCHMARKS_GPU.md](BENCHMARKS_GPU.md)."), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -222,4 +250,7 @@ def _targets_md(t):
 if __name__ == "__main__":
     result = json.loads(Path(sys.argv[1]).read_text())
     result["targets"] = targets(result)
-    Path(sys.argv[2]).write_text(markdown(result))
+    out = Path(sys.argv[2])
+    tmp = out.with_name(out.name + ".tmp")  # never a half-written report
+    tmp.write_text(markdown(result))
+    os.replace(tmp, out)

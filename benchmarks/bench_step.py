@@ -7,7 +7,9 @@ processes lands on all of them alike; each number is a median over repeats after
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_step.py   # 3 min idle, 2 cores; ~15 busy
     python benchmarks/bench_step.py --quick --markdown /tmp/B.md   # < 1 min
 
-The full run writes ``benchmarks/results/bench_step.json`` and ``BENCHMARKS.md``. Some machines
+The full run writes ``benchmarks/results/bench_step.json`` and ``BENCHMARKS.md``; where JAX's default
+backend is a GPU, the PyTorch rows run on CUDA too (``--torch-device``) and the run writes
+``bench_step_gpu.json`` and ``BENCHMARKS_GPU.md`` instead. Some machines
 set ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``, which halve numpy's matmul speed and so would
 understate the matmul peak that GFLOP/s are compared with; the command unsets them for this one
 process only (the test suite never changes them). torch is optional (``pip install
@@ -131,14 +133,23 @@ def _set_threads(torch_mod, threads, default):
 
 
 def matmul_peaks(quick):
-    """float32 GFLOP/s of a square matmul: numpy (BLAS) and a jitted jnp.dot (XLA)."""
-    n = 512 if quick else 2048
+    """float32 GFLOP/s of a square matmul: a jitted jnp.dot (XLA) and, on a CPU backend, numpy (BLAS).
+
+    On a GPU the matrix is larger (the chip needs it to reach its peak), and XLA's default precision
+    (TF32 tensor cores for float32 on recent NVIDIA chips) is timed beside "highest" (true float32)."""
+    on_cpu = jax.default_backend() == "cpu"
+    n = 512 if quick else (2048 if on_cpu else 8192)
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     ja = jnp.asarray(a)
     mm = jax.jit(jnp.dot)
-    mm(ja, ja).block_until_ready()
+    mm_highest = jax.jit(lambda x, y: jnp.dot(x, y, precision=jax.lax.Precision.HIGHEST))
+    fns = {"jnp": lambda: mm(ja, ja).block_until_ready()}
+    if on_cpu:
+        fns["numpy"] = lambda: a @ a
+    else:
+        fns["jnp_highest"] = lambda: mm_highest(ja, ja).block_until_ready()
     out = {}
-    for name, fn in (("numpy", lambda: a @ a), ("jnp", lambda: mm(ja, ja).block_until_ready())):
+    for name, fn in fns.items():
         fn()
         ts = []
         for _ in range(3 if quick else 9):
@@ -161,7 +172,8 @@ def layer_matmul_gflops(shape, hidden, repeats=7):
     for _ in range(repeats):
         t = time.perf_counter()
         for _ in range(n):
-            mm(x, W).block_until_ready()
+            y = mm(x, W)
+        y.block_until_ready()
         ts.append((time.perf_counter() - t) / n)
     return 2 * shape.batch * WINDOW * shape.dim * hidden / statistics.median(ts) / 1e9
 
@@ -254,8 +266,9 @@ def _pass_loop(fn, params, batches):
 
     def run(n):
         for _ in range(n):
-            jax.block_until_ready(fn(params, batches[state["i"] % len(batches)]))
+            out = fn(params, batches[state["i"] % len(batches)])
             state["i"] += 1
+        jax.block_until_ready(out)  # (per call, a GPU would time the host round trip, not the pass)
 
     return run
 
@@ -272,9 +285,22 @@ def import_torch():
     return torch
 
 
-def torch_runners(torch, shape, hidden, windows, labels, wanted, thread_settings, quick):
+def torch_device(torch, wanted):
+    """"cuda" when asked, or (auto) when JAX itself runs on a GPU and torch sees one; else "cpu"."""
+    if torch is None:
+        return None
+    if wanted == "auto":
+        return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--torch-device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
+    return wanted
+
+
+def torch_runners(torch, shape, hidden, windows, labels, wanted, thread_settings, quick, device="cpu"):
     """PyTorch peers of the JAX steps, each at every thread setting (None: torch's default)."""
     nn, F = torch.nn, torch.nn.functional
+    # CUDA kernels run asynchronously: a repeat ends only when the device has finished its work
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     class Window(nn.Module):
         def __init__(self, sparse_grad):
@@ -287,7 +313,7 @@ def torch_runners(torch, shape, hidden, windows, labels, wanted, thread_settings
             x = self.E(w).reshape(w.shape[0], -1)
             return F.cross_entropy(self.out(torch.relu(self.hidden(x))), y)
 
-    data = [(torch.from_numpy(w).long(), torch.from_numpy(y).long()) for w, y in zip(windows, labels)]
+    data = [(torch.from_numpy(w).long().to(device), torch.from_numpy(y).long().to(device)) for w, y in zip(windows, labels)]
 
     def adam(params):
         for kw in ({"fused": True}, {"foreach": True}):
@@ -308,6 +334,7 @@ def torch_runners(torch, shape, hidden, windows, labels, wanted, thread_settings
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                 state["i"] += 1
+            sync()
 
         return run
 
@@ -324,16 +351,17 @@ def torch_runners(torch, shape, hidden, windows, labels, wanted, thread_settings
                     with torch.no_grad():
                         module(w, y)
                 state["i"] += 1
+            sync()
 
         return run
 
     made = {}
     if "torch_dense" in wanted:
-        m = Window(False)
+        m = Window(False).to(device)
         opt, kw = adam(m.parameters())
         made["torch_dense"] = (train_loop(m, [opt]), {"adam": kw})
     if "torch_sparse" in wanted:
-        m = Window(True)
+        m = Window(True).to(device)
         rest = [p for n, p in m.named_parameters() if n != "E.weight"]
         opt, kw = adam(rest)
         made["torch_sparse"] = (train_loop(m, [torch.optim.SparseAdam([m.E.weight], lr=LR), opt]), {"adam": kw})
@@ -341,7 +369,7 @@ def torch_runners(torch, shape, hidden, windows, labels, wanted, thread_settings
         if quick or (shape.batch, shape.vocab, shape.dim, shape.ids) not in TORCH_COMPILE_SHAPES:
             print(f"  skip torch_compile at {shape.name}: compiled only at {sorted(TORCH_COMPILE_SHAPES)} (~1 min each)")
         else:
-            m = Window(False)
+            m = Window(False).to(device)
             opt, kw = adam(m.parameters())
             run = train_loop(torch.compile(m), [opt])
             try:
@@ -351,9 +379,9 @@ def torch_runners(torch, shape, hidden, windows, labels, wanted, thread_settings
             except Exception as e:  # noqa: BLE001  (inductor needs a C++ toolchain, among others)
                 print(f"  skip torch_compile: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     if "torch_fwd" in wanted:
-        made["torch_fwd"] = (pass_loop(Window(False), backward=False), {})
+        made["torch_fwd"] = (pass_loop(Window(False).to(device), backward=False), {})
     if "torch_fwdbwd" in wanted:
-        made["torch_fwdbwd"] = (pass_loop(Window(True), backward=True), {"embedding_grad": "sparse"})
+        made["torch_fwdbwd"] = (pass_loop(Window(True).to(device), backward=True), {"embedding_grad": "sparse"})
     runners = []
     for threads in thread_settings:
         suffix = "" if threads is None else f"[{threads}t]"
@@ -392,7 +420,9 @@ def run_shape(shape, args, torch, thread_settings, peak):
     windows, labels = make_batches(shape)
     runners = jax_runners(shape, args.hidden, windows, labels, shape.variants)
     if torch is not None:
-        runners += torch_runners(torch, shape, args.hidden, windows, labels, shape.variants, thread_settings, args.quick)
+        runners += torch_runners(
+            torch, shape, args.hidden, windows, labels, shape.variants, thread_settings, args.quick, args.torch_device
+        )
     time_round_robin(runners, args.repeats, args.min_time, torch)
     rows = [summarize(r, shape, args.hidden, peak) for r in runners]
     for row in rows:
@@ -419,6 +449,11 @@ def environment(torch, args):
         "torch_default_threads": torch.get_num_threads() if torch else None,
         "torch_thread_settings": args.thread_settings if torch else None,
         "jax_devices": [str(d) for d in jax.devices()],
+        "jax_backend": jax.default_backend(),
+        "accelerator": None if jax.default_backend() == "cpu" else jax.devices()[0].device_kind,
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+        "torch_device": args.torch_device if torch else None,
+        "torch_cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32 if torch and args.torch_device == "cuda" else None,
         "env": env,
         "hidden": args.hidden,
         "window": WINDOW,
@@ -449,33 +484,47 @@ def main(argv=None):
         help="torch thread counts to run besides torch's default, comma-separated (default '1'; none with --quick). "
         "On a busy machine torch's OpenMP threads can wait on each other for a descheduled peer.",
     )
-    p.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/bench_step[_quick].json)")
-    p.add_argument("--markdown", type=Path, help="markdown path (default BENCHMARKS.md; none with --quick)")
+    p.add_argument(
+        "--torch-device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the PyTorch rows run (default auto: cuda when JAX runs on a GPU and torch sees one)",
+    )
+    p.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/bench_step[_gpu|_quick].json)")
+    p.add_argument("--markdown", type=Path, help="markdown path (default BENCHMARKS[_GPU].md; none with --quick)")
     args = p.parse_args(argv)
     args.repeats = args.repeats or (3 if args.quick else 7)
     args.min_time = args.min_time if args.min_time is not None else (0.02 if args.quick else 0.15)
-    out = args.out or ROOT / "benchmarks" / "results" / f"bench_step{'_quick' if args.quick else ''}.json"
-    md = args.markdown if args.markdown or args.quick else ROOT / "BENCHMARKS.md"
+    on_gpu = jax.default_backend() == "gpu"
+    tag = "_quick" if args.quick else ("_gpu" if on_gpu else "")
+    out = args.out or ROOT / "benchmarks" / "results" / f"bench_step{tag}.json"
+    md = args.markdown if args.markdown or args.quick else ROOT / ("BENCHMARKS_GPU.md" if on_gpu else "BENCHMARKS.md")
 
     torch = import_torch()
-    extra = args.torch_threads if args.torch_threads is not None else ("" if args.quick else "1")
+    args.torch_device = torch_device(torch, args.torch_device)
+    # thread counts matter only for torch on the CPU
+    extra = args.torch_threads if args.torch_threads is not None else ("" if args.quick or args.torch_device == "cuda" else "1")
     thread_settings = [None] + [int(t) for t in extra.split(",") if t]
     t0 = time.perf_counter()
     load_before = os.getloadavg()
     peaks = matmul_peaks(args.quick)
     peak = max(v["gflops"] for v in peaks.values())
     print("matmul peak: " + ", ".join(f"{k} {v['gflops']:.1f} GFLOP/s" for k, v in peaks.items()), flush=True)
-    shapes = [run_shape(s, args, torch, thread_settings, peak) for s in (QUICK_SHAPES if args.quick else FULL_SHAPES)]
     args.thread_settings = thread_settings
-    result = {
-        "environment": environment(torch, args),
-        "matmul_peak": peaks,
-        "load_average": {"before": load_before, "after": os.getloadavg()},
-        "wall_s": time.perf_counter() - t0,
-        "shapes": shapes,
-    }
-    result["targets"] = targets(result)
-    _write(out, json.dumps(result, indent=1))
+    shapes = []
+    for shape in QUICK_SHAPES if args.quick else FULL_SHAPES:
+        shapes.append(run_shape(shape, args, torch, thread_settings, peak))
+        result = {
+            "environment": environment(torch, args),
+            "matmul_peak": peaks,
+            "load_average": {"before": load_before, "after": os.getloadavg()},
+            "wall_s": time.perf_counter() - t0,
+            "shapes": shapes,
+        }
+        result["targets"] = targets(result)
+        # after every shape, so that an interrupted run keeps what it measured
+        # (`python benchmarks/bench_report.py OUT.json OUT.md` reports it)
+        _write(out, json.dumps(result, indent=1))
     print(f"wrote {out}")
     if md:
         _write(md, markdown(result))
