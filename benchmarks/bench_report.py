@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-TRAIN_ORDER = ("jax_grad", "manual", "sparse", "flax", "torch_dense", "torch_sparse", "torch_compile")
+TRAIN_ORDER = ("jax_grad", "manual", "sparse", "flax", "torch_dense", "torch_sparse", "torch_compile", "torch_graphs")
 JAX_TRAIN = TRAIN_ORDER[:4]
 
 
@@ -143,12 +143,14 @@ def markdown(result):
         "so every step reads and writes four V x d tables (E, its gradient, m, v) and their cost grows with V; "
         "`sparse` (`jaxbackprop.sparse.make_sparse_step`, lazy Adam) touches only the rows of the batch, like "
         "`torch_sparse` (`nn.Embedding(sparse=True)` + `SparseAdam`). `torch_dense` and `torch_compile` use a dense "
-        "embedding gradient and fused Adam."
+        "embedding gradient and fused Adam"
+        + ("; `torch_graphs` is `torch.compile(mode=\"reduce-overhead\")`, which replays the step's kernels as "
+           "CUDA graphs." if accelerator else ".")
         + ("" if accelerator else " On an oversubscribed machine torch's OpenMP threads wait for "
            "descheduled peers, which is why the `[1t]` rows exist.")
-        + (" Every step is one call from Python (one jitted program for JAX, eager kernel launches for "
-           "torch), timed until the device has finished; at small batches that launch cost, not the "
-           "arithmetic, sets the pace." if accelerator else "")),
+        + (" Every step is one call from Python (one jitted program for JAX; for torch, eager kernel "
+           "launches, except where CUDA graphs replay them), timed until the device has finished; at small "
+           "batches that launch cost, not the arithmetic, sets the pace." if accelerator else "")),
         "",
         "## Training-step throughput (windows/s)",
         "",

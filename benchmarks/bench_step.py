@@ -44,7 +44,7 @@ WINDOW, CLASSES, LR, NUM_BATCHES = 5, 9, 1e-3, 8
 ZIPF_EXPONENT = 1.07  # word frequencies: p(rank) ~ rank^-1.07, truncated to the vocabulary
 
 JAX_TRAIN = ("jax_grad", "manual", "sparse", "flax")
-TORCH_TRAIN = ("torch_dense", "torch_sparse", "torch_compile")
+TORCH_TRAIN = ("torch_dense", "torch_sparse", "torch_compile", "torch_graphs")
 PASSES = ("jax_fwd", "jax_fwdbwd_rows", "jax_fwdbwd_grad", "torch_fwd", "torch_fwdbwd")
 ALL = JAX_TRAIN + TORCH_TRAIN + PASSES
 
@@ -323,11 +323,12 @@ def torch_runners(torch, shape, hidden, windows, labels, wanted, thread_settings
                 continue
         return torch.optim.Adam(params, lr=LR), {}
 
-    def train_loop(module, opts):
+    def train_loop(module, opts, before_step=lambda: None):
         state = {"i": 0}
 
         def run(n):
             for _ in range(n):
+                before_step()
                 w, y = data[state["i"] % len(data)]
                 module(w, y).backward()
                 for opt in opts:
@@ -365,19 +366,26 @@ def torch_runners(torch, shape, hidden, windows, labels, wanted, thread_settings
         rest = [p for n, p in m.named_parameters() if n != "E.weight"]
         opt, kw = adam(rest)
         made["torch_sparse"] = (train_loop(m, [torch.optim.SparseAdam([m.E.weight], lr=LR), opt]), {"adam": kw})
-    if "torch_compile" in wanted:
+    compile_modes = {"torch_compile": "default", "torch_graphs": "reduce-overhead"}
+    if device != "cuda":
+        compile_modes.pop("torch_graphs")  # CUDA graphs: a GPU-only way to cut launch overhead
+    for name, mode in compile_modes.items():
+        if name not in wanted:
+            continue
         if quick or (shape.batch, shape.vocab, shape.dim, shape.ids) not in TORCH_COMPILE_SHAPES:
-            print(f"  skip torch_compile at {shape.name}: compiled only at {sorted(TORCH_COMPILE_SHAPES)} (~1 min each)")
-        else:
-            m = Window(False).to(device)
-            opt, kw = adam(m.parameters())
-            run = train_loop(torch.compile(m), [opt])
-            try:
-                t = time.perf_counter()
-                run(2)  # compiles forward and backward
-                made["torch_compile"] = (run, {"adam": kw, "compile_s": time.perf_counter() - t})
-            except Exception as e:  # noqa: BLE001  (inductor needs a C++ toolchain, among others)
-                print(f"  skip torch_compile: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            print(f"  skip {name} at {shape.name}: compiled only at {sorted(TORCH_COMPILE_SHAPES)} (~1 min each)")
+            continue
+        m = Window(False).to(device)
+        opt, kw = adam(m.parameters())
+        # reduce-overhead replays CUDA graphs, whose outputs the next replay overwrites: mark each step
+        mark = torch.compiler.cudagraph_mark_step_begin if mode == "reduce-overhead" else (lambda: None)
+        run = train_loop(torch.compile(m, mode=mode), [opt], mark)
+        try:
+            t = time.perf_counter()
+            run(3)  # compiles forward and backward (and records the graphs)
+            made[name] = (run, {"adam": kw, "compile_s": time.perf_counter() - t, "compile_mode": mode})
+        except Exception as e:  # noqa: BLE001  (inductor needs a C++ toolchain, among others)
+            print(f"  skip {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     if "torch_fwd" in wanted:
         made["torch_fwd"] = (pass_loop(Window(False).to(device), backward=False), {})
     if "torch_fwdbwd" in wanted:
