@@ -441,6 +441,24 @@ def run_shape(shape, args, torch, thread_settings, peak):
     return result
 
 
+def vocab_ratio(args, ids, vocabs=(20_000, 400_000), batch=512):
+    """The rows-only step at a small and a large vocabulary, timed round-robin in one group.
+
+    Shapes of the sweep run one after another, so their ratio also measures how the machine's
+    load changed in between; timed together, the two steps see the same load.
+    """
+    runners = []
+    for vocab in vocabs:
+        shape = Shape(batch, vocab, 50, ids, ("sparse",))
+        (r,) = jax_runners(shape, args.hidden, *make_batches(shape), shape.variants)
+        r.name = f"sparse V={vocab // 1000}k"
+        runners.append(r)
+    time_round_robin(runners, args.repeats, args.min_time)
+    small, large = (statistics.median(r.times) * 1e3 for r in runners)
+    print(f"  rows-only step, B={batch} {ids} ids: V={vocabs[0]:,} {small:.3f} ms, V={vocabs[1]:,} {large:.3f} ms (x{large / small:.2f})")
+    return {"ids": ids, "batch": batch, "vocabs": list(vocabs), "step_ms": [small, large], "ratio": large / small}
+
+
 def environment(torch, args):
     env = {k: os.environ[k] for k in sorted(os.environ) if "BLAS" in k or k.startswith(("OMP_", "MKL_", "XLA_"))}
     return {
@@ -519,6 +537,8 @@ def main(argv=None):
     peak = max(v["gflops"] for v in peaks.values())
     print("matmul peak: " + ", ".join(f"{k} {v['gflops']:.1f} GFLOP/s" for k, v in peaks.items()), flush=True)
     args.thread_settings = thread_settings
+    print("sparse step time against the vocabulary, timed side by side:", flush=True)
+    ratios = [vocab_ratio(args, ids, (1_000, 20_000) if args.quick else (20_000, 400_000)) for ids in ("zipf", "uniform")]
     shapes = []
     for shape in QUICK_SHAPES if args.quick else FULL_SHAPES:
         shapes.append(run_shape(shape, args, torch, thread_settings, peak))
@@ -528,6 +548,7 @@ def main(argv=None):
             "load_average": {"before": load_before, "after": os.getloadavg()},
             "wall_s": time.perf_counter() - t0,
             "shapes": shapes,
+            "vocab_ratio": ratios,
         }
         result["targets"] = targets(result)
         # after every shape, so that an interrupted run keeps what it measured
