@@ -228,11 +228,38 @@ def markdown(result):
         _table(["shape"] + mem_cols, body),
         "",
     ]
+    lines += _memory_md(result.get("memory", []))
     lines += _targets_md(result["targets"])
     if not accelerator:
         lines += [("The same benchmark on a GPU (NVIDIA H200, JAX and PyTorch both on the GPU): "
                    "[BENCHMARKS_GPU.md](BENCHMARKS_GPU.md)."), ""]
     return "\n".join(lines) + "\n"
+
+
+def _memory_md(memory):
+    if not memory:
+        return []
+    cols = []
+    for m in memory:
+        cols += [r["variant"] for r in m["rows"] if r["variant"] not in cols]
+    on_device = any(r.get("device") not in (None, "cpu") for m in memory for r in m["rows"])
+    body = []
+    for m in memory:
+        rows = {r["variant"]: r for r in m["rows"]}
+        body.append([m["shape"]] + [f"{rows[c]['peak_mb']:.0f}" if rows.get(c, {}).get("peak_mb") is not None else "" for c in cols])
+    return [
+        "## Peak memory of a training step (MB)",
+        "",
+        ("Each variant in a fresh process (`benchmarks/bench_memory.py`): "
+         + ("the device's own high-water mark while the step runs (JAX `memory_stats()`, torch `max_memory_allocated`)."
+            if on_device else
+            "the largest resident set size, sampled every millisecond while the step runs, above the process's size "
+            "just before the variant was built (runtime already started, batches already made): parameters, optimizer "
+            "state, gradients, temporaries and the compiled program. Each (V, d) float32 table at V = 400k, d = 50 is 76 MB.")),
+        "",
+        _table(["shape"] + cols, body),
+        "",
+    ]
 
 
 def _yes(met):

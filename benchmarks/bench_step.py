@@ -37,6 +37,7 @@ import optax
 from jaxbackprop import backprop, model, sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_memory  # peak memory, one fresh process per variant
 from bench_report import markdown, targets  # (this file times, that one reports)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +70,8 @@ FULL_SHAPES = [Shape(B, V, 50, "zipf") for V in (20_000, 400_000) for B in (32, 
     Shape(512, 400_000, 50, "uniform", ("sparse", "torch_sparse", "manual")),
 ]
 QUICK_SHAPES = [Shape(64, 5_000, 50, "zipf")]
+MEMORY_SHAPES = [Shape(512, V, 50, "zipf", bench_memory.VARIANTS) for V in (20_000, 400_000)]
+QUICK_MEMORY_SHAPES = [Shape(64, 5_000, 50, "zipf", ("manual", "sparse", "torch_sparse"))]
 TORCH_COMPILE_SHAPES = {(B, 20_000, 50, "zipf") for B in (32, 512, 4096)}  # ~1 min to compile each
 
 
@@ -554,6 +557,13 @@ def main(argv=None):
         # after every shape, so that an interrupted run keeps what it measured
         # (`python benchmarks/bench_report.py OUT.json OUT.md` reports it)
         _write(out, json.dumps(result, indent=1))
+    print("peak memory, each variant in a fresh process:", flush=True)
+    result["memory"] = [
+        {"shape": shape.name, "rows": bench_memory.measure(shape, [v for v in shape.variants if torch or not v.startswith("torch")],
+                                                          args.hidden, args.torch_device)}
+        for shape in (QUICK_MEMORY_SHAPES if args.quick else MEMORY_SHAPES)
+    ]  # fmt: skip
+    _write(out, json.dumps(result, indent=1))
     print(f"wrote {out}")
     if md:
         _write(md, markdown(result))

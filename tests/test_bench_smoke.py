@@ -37,6 +37,9 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path):
         assert rows[name]["kind"] == "train" and rows[name]["gflops"] > 0, rows[name]
     assert all(v["gflops"] > 0 for v in result["matmul_peak"].values())
     assert result["environment"]["jax"] and "targets" in result
+    (memory,) = result["memory"]  # peak memory, one fresh process per variant
+    peaks = {r["variant"]: r["peak_mb"] for r in memory["rows"]}
+    assert {"manual", "sparse"} <= set(peaks) and all(v is not None and v > 0 for v in peaks.values()), memory
     for e in result["vocab_ratio"]:  # the rows-only step at two vocabularies, timed side by side
         assert e["ids"] in ("zipf", "uniform") and min(e["step_ms"]) > 0
         assert abs(e["ratio"] - e["step_ms"][1] / e["step_ms"][0]) < 1e-9
