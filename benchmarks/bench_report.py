@@ -274,7 +274,7 @@ def _targets_md(t):
     for e in t["sparse_vs_torch_sparse"]:
         lines.append(f"- sparse step >= 1.5x {e['torch']} at {e['shape']}: {_yes(e['met'])} ({e['ratio']:.2f}x)")
     for e in t["pct_of_peak_at_4096"]:
-        lines.append(f"- >= 50% of matmul peak at {e['shape']}: {_yes(e['met'])} ({e['variant']}: {e['pct']:.0f}%)")
+        lines.append(f"- >= 50% of matmul peak at {e['shape']}: {_yes(e['met'])} ({e['variant']}: {e['pct']:.1f}%)")
     for e in t["sparse_vocab_ratio"]:
         how = (f"{e['step_ms'][1]:.2f} vs {e['step_ms'][0]:.2f} ms, timed side by side" if e.get("side_by_side")
                else "across the sweep's shapes, which ran minutes apart")  # fmt: skip
