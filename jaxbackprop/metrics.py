@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import warnings
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
@@ -58,7 +58,25 @@ def entity_scores(true_tag_seqs: Sequence[Sequence[str]], pred_tag_seqs: Sequenc
     (0.5, 0.5, 0.5, 1.0)
     """
     _check(true_tag_seqs, pred_tag_seqs)
-    true, pred = _spans(true_tag_seqs), _spans(pred_tag_seqs)
+    return _scores(_spans(true_tag_seqs), _spans(pred_tag_seqs))
+
+
+def entity_scores_of_each(true_tag_seqs: Sequence[Sequence[str]], preds: Mapping[str, Sequence[Sequence[str]]]) -> dict:
+    """:func:`entity_scores` of several predictions of the same gold tags, ``{name: scores}``.
+
+    The gold entities are read once (reading them is half the cost of a score on the dev set).
+
+    >>> s = entity_scores_of_each([["B-PER", "O"]], {"a": [["B-PER", "O"]], "b": [["O", "O"]]})
+    >>> s["a"]["f1"], s["b"]["f1"]
+    (1.0, 0.0)
+    """
+    for pred in preds.values():
+        _check(true_tag_seqs, pred)
+    true = _spans(true_tag_seqs)
+    return {name: _scores(true, _spans(pred)) for name, pred in preds.items()}
+
+
+def _scores(true: set, pred: set) -> dict:
     hit = true & pred
     count = lambda spans: collections.Counter(kind for _, kind, _, _ in spans)  # noqa: E731
     n_true, n_pred, n_hit = count(true), count(pred), count(hit)

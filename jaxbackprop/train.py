@@ -332,9 +332,9 @@ def evaluate(params, ds: data.Dataset, tags, cfg: model.ModelConfig, decoder: st
     def tag_seqs(method):
         return metrics.split_by_lengths(list(tag_arr[decode.decode(log_probs, ds.sentence_lengths, tags, method)]), ds.sentence_lengths)
 
-    pred_seqs = tag_seqs(decoder)
-    scores = metrics.entity_scores(true_seqs, pred_seqs)
-    argmax_f1 = scores["f1"] if decoder == "argmax" else metrics.entity_scores(true_seqs, tag_seqs("argmax"))["f1"]
+    preds = {method: tag_seqs(method) for method in dict.fromkeys((decoder, "argmax"))}
+    each = metrics.entity_scores_of_each(true_seqs, preds)
+    pred_seqs, scores, argmax_f1 = preds[decoder], each[decoder], each["argmax"]["f1"]
     return {
         "loss": loss_sum / len(log_probs) + float(model.l2_penalty(params, cfg)),
         "f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],

@@ -8,7 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from seqeval import metrics as seqeval_metrics
 
-from jaxbackprop.metrics import entity_scores, split_by_lengths, token_accuracy
+from jaxbackprop.metrics import (
+    entity_scores,
+    entity_scores_of_each,
+    split_by_lengths,
+    token_accuracy,
+)
 
 TRUE = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
 
@@ -109,6 +114,15 @@ def test_agrees_with_seqeval_scorer(pairs):
             seqeval_metrics.f1_score(true, pred, zero_division=0),
         )
     assert prf(ours) == pytest.approx(theirs, abs=1e-12)
+    # several predictions of the same gold tags, gold entities read once: the same scores each
+    other = [list(reversed(t)) for t in pred]
+    each = entity_scores_of_each(true, {"pred": pred, "other": other})
+    assert each == {"pred": ours, "other": entity_scores(true, other)}
+
+
+def test_entity_scores_of_each_checks_every_prediction():
+    with pytest.raises(ValueError, match="1 true tags but 2 predicted"):
+        entity_scores_of_each([["O"]], {"good": [["O"]], "bad": [["O", "O"]]})
 
 
 def test_token_accuracy():
