@@ -100,6 +100,10 @@ def markdown(result):
     else:
         torch_note = (f"torch {env['torch']}, default {env['torch_default_threads']} threads (a `[1t]` suffix: the same "
                       "variant run with `torch.set_num_threads(1)`)")
+    glibc = env["env"].get("GLIBC_TUNABLES")
+    tunables = f"GLIBC_TUNABLES={glibc} " if glibc else ""
+    # a run with huge pages is kept beside the default one, not over it
+    where = " --out benchmarks/results/bench_step_hugepages.json --markdown benchmarks/results/bench_step_hugepages.md" if glibc else ""
     if accelerator:
         how = [
             ("Written by `benchmarks/bench_step.py` on a machine whose JAX has a GPU backend (results JSON: "
@@ -113,12 +117,14 @@ def markdown(result):
         how = [
             "Written by `benchmarks/bench_step.py` (results JSON: `benchmarks/results/`). Regenerate with",
             "",
-            "    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_step.py",
+            f"    {tunables}env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_step.py{where}",
             "",
             ("(unsetting those two OpenBLAS variables, for this command only, gives numpy its full matmul speed "
             "for the peak below)."),
         ]
         machine = f"{env['processor']}, {env['cpu_count']} CPUs, JAX on {', '.join(env['jax_devices'])}"
+        if glibc:
+            machine += f", `GLIBC_TUNABLES={glibc}` (huge pages: see README)"
     lines = [
         "# Benchmarks: one training step of the window model" + (f" on {accelerator}" if accelerator else ""),
         "",
@@ -230,9 +236,11 @@ def markdown(result):
     ]
     lines += _memory_md(result.get("memory", []))
     lines += _targets_md(result["targets"])
-    if not accelerator:
+    if not accelerator and not glibc:
         lines += [("The same benchmark on a GPU (NVIDIA H200, JAX and PyTorch both on the GPU): "
-                   "[BENCHMARKS_GPU.md](BENCHMARKS_GPU.md)."), ""]
+                   "[BENCHMARKS_GPU.md](BENCHMARKS_GPU.md); on this CPU with 2 MB pages for large buffers "
+                   "(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`): "
+                   "[benchmarks/results/bench_step_hugepages.md](benchmarks/results/bench_step_hugepages.md)."), ""]
     return "\n".join(lines) + "\n"
 
 

@@ -463,7 +463,7 @@ def vocab_ratio(args, ids, vocabs=(20_000, 400_000), batch=512):
 
 
 def environment(torch, args):
-    env = {k: os.environ[k] for k in sorted(os.environ) if "BLAS" in k or k.startswith(("OMP_", "MKL_", "XLA_"))}
+    env = {k: os.environ[k] for k in sorted(os.environ) if "BLAS" in k or k.startswith(("OMP_", "MKL_", "XLA_", "GLIBC_"))}
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name] + sys.argv),

@@ -111,7 +111,8 @@ def _train(args) -> int:
         print(f"pretrained vectors cover {c['found']} of {c['vocab_size']} vocabulary words ({c['fraction']:.1%})")
     if len(prepared.vocab) > LARGE_VOCAB and not cfg.sparse and cfg.embeddings_mode == "finetune":
         print(f"note: a vocabulary of {len(prepared.vocab):,} words -- the dense {cfg.optimizer} step reads and writes every row "
-              f"of E (and its optimizer state) on every step; --sparse updates only the rows in the batch")  # fmt: skip
+              f"of E (and its optimizer state) on every step; --sparse updates only the rows in the batch "
+              f"(on Linux, GLIBC_TUNABLES=glibc.malloc.hugetlb=1 also speeds up large tables: see README)")  # fmt: skip
     run_dir = args.run_dir or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"{len(prepared.train.windows)} training windows, vocabulary {len(prepared.vocab)}, {len(prepared.tags)} tags -> {run_dir}")
     try:
