@@ -8,7 +8,6 @@ Rewrite the report from saved results without timing anything again::
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -291,9 +290,9 @@ def _targets_md(t):
 
 
 if __name__ == "__main__":
+    # a temporary file, then a rename: never a half-written report
+    from jaxbackprop.checkpoint import write_text
+
     result = json.loads(Path(sys.argv[1]).read_text())
     result["targets"] = targets(result)
-    out = Path(sys.argv[2])
-    tmp = out.with_name(out.name + ".tmp")  # never a half-written report
-    tmp.write_text(markdown(result))
-    os.replace(tmp, out)
+    write_text(sys.argv[2], markdown(result))

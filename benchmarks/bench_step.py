@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbackprop import backprop, model, sparse
+from jaxbackprop import backprop, checkpoint, model, sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_memory  # peak memory, one fresh process per variant
@@ -556,26 +556,19 @@ def main(argv=None):
         result["targets"] = targets(result)
         # after every shape, so that an interrupted run keeps what it measured
         # (`python benchmarks/bench_report.py OUT.json OUT.md` reports it)
-        _write(out, json.dumps(result, indent=1))
+        checkpoint.write_text(out, json.dumps(result, indent=1))
     print("peak memory, each variant in a fresh process:", flush=True)
     result["memory"] = [
         {"shape": shape.name, "rows": bench_memory.measure(shape, [v for v in shape.variants if torch or not v.startswith("torch")],
                                                           args.hidden, args.torch_device)}
         for shape in (QUICK_MEMORY_SHAPES if args.quick else MEMORY_SHAPES)
     ]  # fmt: skip
-    _write(out, json.dumps(result, indent=1))
+    checkpoint.write_text(out, json.dumps(result, indent=1))
     print(f"wrote {out}")
     if md:
-        _write(md, markdown(result))
+        checkpoint.write_text(md, markdown(result))
         print(f"wrote {md}")
     return result
-
-
-def _write(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
