@@ -81,3 +81,12 @@ def test_torch_device_choice():
     assert bench.torch_device(FakeTorch(cuda=False), "cpu") == "cpu"
     with pytest.raises(SystemExit, match="torch sees no CUDA device"):
         bench.torch_device(FakeTorch(cuda=False), "cuda")
+
+
+def test_hugepages_comparison_runs_both_settings():
+    bench = _bench_module("bench_hugepages")
+    medians = bench.main(["--quick"])
+    assert set(medians) == set(bench.SETTINGS)
+    for times in medians.values():
+        assert set(times) == {f"{v} B={b} V={n // 1000}k" for v, b, n in bench.QUICK_CASES}
+        assert all(t > 0 for t in times.values())
