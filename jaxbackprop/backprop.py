@@ -19,10 +19,22 @@ import jax.numpy as jnp
 
 from jaxbackprop import model
 from jaxbackprop import nonlinearities as nl
+from jaxbackprop.batch_checks import check_batch
 
 
 def window_fwd(params, windows, casing, cfg: model.ModelConfig, key):
-    """h = f(W x + b) for each window, with the residuals the backward pass needs."""
+    """h = f(W x + b) for each window, with the residuals the backward pass needs.
+
+    Args:
+      params: as made by :func:`jaxbackprop.init_params`.
+      windows: int (B, n) word ids; casing: int (B, n*k) feature ids or None.
+      cfg: the model config.
+      key: dropout key, or None; :func:`jaxbackprop.model.dropout_masks` turns it into the very
+        masks ``model.loss`` draws from the same key.
+
+    Returns:
+      ``(h, residuals)``: h (B, H), and what :func:`window_bwd` needs.
+    """
     x = model.window_vectors(params, windows, cfg, casing)  # (B, D)
     masks = model.dropout_masks(key, cfg, windows.shape[0], x.dtype)
     if masks is not None:
@@ -35,6 +47,12 @@ def window_fwd(params, windows, casing, cfg: model.ModelConfig, key):
 
 def window_bwd(params, residuals, dh, cfg: model.ModelConfig):
     """From dJ/dh (B, H) to the gradients of the window layer.
+
+    Args:
+      params: as for :func:`window_fwd`.
+      residuals: the second output of :func:`window_fwd`.
+      dh: dJ/dh, (B, H).
+      cfg: the model config.
 
     Returns:
       ``(grads, word_ids, word_rows)``: ``grads`` holds W, b (and alpha, Ecase); the gradient
@@ -81,7 +99,15 @@ def scatter_rows(ids, rows, num_rows):
 
 
 def softmax_head_fwd(params, h, labels, weights):
-    """Mean (weighted) cross-entropy of ``logits = h U^T + c``, with residuals."""
+    """Mean (weighted) cross-entropy of ``logits = h U^T + c``, with residuals.
+
+    Args:
+      params: holds U (C, H) and c (C,).
+      h: (B, H) hidden vectors; labels: int (B,); weights: (B,) or None (plain mean).
+
+    Returns:
+      ``(J, residuals)``: the scalar loss (no L2 term) and what :func:`softmax_head_bwd` needs.
+    """
     logits = h @ params["U"].T + params["c"][None, :]  # (B, C)
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]  # (B,)
@@ -90,7 +116,11 @@ def softmax_head_fwd(params, h, labels, weights):
 
 
 def softmax_head_bwd(params, residuals):
-    """Gradients of the softmax head and dJ/dh."""
+    """Gradients of the softmax head and dJ/dh.
+
+    Returns:
+      ``({"U": (C, H), "c": (C,)}, dJ/dh (B, H))``.
+    """
     h, probs, labels, w = residuals
     y = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)
     # J = sum_b w_b CE(y_b, softmax(logits_b))  =>  dJ/dlogits_b = w_b (y_hat_b - y_b)   (B, C)
@@ -102,7 +132,16 @@ def softmax_head_bwd(params, residuals):
 
 
 def score_head_fwd(params, h, h_corrupt, weights):
-    """Mean (weighted) max-margin loss ``max(0, 1 - s + s_c)`` with s = u.h, with residuals."""
+    """Mean (weighted) max-margin loss ``max(0, 1 - s + s_c)`` with s = u.h, with residuals.
+
+    Args:
+      params: holds u (H,).
+      h, h_corrupt: (B, H) hidden vectors of the true and the corrupted windows.
+      weights: (B,) or None (plain mean).
+
+    Returns:
+      ``(J, residuals)``: the scalar loss (no L2 term) and what :func:`score_head_bwd` needs.
+    """
     s, s_c = h @ params["u"], h_corrupt @ params["u"]  # (B,), (B,)
     margin = model.MARGIN - s + s_c
     w = _normalised_weights(weights, h)
@@ -110,7 +149,11 @@ def score_head_fwd(params, h, h_corrupt, weights):
 
 
 def score_head_bwd(params, residuals):
-    """Gradients of the score head and dJ/dh for the true and the corrupted windows."""
+    """Gradients of the score head and dJ/dh for the true and the corrupted windows.
+
+    Returns:
+      ``({"u": (H,)}, dJ/dh (B, H), dJ/dh_corrupt (B, H))``.
+    """
     h, h_corrupt, margin, w = residuals
     # subgradient of max(0, m): 1 where m > 0, else 0 (also at the kink m = 0)
     active = w * (margin > 0).astype(h.dtype)  # (B,)
@@ -123,6 +166,7 @@ def score_head_bwd(params, residuals):
 
 
 def _normalised_weights(weights, h):
+    # J = sum_b w_b l_b with sum_b w_b = 1: 1/B each for a plain mean                (B,)
     B = h.shape[0]
     if weights is None:
         return jnp.full((B,), 1.0 / B, h.dtype)
@@ -141,7 +185,7 @@ def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=Non
     (N = B n, or 2 B n for the score head); summing rows with equal ids gives dJ/dE. This is
     what a rows-only (sparse) embedding update consumes.
     """
-    model.check_batch(batch, cfg)
+    check_batch(batch, cfg)
     weights = batch.get("weights")
     if cfg.head == "softmax":
         h, res = window_fwd(params, batch["windows"], batch.get("casing"), cfg, key)

@@ -32,6 +32,7 @@ from flax import nnx
 
 from jaxbackprop import model
 from jaxbackprop import nonlinearities as nl
+from jaxbackprop.batch_checks import check_batch, check_ids, check_sized
 
 
 class WindowClassifier(nnx.Module):
@@ -48,6 +49,7 @@ class WindowClassifier(nnx.Module):
     """
 
     def __init__(self, cfg: model.ModelConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        check_sized(cfg)
         self.cfg = cfg
         H = cfg.hidden_dim
         small = nnx.initializers.normal(model.NORMAL_INIT_STD)
@@ -78,9 +80,9 @@ class WindowClassifier(nnx.Module):
         exactly with dropout on.
         """
         cfg = self.cfg
-        model.check_ids("windows", windows, cfg.window, cfg.vocab_size)
+        check_ids("windows", windows, cfg.window, cfg.vocab_size)
         if cfg.uses_casing:
-            model.check_ids("casing", casing, cfg.feature_width, cfg.casing_size)
+            check_ids("casing", casing, cfg.feature_width, cfg.casing_size)
         B = windows.shape[0]
         x = self.E(windows).reshape(B, cfg.window * cfg.embed_dim)  # (B, n d)
         if self.Ecase is not None:
@@ -108,7 +110,7 @@ def flax_loss(module: WindowClassifier, batch, cfg: model.ModelConfig, *, key=No
     """
     if module.cfg != cfg:
         raise ValueError(f"module was built for {module.cfg}, but loss was asked for {cfg}")
-    model.check_batch(batch, cfg)
+    check_batch(batch, cfg)
     if cfg.head == "softmax":
         log_probs = jax.nn.log_softmax(module(batch["windows"], batch.get("casing"), key=key), axis=-1)
         per_example = -jnp.take_along_axis(log_probs, batch["labels"][:, None], axis=1)[:, 0]

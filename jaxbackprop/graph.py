@@ -2,16 +2,14 @@
 
 This is the only mutable code in the package. A :class:`Node` holds a ``value``, a ``grad``
 (same shape, filled in place by :meth:`Node.backward`), its ``parents`` and the ``op`` that
-made it. Each op computes its output (forward) and attaches a *local* backward that turns the
-node's *upstream* gradient into each parent's *downstream* gradient, downstream = upstream x
-local, and ACCUMULATES it (``parent.grad = parent.grad + ...``): a node used twice -- a branch
-in the graph -- gets the sum of both gradients. ``backward()`` is a topological sort and a
-reverse walk.
+made it. Each op computes its output and attaches a *local* backward that turns the node's
+*upstream* gradient into each parent's *downstream* one (downstream = upstream x local) and
+ACCUMULATES it: a node used twice -- a branch in the graph -- gets the sum of both gradients.
+``backward()`` is a topological sort and a reverse walk.
 
-Values are jax arrays (Python numbers and numpy arrays are converted; scalars are 0-d).
-``+``, ``*`` and :func:`maximum` broadcast explicitly by numpy's rules, and their backward sums
-the gradient over the broadcast axes. :func:`window_model_graph` builds the whole window-model
-loss out of nodes; its gradients equal ``jax.grad(jaxbackprop.loss)``.
+Values are jax arrays (scalars are 0-d). ``+``, ``*`` and :func:`maximum` broadcast by numpy's
+rules, and their backward sums the gradient over the broadcast axes.
+:mod:`jaxbackprop.graph_model` builds the window model's loss out of these nodes.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbackprop import model
 from jaxbackprop import nonlinearities as nl
 
 
@@ -35,6 +32,8 @@ class Node:
       parents: the nodes this one was computed from (none for a leaf).
       op: what made it (``"+"``, ``"max"``, ``"tanh"``, ...; ``""`` for a leaf).
       name: an optional label for printing.
+      backward_local: applies this node's local backward once: passes ``grad`` (the upstream)
+        on, adding upstream x local to each parent's ``grad``; does nothing for a leaf.
 
     >>> x, y = Node(3.0, name="x"), Node(2.0, name="y")
     >>> f = x * y + x  # x is used twice: its two gradients (y and 1) add up
@@ -51,7 +50,7 @@ class Node:
         self.parents = tuple(parents)
         self.op = op
         self.name = name
-        self._backward = lambda: None  # a leaf has no parents to pass its gradient on to
+        self.backward_local = lambda: None  # a leaf has no parents to pass its gradient on to
 
     @property
     def shape(self):
@@ -75,7 +74,7 @@ class Node:
             node.grad = jnp.zeros_like(node.value)
         self.grad = jnp.ones_like(self.value)  # d(self)/d(self) = 1: the first upstream gradient
         for node in reversed(order):  # a node's upstream is complete before it is passed on
-            node._backward()
+            node.backward_local()
 
     def __add__(self, other):
         return add(self, other)
@@ -84,10 +83,10 @@ class Node:
         return add(other, self)
 
     def __sub__(self, other):
-        return sub(self, other)
+        return add(self, mul(other, -1.0))  # a - b = a + (-1) b
 
     def __rsub__(self, other):
-        return sub(other, self)
+        return add(other, mul(self, -1.0))
 
     def __mul__(self, other):
         return mul(self, other)
@@ -141,7 +140,7 @@ def _unbroadcast(g, shape):
 def _op(value, parents, op, backward):
     """The output node of an op; its local backward gets the node's upstream gradient."""
     out = Node(value, parents, op)
-    out._backward = lambda: backward(out.grad)
+    out.backward_local = lambda: backward(out.grad)
     return out
 
 
@@ -156,11 +155,6 @@ def add(a, b):
         b.grad = b.grad + _unbroadcast(g, b.shape)
 
     return _op(av + bv, (a, b), "+", backward)
-
-
-def sub(a, b):
-    """a - b = a + (-1) b."""
-    return add(a, mul(b, -1.0))
 
 
 def mul(a, b):
@@ -317,71 +311,3 @@ def softmax_cross_entropy(logits, labels):
         logits.grad = logits.grad + g[:, None] * (jnp.exp(log_p) - y)
 
     return _op(-jnp.take_along_axis(log_p, labels[:, None], axis=1)[:, 0], (logits,), "softmax-CE", backward)
-
-
-# ----------------------------------------------------------------------------- the window model
-
-
-def _hidden(p, windows, casing, cfg):
-    """h = f(x W^T + b) : (B, H), with x = [E rows of the window words; Ecase rows] : (B, D)."""
-    B = windows.shape[0]
-    x = reshape(embedding(p["E"], windows), (B, cfg.window * cfg.embed_dim))  # (B, n d)
-    if cfg.uses_casing:
-        xc = reshape(embedding(p["Ecase"], casing), (B, cfg.feature_width * cfg.casing_dim))  # (B, n k dc)
-        x = concat([x, xc], axis=1)  # (B, D)
-    z = x @ transpose(p["W"]) + p["b"]  # (B, H); b (H,) is broadcast over the batch
-    return activate(cfg.activation, z, p.get("alpha"))
-
-
-def window_model_graph(params, batch, cfg: model.ModelConfig):
-    """The whole loss of :func:`jaxbackprop.loss` (no dropout) as a graph of nodes.
-
-    Args:
-      params: as made by :func:`jaxbackprop.init_params`; each becomes a leaf node named by its key.
-      batch: as for :func:`jaxbackprop.loss` (optional ``"weights"`` give a weighted mean).
-      cfg: the model config; ``cfg.dropout`` is ignored, as ``loss`` ignores it without a key.
-
-    Returns:
-      ``(loss_node, param_nodes)``: after ``loss_node.backward()``, ``param_nodes[k].grad``
-      equals ``jax.grad(jaxbackprop.loss)(params, batch, cfg)[k]``. For the score head the
-      parameter nodes feed both the true and the corrupted window, so their gradients sum.
-    """
-    model.check_batch(batch, cfg)
-    p = {k: Node(v, name=k) for k, v in params.items()}
-    if cfg.head == "softmax":
-        logits = _hidden(p, batch["windows"], batch.get("casing"), cfg) @ transpose(p["U"]) + p["c"]  # (B, C)
-        per_window = softmax_cross_entropy(logits, batch["labels"])
-    else:
-        s = _hidden(p, batch["windows"], batch.get("casing"), cfg) @ p["u"]  # (B,)
-        s_c = _hidden(p, batch["corrupt"], batch.get("corrupt_casing"), cfg) @ p["u"]
-        # the constant 0 goes first: at the kink the tie routes to it, subgradient 0 like the model
-        per_window = maximum(0.0, model.MARGIN - s + s_c)
-    dtype, B = p["W"].value.dtype, per_window.shape[0]
-    weights = batch.get("weights")
-    w = jnp.full((B,), 1.0, dtype) if weights is None else jnp.asarray(weights, dtype)
-    w = w / jnp.sum(w)  # mean, or sum(w l) / sum(w) with weights
-    head = p["U"] if cfg.head == "softmax" else p["u"]
-    penalty = 0.5 * cfg.l2 * (sum(p["W"] * p["W"]) + sum(head * head))  # biases, E unpenalised
-    return sum(per_window * w) + penalty, p
-
-
-def graph_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None):
-    """``(J, dJ/dparams)`` from the graph engine; the call shape of ``jax.value_and_grad(loss)``.
-
-    ``key`` exists for that call shape only: the engine has no dropout, so a key with
-    ``cfg.dropout > 0`` raises ValueError.
-
-    >>> import jax, jax.numpy as jnp
-    >>> from jaxbackprop import ModelConfig, init_params, loss
-    >>> cfg = ModelConfig(vocab_size=10, embed_dim=4, window=3, hidden_dim=6)
-    >>> p = init_params(jax.random.key(0), cfg)
-    >>> batch = {"windows": jnp.array([[1, 2, 1]]), "labels": jnp.array([3])}
-    >>> J, g = graph_value_and_grad(p, batch, cfg)
-    >>> bool(jnp.allclose(g["E"], jax.grad(loss)(p, batch, cfg)["E"], atol=1e-7))
-    True
-    """
-    if key is not None and cfg.dropout > 0:
-        raise ValueError(f"the graph engine has no dropout; got a key with cfg.dropout={cfg.dropout}")
-    loss_node, nodes = window_model_graph(params, batch, cfg)
-    loss_node.backward()
-    return loss_node.value, {k: nodes[k].grad.astype(params[k].dtype) for k in params}

@@ -11,7 +11,6 @@ import jax.numpy as jnp
 from jaxbackprop.graph import Node, add, maximum, mul
 
 
-
 def lecture_example(x=1.0, y=2.0, z=0.0):
     """The lecture's f(x, y, z) = (x + y) max(y, z), with forward and backward done.
 
@@ -37,7 +36,7 @@ def _local_gradients(node):
     for parent in node.parents:
         parent.grad = jnp.zeros_like(parent.value)
     node.grad = jnp.ones_like(node.value)
-    node._backward()
+    node.backward_local()
     local = [parent.grad for parent in node.parents]
     for n, grad in saved:
         n.grad = grad
@@ -107,6 +106,6 @@ def demo_text(x=1.0, y=2.0, z=0.0, wiggle=0.1):
                  ("max routes", "only the larger input gets it (a tie goes to the first input)"),
                  ("", f"b = max(y, z) sends {sent['b', 'y']} to y and {sent['b', 'z']} to z"),
                  ("* switches", "each input gets the upstream gradient times the OTHER input"),
-                 ("", f"f = a * b sends {d['f']} * {v['b']} = {sent['f', 'a']} to a "
-                      f"and {d['f']} * {v['a']} = {sent['f', 'b']} to b")]),
+                 ("", (f"f = a * b sends {d['f']} * {v['b']} = {sent['f', 'a']} to a "
+                       f"and {d['f']} * {v['a']} = {sent['f', 'b']} to b"))]),
     ])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxbackprop import ModelConfig, graph, graph_demo, init_params, loss, model
+from jaxbackprop import ModelConfig, graph, graph_demo, graph_model, init_params, loss, model
 from jaxbackprop import nonlinearities as nl
 
 RTOL = 1e-10
@@ -246,7 +246,7 @@ def random_params(rng, cfg):
 
 
 def check_against_jax(params, batch, cfg):
-    J, grads = graph.graph_value_and_grad(params, batch, cfg)
+    J, grads = graph_model.graph_value_and_grad(params, batch, cfg)
     J_ref, grads_ref = jax.value_and_grad(loss)(params, batch, cfg)
     np.testing.assert_allclose(J, J_ref, rtol=RTOL)
     assert_trees_close(grads, grads_ref)
@@ -276,7 +276,7 @@ def test_window_model_graph_equals_jax_grad(x64, activation, head, casing):
 # the same ops run on tracers and XLA compiles one program per example, instead of one per op.
 @functools.partial(jax.jit, static_argnums=2)
 def _graph_and_reference(params, batch, cfg):
-    return graph.graph_value_and_grad(params, batch, cfg), jax.value_and_grad(loss)(params, batch, cfg)
+    return graph_model.graph_value_and_grad(params, batch, cfg), jax.value_and_grad(loss)(params, batch, cfg)
 
 
 @settings(max_examples=15, deadline=None, database=None)
@@ -299,7 +299,7 @@ def test_loss_node_is_the_model_loss_and_param_nodes_are_named(x64):
     cfg = small_config(activation="prelu", l2=0.5)
     params = init_params(jax.random.key(1), cfg, dtype=jnp.float64)  # as training starts: b = c = 0
     batch = make_batch(np.random.default_rng(1), cfg, B=6, weighted=False)
-    loss_node, nodes = graph.window_model_graph(params, batch, cfg)
+    loss_node, nodes = graph_model.window_model_graph(params, batch, cfg)
     assert sorted(nodes) == sorted(params) and all(nodes[k].name == k for k in nodes)
     np.testing.assert_allclose(loss_node.value, loss(params, batch, cfg), rtol=RTOL)
     loss_node.backward()
@@ -312,4 +312,4 @@ def test_graph_has_no_dropout(x64):
     params, batch = random_params(rng, cfg), make_batch(rng, cfg, 6, False)
     check_against_jax(params, batch, cfg)  # no key: loss applies no dropout either
     with pytest.raises(ValueError, match="no dropout"):
-        graph.graph_value_and_grad(params, batch, cfg, key=jax.random.key(1))
+        graph_model.graph_value_and_grad(params, batch, cfg, key=jax.random.key(1))
