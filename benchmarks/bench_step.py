@@ -5,7 +5,7 @@ the same batches in one process. Repeats run round-robin over the variants, so l
 processes lands on all of them alike; each number is a median over repeats after a warm-up.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_step.py   # 3 min idle, 2 cores; ~15 busy
-    python benchmarks/bench_step.py --quick --markdown /tmp/B.md   # < 1 min
+    python benchmarks/bench_step.py --quick --markdown B.md   # < 1 min
 
 The full run writes ``benchmarks/results/bench_step.json`` and ``BENCHMARKS.md``; where JAX's default
 backend is a GPU, the PyTorch rows run on CUDA too (``--torch-device``) and the run writes
@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from jaxbackprop import backprop, checkpoint, model, sparse
+from jaxbackprop.provenance import portable_argv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_memory  # peak memory, one fresh process per variant
@@ -466,7 +467,7 @@ def environment(torch, args):
     env = {k: os.environ[k] for k in sorted(os.environ) if "BLAS" in k or k.startswith(("OMP_", "MKL_", "XLA_", "GLIBC_"))}
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name] + sys.argv),
+        "command": " ".join([Path(sys.executable).name] + portable_argv(sys.argv)),  # no machine paths
         "machine": platform.machine(),
         "processor": _cpu_name(),
         "cpu_count": os.cpu_count(),

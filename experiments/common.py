@@ -4,7 +4,9 @@ Each ``experiments/eNN_<name>.py`` measures one claim of the lecture and writes,
 ``experiments/results/eNN_<name>/`` (or ``--out``):
 
 * ``result.json`` -- the numbers first: the config, the measurements, the claim and the verdict,
-  ``environment`` (device and versions) and the exact ``command`` that made it;
+  ``environment`` (device and versions), the exact ``command`` that made it and, on real data,
+  the ``data`` files' SHA-256. Paths are recorded as :mod:`jaxbackprop.provenance` writes them:
+  relative to the project root when inside it, else by name -- never this machine's layout;
 * ``*.png`` -- plots drawn from the numbers in ``result.json`` (never the other way round);
 * ``section.md`` -- a short markdown section that ``make_results.py`` gathers into RESULTS.md.
 
@@ -28,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxbackprop import checkpoint, data, embeddings, synthetic, train
+from jaxbackprop.provenance import portable_argv, portable_path, sha256_file
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -53,7 +56,7 @@ def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False) -> ar
     if not real_data:
         args.conll = args.embeddings = None
     args.out = args.out or RESULTS / (f"{name}_conll" if args.conll else name)
-    args.command = " ".join(["python", f"experiments/{name}.py", *map(shlex.quote, argv or [])]).strip()
+    args.command = " ".join(["python", f"experiments/{name}.py", *map(shlex.quote, portable_argv(argv or []))]).strip()
     return args
 
 
@@ -85,7 +88,7 @@ def load_corpus(args) -> Corpus:
     train_s, dev_s, test_s = (data.read_conll(args.conll / f) for f in CONLL_SPLITS)
     pretrained = embeddings.read_embeddings(args.embeddings) if args.embeddings else None
     vectors = f" with {args.embeddings.name} ({len(pretrained[0])} words)" if pretrained else " without pretrained vectors"
-    return Corpus(train_s, dev_s, test_s, pretrained, f"CoNLL-2003 ({args.conll}){vectors}")
+    return Corpus(train_s, dev_s, test_s, pretrained, f"CoNLL-2003 ({portable_path(args.conll)}){vectors}")
 
 
 def prepare(corpus: Corpus, cfg: train.TrainConfig, train_sentences=None) -> train.Prepared:
@@ -160,6 +163,23 @@ def time_round_robin(fns: dict, *, repeats: int, min_time: float = 0.02, warmup:
     return out
 
 
+def roundoff_tolerance(dtype, n_terms: int, scale: float, k: float = 4.0, worst_case: bool = False) -> float:
+    """How far two evaluations of the same sum may differ in ``dtype``: ``k eps sqrt(n_terms) scale``.
+
+    Two code paths (or two machines: another blocking, SIMD width or reduction tree) add the same
+    ``n_terms`` terms of magnitude up to ``scale`` in different orders. Each addition rounds to
+    within eps/2 of its result, so the two differ by at most about ``eps n_terms scale`` (the
+    worst case, ``worst_case=True``; Higham, *Accuracy and Stability of Numerical Algorithms*, 4.2);
+    errors of random sign grow like a random walk, ``eps sqrt(n_terms) scale`` (the default).
+    ``k`` is the safety factor. Bit-identity is expected only where it is the claim.
+
+    >>> f"{roundoff_tolerance(np.float32, 100, 1.0):.2e}"
+    '4.77e-06'
+    """
+    growth = n_terms if worst_case else math.sqrt(n_terms)
+    return k * float(np.finfo(dtype).eps) * max(growth, 1.0) * scale
+
+
 def loglog_slope(x, y) -> float:
     """Least-squares slope of log10(y) against log10(x): the power p in y ~ x^p."""
     x, y = np.log10(np.asarray(x, float)), np.log10(np.asarray(y, float))
@@ -186,9 +206,25 @@ def write_results(args, result: dict, section_md: str, started: float) -> dict:
         raise ValueError(f"result['verdict'] must be one of {VERDICTS}, got {result.get('verdict')!r}")
     result = {**result, "quick": bool(args.quick), "command": args.command, "runtime_s": round(time.perf_counter() - started, 2),
               "environment": train.environment(), "host": host()}  # fmt: skip
+    if data_files := data_fingerprints(args):
+        result["data"] = data_files
     checkpoint.write_json(args.out / "result.json", _plain(result))
     checkpoint.write_text(args.out / "section.md", section_md)
     return result
+
+
+def data_fingerprints(args) -> dict:
+    """The real data files a run read, as ``{"conll": {"path", "sha256": {split: hex}}, "embeddings": {...}}``.
+
+    Paths as :func:`jaxbackprop.provenance.portable_path` records them; the hashes say which data
+    it was wherever it lay. Empty for the embedded synthetic corpus.
+    """
+    out = {}
+    if getattr(args, "conll", None):
+        out["conll"] = {"path": portable_path(args.conll), "sha256": {f: sha256_file(args.conll / f) for f in CONLL_SPLITS}}
+    if getattr(args, "embeddings", None):
+        out["embeddings"] = {"path": portable_path(args.embeddings), "sha256": sha256_file(args.embeddings)}
+    return out
 
 
 def host() -> dict:

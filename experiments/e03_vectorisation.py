@@ -38,7 +38,7 @@ except ImportError:  # optional: without it the 1-thread numpy rows are skipped
     threadpoolctl = None
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, parse_args, section, time_round_robin, write_results  # noqa: E402
+from common import fmt, parse_args, roundoff_tolerance, section, time_round_robin, write_results  # noqa: E402
 
 from jaxbackprop import plots  # noqa: E402
 
@@ -128,14 +128,17 @@ def one_blas_thread(fn):
 
 def measure(cfg: Config) -> list:
     rng = np.random.default_rng(cfg.seed)
-    fns, checks, cases = {}, {}, []
+    fns, checks, tolerances, cases = {}, {}, {}, []
     for shape in cfg.shapes:
         W = rng.random((shape.rows, shape.cols), dtype=np.float32)
         for n in shape.ns:
             X = rng.random((shape.cols, n), dtype=np.float32)
             v = variants(W, X)
             ref = v["numpy_matmul"]()
-            # every variant computes the same numbers (float32 summation order aside)
+            # every variant computes the same numbers, float32 summation order aside: each entry sums
+            # `cols` positive products, so two orders differ by at most eps32 * cols * |entry| (the
+            # worst case; k = 1 because each order's own error is at most half that)
+            tolerances[shape.label, n] = roundoff_tolerance(np.float32, shape.cols, float(np.max(np.abs(ref))), k=1.0, worst_case=True)
             checks[shape.label, n] = max(float(np.max(np.abs(np.stack(v["numpy_loop"](), 1) - ref))),
                                          float(np.max(np.abs(np.stack(v["jax_loop"](), 1) - ref))),
                                          float(np.max(np.abs(np.asarray(v["jax_matmul"]()) - ref))))  # fmt: skip
@@ -156,7 +159,7 @@ def measure(cfg: Config) -> list:
             "numpy_speedup": s["numpy_loop"] / s["numpy_matmul"],
             "numpy_1thread_speedup": s["numpy_loop_1thread"] / s["numpy_matmul_1thread"] if "numpy_loop_1thread" in s else None,
             "jax_speedup": s["jax_loop"] / s["jax_matmul"],
-            "max_abs_difference": checks[shape.label, n],
+            "max_abs_difference": checks[shape.label, n], "tolerance": tolerances[shape.label, n],
         })  # fmt: skip
     return rows
 
@@ -241,7 +244,8 @@ def _measured(rows, env) -> list:
     lines.append(
         f"float32, CPU only: {env['usable_cpus']} usable cores shared with other jobs (load average "
         f"{', '.join(f'{x:.1f}' for x in env['load_average'] or ())} when the run started); all variants agree to "
-        f"{fmt(max(r['max_abs_difference'] for r in rows))} (max |difference|). Environment recorded, not changed: "
+        f"{fmt(max(r['max_abs_difference'] for r in rows))} (max |difference|; float32 round-off allows "
+        f"{fmt(min(r['tolerance'] for r in rows))}, eps32 x terms per entry x largest entry). Environment recorded, not changed: "
         f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}, OPENBLAS_L2_SIZE={env['OPENBLAS_L2_SIZE']} (where these are set "
         f"they slow numpy's matmul and shrink its speed-ups); numpy BLAS {env['numpy_blas']}, "
         f"{pools[0].get('num_threads')} threads, kernel {pools[0].get('architecture')}. The 1-thread rows limit "

@@ -17,8 +17,8 @@ with f'(z) = 0 on every window (dead units).
 
     python experiments/e04_nonlinearities.py            # ~1.5 min on 2 busy CPU cores
     python experiments/e04_nonlinearities.py --quick    # ~10 s
-    python experiments/e04_nonlinearities.py --conll /work/shared/data/conll2003 \\
-        --embeddings /work/shared/data/embeddings/glove.6B.50d.txt          # ~8 min
+    python experiments/e04_nonlinearities.py --conll path/to/conll2003 \\
+        --embeddings path/to/glove.6B.50d.txt          # ~8 min
 
 Expected: sigmoid has the smallest first-layer gradient (mean f' about 0.25 at initialisation)
 and the slowest learning curve; tanh and hard tanh train well; the ReLU family learns faster than

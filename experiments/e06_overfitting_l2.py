@@ -14,8 +14,8 @@ whole training set and of dev after each epoch, so every lambda is compared on t
 
     python experiments/e06_overfitting_l2.py            # ~1 min: 30 sentences, H = 300, 30 epochs, 4 lambdas
     python experiments/e06_overfitting_l2.py --quick    # ~15 s (13 s of CPU; longer on a busy machine)
-    python experiments/e06_overfitting_l2.py --conll /work/shared/data/conll2003 \\
-        --embeddings /work/shared/data/embeddings/glove.6B.50d.txt     # ~3.5 min: 1000 sentences, 20 epochs, 4 lambdas
+    python experiments/e06_overfitting_l2.py --conll path/to/conll2003 \\
+        --embeddings path/to/glove.6B.50d.txt     # ~3.5 min: 1000 sentences, 20 epochs, 4 lambdas
 
 Expected: at lambda = 0 the training cross-entropy falls towards 0 while the dev cross-entropy
 bottoms out after a few epochs and then rises; lambda > 0 ends with a smaller ||W||, a lower final

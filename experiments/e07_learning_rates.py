@@ -18,8 +18,8 @@ into ``sweep_rates/`` and ``sweep_schedules/`` of the output folder.
 
     python experiments/e07_learning_rates.py            # ~1.5 min: 500 synthetic sentences, 8 epochs, 7 rates + 8 x 5 seeds
     python experiments/e07_learning_rates.py --quick    # ~15 s (14 s of CPU; longer on a busy machine)
-    python experiments/e07_learning_rates.py --conll /work/shared/data/conll2003 \\
-        --embeddings /work/shared/data/embeddings/glove.6B.50d.txt     # ~7 min: full train, 5 epochs
+    python experiments/e07_learning_rates.py --conll path/to/conll2003 \\
+        --embeddings path/to/glove.6B.50d.txt     # ~7 min: full train, 5 epochs
 
 Expected: the largest rate is marked diverged (its loss became NaN/inf) without stopping the
 sweep; the smallest ends with a training loss far above the best rate's; at the high rate the

@@ -13,8 +13,8 @@ defaults: SGD 0.01, every adaptive optimizer 0.001).
 
     python experiments/e08_optimizers.py            # 1-3 min on 2 shared CPU cores (66 runs)
     python experiments/e08_optimizers.py --quick    # ~10 s
-    python experiments/e08_optimizers.py --conll /work/shared/data/conll2003 \\
-        --embeddings /work/shared/data/embeddings/glove.6B.50d.txt   # 7 min (36 runs)
+    python experiments/e08_optimizers.py --conll path/to/conll2003 \\
+        --embeddings path/to/glove.6B.50d.txt   # 7 min (36 runs)
 
 Expected (measured): every optimizer reaches a similar best F1 on the synthetic corpus; SGD's good
 rates sit 2 decades above Adam's, and only SGD/momentum diverge at large rates; the good bands are

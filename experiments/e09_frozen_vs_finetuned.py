@@ -15,8 +15,8 @@ of each unseen word to its nearest seen word (nearest in the pretrained space) b
 
     python experiments/e09_frozen_vs_finetuned.py            # ~4 min on 2 shared CPU cores (18 runs)
     python experiments/e09_frozen_vs_finetuned.py --quick    # ~15 s
-    python experiments/e09_frozen_vs_finetuned.py --conll /work/shared/data/conll2003 \\
-        --embeddings /work/shared/data/embeddings/glove.6B.50d.txt   # 4-7 min (12 runs)
+    python experiments/e09_frozen_vs_finetuned.py --conll path/to/conll2003 \\
+        --embeddings path/to/glove.6B.50d.txt   # 4-7 min (12 runs)
 
 Expected (measured): unseen words move exactly 0 (no gradient ever reaches their rows) while seen
 words move ~0.5-1.5; on the smallest set frozen vectors classify unseen tokens better (synthetic

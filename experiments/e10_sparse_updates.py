@@ -11,7 +11,9 @@ gradients of its two slices of x (the gradients of a node used twice add).
 
 Expected: changed rows == distinct ids in the batch, every other row bit-identical; the repeated
 word's change equals, to round-off, the sum of the changes of two distinct ids holding the same
-vector; the rows-only step of ``jaxbackprop.sparse`` (if present) gives the dense SGD result.
+vector; the rows-only step of ``jaxbackprop.sparse`` (if present) gives the dense SGD result to
+float32 round-off (another code path sums in another order: a tolerance derived from float32's
+epsilon, not bit-identity) and leaves every row outside the batch bit-identical.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, parse_args, section, write_results  # noqa: E402
+from common import fmt, parse_args, roundoff_tolerance, section, write_results  # noqa: E402
 
 from jaxbackprop import manual_value_and_grad, model, plots  # noqa: E402
 
@@ -107,11 +109,16 @@ def repeated_word(cfg: Config, V: int) -> dict:
         d_twice = np.asarray(new["E"][a]) - E0
         d_first, d_second = np.asarray(new_b["E"][a]) - E0, np.asarray(new_b["E"][V]) - E0
     total = d_first + d_second
+    # Three float64 roundings of E0 - lr g at |E0|'s scale, plus the two paths' gradient rows: each a
+    # sum of H products (W^T delta), added in the scatter in one order and here in another.
+    tol = roundoff_tolerance(np.float64, 1, 3 * float(np.max(np.abs(E0)))) + roundoff_tolerance(
+        np.float64, cfg.hidden_dim, cfg.learning_rate * float(np.max(np.abs(np.asarray(g["E"])[a]))))
     return {
-        "word": a, "occurrences_in_batch": int(np.sum(batch["windows"] == a)), "loss_equal": float(J) == float(J_b),
+        "word": a, "occurrences_in_batch": int(np.sum(batch["windows"] == a)), "loss_abs_diff": abs(float(J) - float(J_b)),
         "change_twice": d_twice, "change_first_slot": d_first, "change_second_slot": d_second,
         "max_abs_diff_vs_sum": float(np.max(np.abs(d_twice - total))),
         "rel_diff_vs_sum": float(np.max(np.abs(d_twice - total)) / np.max(np.abs(total))),
+        "tolerance": tol, "tolerance_rel": tol / float(np.max(np.abs(total))),
         "rel_diff_if_only_second": float(np.max(np.abs(d_twice - d_second)) / np.max(np.abs(total))),
         "norms": {"twice": float(np.linalg.norm(d_twice)), "first": float(np.linalg.norm(d_first)),
                   "second": float(np.linalg.norm(d_second))},
@@ -120,7 +127,13 @@ def repeated_word(cfg: Config, V: int) -> dict:
 
 
 def rows_only_step(cfg: Config, V: int) -> dict:
-    """jaxbackprop.sparse's rows-only SGD step against the dense step, float32 (if the module exists)."""
+    """jaxbackprop.sparse's rows-only SGD step against the dense step, float32 (if the module exists).
+
+    The two steps compute the same numbers along different code paths (one program vs another,
+    repeats summed by a scatter vs by unique ids), so they may round differently: tensor k may
+    differ by ``tolerance[k]``, derived from float32's epsilon. Rows no id touches must be
+    bit-identical: that is the claim.
+    """
     try:
         import optax
 
@@ -138,8 +151,19 @@ def rows_only_step(cfg: Config, V: int) -> dict:
     rows, _, _ = step(params, init(params), batch, None)
     diff = {k: float(np.max(np.abs(np.asarray(rows[k]) - np.asarray(dense[k])))) for k in params}
     same = {k: bool(np.array_equal(np.asarray(rows[k]), np.asarray(dense[k]))) for k in params}
-    return {"available": True, "V": V, "max_abs_diff": diff, "bit_identical": same,
-            "E_max_abs_change": float(np.max(np.abs(np.asarray(dense["E"]) - np.asarray(params["E"]))))}  # fmt: skip
+    # p - lr g in two programs: the results round apart by up to eps |p_new| (one rounding each), and
+    # each gradient entry is a sum of at most B n H products (dJ/dE of a row in every position; dJ/dW: B)
+    # whose order differs between the programs.
+    n_terms = cfg.batch_size * cfg.window * cfg.hidden_dim
+    tol = {k: roundoff_tolerance(np.float32, 1, float(np.max(np.abs(np.asarray(dense[k])))))
+              + roundoff_tolerance(np.float32, n_terms, cfg.learning_rate * float(np.max(np.abs(np.asarray(grads[k])))))
+           for k in params}  # fmt: skip
+    outside = np.setdiff1d(np.arange(V), np.unique(batch["windows"]))
+    E0, E_rows = np.asarray(params["E"]), np.asarray(rows["E"])
+    return {"available": True, "V": V, "max_abs_diff": diff, "tolerance": tol, "bit_identical": same,
+            "within_tolerance": {k: diff[k] <= tol[k] for k in params},
+            "outside_rows_bit_identical": bool(np.array_equal(E_rows[outside], E0[outside])),
+            "E_max_abs_change": float(np.max(np.abs(np.asarray(dense["E"]) - E0)))}  # fmt: skip
 
 
 def plot(result: dict, out: Path) -> list:
@@ -176,8 +200,9 @@ def main(argv=None) -> dict:
     repeated = repeated_word(cfg, cfg.vocab_sizes[0])
     sparse_check = rows_only_step(cfg, cfg.vocab_sizes[0])
     rows_ok = all(c["changed_equals_batch"] and c["outside_rows_bit_identical"] for c in changed)
-    repeat_ok = repeated["rel_diff_vs_sum"] <= 1e-12 and repeated["rel_diff_if_only_second"] > 1e-3
-    sparse_ok = not sparse_check["available"] or max(sparse_check["max_abs_diff"].values()) <= 1e-6 * max(sparse_check["E_max_abs_change"], 1e-30) + 1e-12
+    # the repeated word's change is the sum to round-off, and keeping one slot only is off by far more
+    repeat_ok = repeated["max_abs_diff_vs_sum"] <= repeated["tolerance"] and repeated["rel_diff_if_only_second"] > 1e-3
+    sparse_ok = not sparse_check["available"] or (all(sparse_check["within_tolerance"].values()) and sparse_check["outside_rows_bit_identical"])
     verdict = "supported" if rows_ok and repeat_ok and sparse_ok else ("partly supported" if rows_ok or repeat_ok else "not supported")
     result = {"name": NAME, "config": dataclasses.asdict(cfg), "changed": changed, "repeated": repeated,
               "rows_only_step": sparse_check, "verdict": verdict,
@@ -207,18 +232,21 @@ def _measured(result) -> list:
     lines.append(
         f"Word {r['word']} at positions 1 and 3 of a window (float64): its change equals the sum of the changes of two "
         f"distinct ids holding the same vector to {fmt(r['rel_diff_vs_sum'])} (max |difference| relative to the "
-        f"largest coordinate); the two slots contribute norms {fmt(r['norms']['first'])} and "
+        f"largest coordinate; float64 round-off allows {fmt(r['tolerance_rel'])}); the two slots contribute norms {fmt(r['norms']['first'])} and "
         f"{fmt(r['norms']['second'])}, the word moves by {fmt(r['norms']['twice'])}. Keeping only the last slot's "
         f"update (assignment instead of scatter-add) would be off by {fmt(r['rel_diff_if_only_second'])} relative. "
-        f"Loss identical in both models: {r['loss_equal']}; dJ/dW differs by {fmt(r['W_grad_max_abs_diff'])}."
+        f"The two models' losses differ by {fmt(r['loss_abs_diff'])}, their dJ/dW by {fmt(r['W_grad_max_abs_diff'])}."
     )  # fmt: skip
     if s["available"]:
         same = [k for k, v in s["bit_identical"].items() if v]
+        within = [k for k, v in s["within_tolerance"].items() if v]
         lines.append(
             f"`jaxbackprop.sparse.make_sparse_step` (rows-only SGD) vs the dense step, V = {s['V']}, float32: max "
-            f"|difference| E {fmt(s['max_abs_diff']['E'])}, others {fmt(max(v for k, v in s['max_abs_diff'].items() if k != 'E'))}; "
-            f"bit-identical tensors: {', '.join(sorted(same)) or 'none'} (largest change of E in the step: "
-            f"{fmt(s['E_max_abs_change'])})."
+            f"|difference| " + ", ".join(f"{k} {fmt(s['max_abs_diff'][k])} (allowed {fmt(s['tolerance'][k])})" for k in sorted(s["max_abs_diff"]))
+            + f"; within float32 round-off: {', '.join(sorted(within)) or 'none'}; bit-identical: {', '.join(sorted(same)) or 'none'} "
+            f"(largest change of E in the step: {fmt(s['E_max_abs_change'])}); rows outside the batch "
+            f"{'bit-identical' if s['outside_rows_bit_identical'] else 'NOT bit-identical'}. The allowance is 4 eps32 "
+            f"(|p_new| + lr sqrt(B n H) |g|): two programs may round p - lr g apart, and sum a gradient's products in other orders."
         )  # fmt: skip
     else:
         lines.append(f"Rows-only step not checked: {s['reason']}.")
@@ -231,7 +259,8 @@ def _why(result, rows_ok, repeat_ok, sparse_ok) -> str:
              "the repeated word gets both slices' gradients, summed (the scatter-add of backprop.scatter_rows)." if repeat_ok
              else "the repeated word's update is not the sum of both slices' updates."]  # fmt: skip
     if result["rows_only_step"]["available"]:
-        parts.append("The rows-only step reproduces the dense SGD step." if sparse_ok else "The rows-only step differs from the dense SGD step.")
+        parts.append("The rows-only step reproduces the dense SGD step to float32 round-off and leaves the other rows' bits alone."
+                     if sparse_ok else "The rows-only step differs from the dense SGD step by more than float32 round-off, or moved other rows.")
     return " ".join(parts)
 
 

@@ -90,7 +90,7 @@ def iob1_to_iob2(tags: Sequence[str]) -> tuple[str, ...]:
 
 
 def _records(text: str, name: str):
-    """Yield ``(token, tag)`` per token line and None per sentence break (blank line, DOCSTART)."""
+    """Yield ``(line, token, tag)`` per token line and None per sentence break (blank line, DOCSTART)."""
     ncols, legal = None, set()  # legal: tags already checked, so the regex runs once per tag
     for lineno, line in enumerate(text.split("\n"), start=1):
         fields = line.split()  # any whitespace: tabs, spaces, a trailing CR
@@ -108,10 +108,10 @@ def _records(text: str, name: str):
         if fields[-1] not in legal and not is_tag(fields[-1]):
             raise DataError(name, lineno, f"illegal tag {fields[-1]!r}: expected 'O', 'B-TYPE' or 'I-TYPE'")
         legal.add(fields[-1])
-        yield fields[0], fields[-1]
+        yield lineno, fields[0], fields[-1]
 
 
-def parse_conll(text: str, name: str = "<string>") -> list[Sentence]:
+def parse_conll(text: str, name: str = "<string>", allowed_tags: Iterable[str] | None = None) -> list[Sentence]:
     """Sentences of a CoNLL text: token first, NER tag last, blank lines between sentences.
 
     Accepts the 4-column CoNLL-2003 layout (``EU NNP B-NP B-ORG``) and 2-column token/tag lines
@@ -119,26 +119,51 @@ def parse_conll(text: str, name: str = "<string>") -> list[Sentence]:
     ``-DOCSTART-`` lines break sentences and are skipped; CRLF is fine. Tags come back in IOB2
     whether the file used IOB1 or IOB2.
 
+    Args:
+      allowed_tags: for a dev or test file, the tag set of the training data (:func:`tags_from`):
+        a tag outside it is reported at its line (:func:`make_windows` sees sentences without
+        line numbers and could only name the sentence). None: any legal tag.
+
     Raises:
-      DataError: ``"{name}:{line}: ..."`` for a wrong column count, an illegal tag, or no sentences.
+      DataError: ``"{name}:{line}: ..."`` for a wrong column count, an illegal tag, a tag not
+        in ``allowed_tags``, or no sentences.
 
     >>> parse_conll("EU I-ORG\\nrejects O\\n\\nPeter I-PER\\n")
     [Sentence(tokens=('EU', 'rejects'), tags=('B-ORG', 'O')), Sentence(tokens=('Peter',), tags=('B-PER',))]
+    >>> parse_conll("EU B-ORG\\n\\nParis B-LOC\\n", "dev.txt", allowed_tags=("O", "B-ORG", "I-ORG"))
+    Traceback (most recent call last):
+    jaxbackprop.data.DataError: dev.txt:3: tag 'B-LOC' is not among the training tags (O, B-ORG, I-ORG)
     """
+    allowed = None if allowed_tags is None else tuple(allowed_tags)
     sentences, current = [], []
     for record in itertools.chain(_records(text, name), [None]):
         if record is not None:
             current.append(record)
         elif current:
-            tokens, tags = zip(*current)
-            sentences.append(Sentence(tokens, iob1_to_iob2(tags)))
+            lines, tokens, tags = zip(*current)
+            iob2 = iob1_to_iob2(tags)
+            if allowed is not None:
+                _check_tags(name, lines, tags, iob2, allowed)
+            sentences.append(Sentence(tokens, iob2))
             current = []
     if not sentences:
         raise DataError(name, 0, "no sentences found (the file is empty or holds only blank/DOCSTART lines)")
     return sentences
 
 
-def _read_text(path) -> str:
+def _check_tags(name, lines, tags, iob2, allowed) -> None:
+    """Every IOB2 tag of a sentence in ``allowed``; the error shows the tag as the file wrote it."""
+    for line, tag, converted in zip(lines, tags, iob2):
+        if converted not in allowed:
+            raise DataError(name, line, f"tag {tag!r} is not among the training tags ({', '.join(allowed)})")
+
+
+def read_text(path) -> str:
+    """The text of a UTF-8 file (a BOM is dropped); otherwise a :class:`DataError` naming the line.
+
+    A missing file or a directory raises the ``OSError`` of ``open`` (``FileNotFoundError``,
+    ``IsADirectoryError``), whose ``filename`` names the path.
+    """
     raw = Path(path).read_bytes()
     try:
         return raw.decode("utf-8-sig")
@@ -146,9 +171,13 @@ def _read_text(path) -> str:
         raise DataError(path, raw.count(b"\n", 0, err.start) + 1, f"not UTF-8 text ({err.reason})") from None
 
 
-def read_conll(path) -> list[Sentence]:
-    """:func:`parse_conll` of a UTF-8 file; errors name ``path`` and the line."""
-    return parse_conll(_read_text(path), str(path))
+def read_conll(path, allowed_tags: Iterable[str] | None = None) -> list[Sentence]:
+    """:func:`parse_conll` of a UTF-8 file; errors name ``path`` and the line.
+
+    Read dev and test files with ``allowed_tags=tags_from(train_sentences)``, so that a tag
+    the training data never showed is reported at its line.
+    """
+    return parse_conll(read_text(path), str(path), allowed_tags)
 
 
 # ----------------------------------------------------------------------------- words and casing
@@ -402,23 +431,27 @@ def windows_for_tokens(tokens_list: Sequence[Sequence[str]], vocab: Vocab, windo
     )
 
 
-def _label_ids(sentences: Sequence[Sentence], tag_index: Mapping[str, int]) -> np.ndarray:
+def _label_ids(sentences: Sequence[Sentence], tag_index: Mapping[str, int], name: str) -> np.ndarray:
     for i, s in enumerate(sentences):
         if len(s.tags) != len(s.tokens):
-            raise ValueError(f"sentence {i} has {len(s.tokens)} tokens but {len(s.tags)} tags")
+            raise ValueError(f"{name} {i} has {len(s.tokens)} tokens but {len(s.tags)} tags")
         unknown = [t for t in s.tags if t not in tag_index]
         if unknown:
-            raise ValueError(f"sentence {i}: tag {unknown[0]!r} is not in the tag set {tuple(tag_index)}")
+            raise ValueError(f"{name} {i}: tag {unknown[0]!r} is not in the tag set {tuple(tag_index)}")
     return np.fromiter((tag_index[t] for s in sentences for t in s.tags), np.int32)
 
 
-def make_windows(sentences: Sequence[Sentence], vocab: Vocab, tag_index: Mapping[str, int], window: int) -> Dataset:
+def make_windows(sentences: Sequence[Sentence], vocab: Vocab, tag_index: Mapping[str, int], window: int, *,
+                 name: str = "sentence") -> Dataset:  # fmt: skip
     """One window of ``window`` word ids (and casing ids) per token, with its tag id as label.
+
+    ``name`` starts the error about a tag outside ``tag_index`` (``"dev sentence 3: ..."``); a
+    sentence has no line number, so read files with :func:`read_conll`'s ``allowed_tags``.
 
     >>> s = [Sentence(("EU", "rejects"), ("B-ORG", "O"))]
     >>> ds = make_windows(s, Vocab(RESERVED + ("eu",)), {"O": 0, "B-ORG": 1}, 3)
     >>> ds.windows.tolist(), ds.labels.tolist(), ds.casing.tolist()
     ([[1, 4, 3], [4, 3, 2]], [1, 0], [[0, 2, 1], [2, 1, 0]])
     """
-    labels = _label_ids(sentences, tag_index)
+    labels = _label_ids(sentences, tag_index, name)
     return windows_for_tokens([s.tokens for s in sentences], vocab, window)._replace(labels=labels)

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from jaxbackprop.data import RESERVED, DataError, Sentence, Vocab, _read_text, normalize_word
+from jaxbackprop.data import RESERVED, DataError, Sentence, Vocab, normalize_word, read_text
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def read_embeddings(path) -> tuple[list[str], np.ndarray]:
       DataError: ``"{path}:{line}: expected 50 values after the word, got 49"`` and the like.
     """
     name = str(path)
-    lines = _read_text(path).split("\n")
+    lines = read_text(path).split("\n")
     header = _word2vec_header(lines[0])
     dim = header[1] if header else None
     words, rows, seen, repeats = [], [], set(), 0

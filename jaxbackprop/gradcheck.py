@@ -40,7 +40,7 @@ DEFAULT_STEP = 1e-5  # ~ (3 eps)^(1/3) in float64: balances truncation (h^2) and
 REL_FLOOR = 1e-3
 # The checked models are tiny and each shape is checked once: XLA's optimisation passes cost
 # seconds per program and save microseconds, so they are turned off for the checker's programs.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0}
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _central(J, theta, v, step):
     return (J(theta + step * v) - J(theta - step * v)) / (2 * step)
 
 
-@functools.partial(jax.jit, static_argnames=("step", "cfg"), compiler_options=_FAST_COMPILE)
+@functools.partial(jax.jit, static_argnames=("step", "cfg"), compiler_options=FAST_COMPILE)
 def _numeric_coordinates(params, batch, key, flat_index, step, cfg):
     """dJ/dtheta_i by central differences for every flat index i, in one jitted loop."""
     theta, unravel = ravel_pytree(params)
@@ -136,14 +136,14 @@ def _numeric_coordinates(params, batch, key, flat_index, step, cfg):
     return jax.lax.map(lambda i: _central(J, theta, jax.nn.one_hot(i, theta.shape[0], dtype=theta.dtype), step), flat_index)
 
 
-@functools.partial(jax.jit, static_argnames=("name", "step", "cfg"), compiler_options=_FAST_COMPILE)
+@functools.partial(jax.jit, static_argnames=("name", "step", "cfg"), compiler_options=FAST_COMPILE)
 def _numeric_directions(params, batch, key, directions, name, step, cfg):
     """Central differences of J along each row of ``directions`` (k, *shape of params[name])."""
     J = lambda t: model.loss({**params, name: t}, batch, cfg, key=key)  # noqa: E731
     return jax.lax.map(lambda v: _central(J, params[name], v, step), directions)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "value_and_grad"), compiler_options=_FAST_COMPILE)
+@functools.partial(jax.jit, static_argnames=("cfg", "value_and_grad"), compiler_options=FAST_COMPILE)
 def _analytic(params, batch, key, cfg, value_and_grad):
     """The gradient under test and jax.grad's, side by side."""
     _, g_manual = value_and_grad(params, batch, cfg, key=key)
@@ -201,7 +201,7 @@ def check_gradients(
             batch64["weights"] = batch64["weights"].astype(jnp.float64)
         model.check_batch(batch64, cfg)
         g_manual, g_auto = jax.device_get(_analytic(params64, batch64, key, cfg, value_and_grad))
-        _check_structure(g_manual, params64)
+        _check_structure(g_manual, params64, label)  # before any arithmetic: a wrong shape names its tensor
         names = sorted(params64)
         sizes = [int(np.prod(params64[k].shape)) for k in names]
         offsets = dict(zip(names, np.cumsum([0] + sizes[:-1])))
@@ -223,12 +223,12 @@ def check_gradients(
         return GradCheckResult(tuple(rows), label)
 
 
-def _check_structure(grads, params):
+def _check_structure(grads, params, label=""):  # the label says which check of a matrix failed
     if not isinstance(grads, dict) or set(grads) != set(params):
-        raise ValueError(f"gradient keys {sorted(grads)} differ from parameter keys {sorted(params)}")
-    for k in params:
+        raise ValueError(f"{label and label + ': '}gradient keys {sorted(grads) if isinstance(grads, dict) else type(grads).__name__} differ from parameter keys {sorted(params)}")
+    for k in sorted(params):
         if np.shape(grads[k]) != params[k].shape:
-            raise ValueError(f"gradient of {k!r} has shape {np.shape(grads[k])}, parameter has {params[k].shape}")
+            raise ValueError(f"{label and label + ': '}gradient of {k!r} has shape {np.shape(grads[k])}, parameter has {params[k].shape}")
 
 
 def _full_check(name, numeric, g_manual, g_auto, overall) -> TensorCheck:

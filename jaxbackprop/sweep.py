@@ -45,6 +45,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxbackprop import checkpoint, model, train
+from jaxbackprop.provenance import portable_argv
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 LEARNING_RATES = (1e-4, 1e-3, 1e-2, 1e-1, 1e0)  # powers of ten
@@ -282,7 +283,7 @@ def _write_results(out_dir: Path, table, cfgs, rows, curves, run_info) -> None:
     checkpoint.write_text(out_dir / "results.csv", text.getvalue())
     checkpoint.write_json(out_dir / "results.json", rows)
     checkpoint.write_json(out_dir / "curves.json", [{"config": row, "epochs": c} for row, c in zip(table, curves)])
-    checkpoint.write_json(out_dir / "config.json", {"table": table, **run_info, "environment": train.environment(), "command": sys.argv})
+    checkpoint.write_json(out_dir / "config.json", {"table": table, **run_info, "environment": train.environment(), "command": portable_argv(sys.argv)})
     plot_curves(table, curves, out_dir / "curves.png")
     plot_heatmap([c.optimizer for c in cfgs], [c.learning_rate for c in cfgs], rows, out_dir / "heatmap.png")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import hashlib
+import inspect
 import math
 import platform
 import sys
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxbackprop.provenance import portable_argv
 from jaxbackprop import backprop, checkpoint, data, decode, embeddings, metrics, model
 
 GRADS = ("manual", "autodiff")
@@ -102,21 +104,35 @@ class TrainConfig:
     decode: str = "viterbi"
 
     def __post_init__(self):
+        # Every message starts with the field's name, so the CLI can name the option instead.
+        from jaxbackprop.nonlinearities import ACTIVATIONS
+
         for name, allowed in (("grad", GRADS), ("impl", IMPLS), ("schedule", SCHEDULES), ("embeddings_mode", EMBEDDING_MODES),
-                              ("decode", decode.DECODERS)):  # fmt: skip
+                              ("decode", decode.DECODERS), ("activation", ACTIVATIONS), ("init", model.INITS)):  # fmt: skip
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not hasattr(optax, self.optimizer) and self.optimizer != "momentum":
-            raise ValueError(f"optimizer must name an optax optimizer (sgd, momentum, adagrad, rmsprop, adam, adamw, ...), got {self.optimizer!r}")
-        for name in ("epochs", "batch_size", "decay_epochs", "min_count", "suffix_min_count"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        if isinstance(self.suffix_len, bool) or not isinstance(self.suffix_len, int) or self.suffix_len < 0:
-            raise ValueError(f"suffix_len must be an integer >= 0, got {self.suffix_len!r}")
-        if not 0 <= self.word_dropout < 1:
-            raise ValueError(f"word_dropout must be in [0, 1), got {self.word_dropout!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.optimizer not in optimizer_names():
+            raise ValueError(f"optimizer must name an optax optimizer that takes a learning rate, one of {optimizer_names()}, "
+                             f"got {self.optimizer!r}")  # fmt: skip
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1 or self.window % 2 != 1:
+            raise ValueError(f"window must be an odd integer >= 1 (a centre word and equal context), got {self.window!r}")
+        for name, minimum in (("hidden_dim", 1), ("embed_dim", 1), ("casing_dim", 0), ("suffix_len", 0), ("suffix_min_count", 1),
+                              ("decay_epochs", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0), ("seed", 0),
+                              ("min_count", 1)):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        def real(value) -> bool:  # a finite int or float, not a bool
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        for name in ("dropout", "input_dropout", "word_dropout"):
+            value = getattr(self, name)
+            if not (value is None and name == "input_dropout") and not (real(value) and 0 <= value < 1):
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        for name, positive in (("l2", False), ("learning_rate", True), ("decay_rate", True)):
+            value = getattr(self, name)
+            if not (real(value) and (value > 0 if positive else value >= 0)):
+                raise ValueError(f"{name} must be a number {'>' if positive else '>='} 0, got {value!r}")
         if self.sparse and self.grad != "manual":
             raise ValueError("sparse=True needs grad='manual': only the hand-derived gradient yields E's rows")
 
@@ -143,12 +159,18 @@ def prepare(train_sents, dev_sents, test_sents=None, pretrained=None, *, window=
     Pretrained words join the vocabulary even when training never shows them, so dev/test words
     with a pretrained vector keep it at evaluation time. ``suffix_len``/``suffix_min_count``: see
     :func:`jaxbackprop.data.build_vocab`.
+
+    Raises:
+      ValueError: a dev or test tag that training never showed (``"dev sentence 3: tag 'B-MISC'
+        ..."``); read those files with ``data.read_conll(path, allowed_tags=data.tags_from(train))``
+        to have the error name the file and line instead.
     """
     words, vectors = pretrained if pretrained is not None else ((), None)
     vocab = data.build_vocab(train_sents, min_count=min_count, extra_words=words, suffix_len=suffix_len, suffix_min_count=suffix_min_count)
     tags = data.tags_from(train_sents)
     index = data.make_tag_index(tags)
-    splits = [data.make_windows(s, vocab, index, window) if s is not None else None for s in (train_sents, dev_sents, test_sents)]
+    splits = [data.make_windows(s, vocab, index, window, name=f"{split} sentence") if s is not None else None
+              for split, s in (("train", train_sents), ("dev", dev_sents), ("test", test_sents))]  # fmt: skip
     E, coverage = (None, {})
     if vectors is not None:
         E, coverage = embeddings.embedding_matrix(vocab, words, vectors, seed)
@@ -169,6 +191,7 @@ def model_config(cfg: TrainConfig, prepared: Prepared) -> model.ModelConfig:
         input_dropout=cfg.input_dropout,
         casing_size=prepared.vocab.feature_size if cfg.casing_dim else 0, casing_dim=cfg.casing_dim,
         features_per_word=prepared.vocab.features_per_word if cfg.casing_dim else 1,
+        fast=True,  # the default run trains with jaxbackprop.fast's lookup and dropout masks
     )  # fmt: skip
 
 
@@ -219,6 +242,34 @@ def make_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
     if name == "momentum":
         return optax.sgd(learning_rate, momentum=0.9)
     return getattr(optax, name)(learning_rate)
+
+
+@functools.cache
+def optimizer_names() -> tuple[str, ...]:
+    """Every name :func:`make_optimizer` accepts: optax's optimizers that take a learning rate.
+
+    Read off optax itself: the functions of ``optax.__all__`` whose first parameter is a
+    ``learning_rate`` that may be a schedule (runs pass one), whose other parameters all have
+    defaults and which return a ``GradientTransformation``; not the ``scale_by_*`` building
+    blocks (``scale_by_rprop`` lacks the final sign flip and would climb the loss) and not
+    ``lbfgs``, whose update needs the loss function for its line search. Then ``"momentum"``.
+
+    >>> {"sgd", "adam", "adamw", "rmsprop", "adagrad", "momentum"} <= set(optimizer_names())
+    True
+    """
+    names = []
+    for name in sorted(optax.__all__):
+        fn = vars(optax).get(name)  # not getattr: the deprecated names warn
+        if name.startswith("scale_by_") or name == "lbfgs" or not inspect.isfunction(fn):
+            continue
+        sig = inspect.signature(fn)
+        first, *rest = list(sig.parameters.values()) or [None]
+        returns = sig.return_annotation
+        if (first is not None and first.name == "learning_rate" and "Callable" in str(first.annotation)
+                and all(p.default is not p.empty for p in rest)
+                and isinstance(returns, type) and issubclass(returns, optax.GradientTransformation)):  # fmt: skip
+            names.append(name)
+    return (*names, "momentum")
 
 
 def make_transform(cfg: TrainConfig, params, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -349,6 +400,20 @@ class TrainingDiverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class RunDirError(ValueError):
+    """A run directory cannot be used as asked: it holds another run, lacks a file, or records other
+    settings or data than the given ones. The message is one sentence that names the path."""
+
+
+# Every file a run writes; nothing else in a run directory is ever touched. A directory holding any
+# of RESULT_FILES holds a run that training must not replace unasked (vocab.json and the plot are
+# remade from the data and the metrics).
+RUN_FILES = ("checkpoint.npz", "best.npz", "metrics.jsonl", "summary.json", "learning_curve.png", "config.json", "vocab.json")
+RESULT_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "summary.json")
+# schedules whose rate at a step depends on the number of epochs: more epochs change the past ones
+EPOCH_SPANNING_SCHEDULES = ("cosine", "warmup_cosine")
+
+
 def environment() -> dict:
     """Which device and versions produced a result."""
     import flax
@@ -378,37 +443,64 @@ def _compiled_init_params(key, embeddings, mcfg, init):
     return model.init_params(key, mcfg, init=init, embeddings=embeddings)
 
 
-def train_and_evaluate(cfg: TrainConfig, prepared: Prepared, run_dir, *, resume=False, progress=True, log=print) -> dict:
+def train_and_evaluate(cfg: TrainConfig, prepared: Prepared, run_dir, *, resume=False, overwrite=False, progress=True,
+                       log=print) -> dict:  # fmt: skip
     """Train on ``prepared.train``, select the best epoch on dev F1, evaluate it on test.
 
     Writes into ``run_dir``: ``config.json``, ``vocab.json``, ``metrics.jsonl`` (one object per
     epoch), ``checkpoint.npz`` (params + optimizer state after the last finished epoch, for
     ``resume``), ``best.npz`` (params of the best dev epoch), ``learning_curve.png`` and
-    ``summary.json``. Returns the summary.
+    ``summary.json`` (:data:`RUN_FILES`); any other file in ``run_dir`` is left alone.
+
+    An epoch is recorded by one atomic rename: ``checkpoint.npz``'s meta holds every epoch's
+    metrics row and the best epoch, and ``metrics.jsonl`` is rewritten from it (again on resume).
+    ``best.npz`` is written just before it, so a kill in between leaves it one epoch ahead, which
+    the resumed run rewrites identically (replaying an epoch is deterministic). Killed at any
+    instant and resumed, a run ends with the files of an uninterrupted run, timings aside.
+
+    Args:
+      cfg: the training configuration.
+      prepared: the data, from :func:`prepare_for`.
+      run_dir: the run's directory; created if needed.
+      resume: continue the run in ``run_dir`` after its last recorded epoch. ``cfg`` and the data
+        must be the recorded ones, except that ``epochs`` may grow (see :func:`config_differences`).
+      overwrite: replace the run files of a run already in ``run_dir`` (without it, a directory
+        holding any of :data:`RESULT_FILES` is refused).
+      progress: show a progress bar per epoch.
+      log: called with one readable line per epoch.
+
+    Returns:
+      The summary, also written to ``summary.json``.
 
     Raises:
-      TrainingDiverged: the loss became non-finite; the last good checkpoint is kept.
+      RunDirError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` was given; or
+        ``resume`` finds no checkpoint, or other settings or data than the recorded ones. Nothing
+        has been written then.
+      TrainingDiverged: the loss became non-finite; the last good checkpoint, if any, is kept.
     """
     run_dir = Path(run_dir)
-    mcfg, params = init_run_params(cfg, prepared)
+    if resume and overwrite:
+        raise ValueError(f"{run_dir}: --resume and --overwrite exclude each other (one continues the run, the other replaces it)")
+    mcfg = model_config(cfg, prepared)
+    # every check comes before anything is computed or written, so a refused call changes nothing
+    conf = _check_resumable(run_dir, cfg, mcfg, prepared) if resume else _check_writable(run_dir, overwrite)
+    _, params = init_run_params(cfg, prepared)
     steps_per_epoch = math.ceil(len(prepared.train.windows) / cfg.batch_size)
     opt_state, step = make_step_for(cfg, mcfg, params, steps_per_epoch)
-    history, start_epoch, best = [], 1, {"f1": -1.0, "epoch": 0}
-    if resume and (run_dir / "checkpoint.npz").exists():
-        (params, opt_state), meta = checkpoint.load_tree(run_dir / "checkpoint.npz", (params, opt_state))
-        start_epoch, best = meta["epoch"] + 1, meta["best"]
-        history = [r for r in checkpoint.read_jsonl(run_dir / "metrics.jsonl") if r["epoch"] <= meta["epoch"]]
-        log(f"resuming {run_dir} after epoch {meta['epoch']} (best dev F1 {best['f1']:.4f} at epoch {best['epoch']})")
+    if resume:
+        (params, opt_state), history, best = _reopen_run(run_dir, conf, cfg, (params, opt_state))
+        log(f"resuming {run_dir} after epoch {len(history)} (best dev F1 {best['f1']:.4f} at epoch {best['epoch']})")
     else:
-        _write_run_files(run_dir, cfg, mcfg, prepared)
-    for epoch in range(start_epoch, cfg.epochs + 1):
+        _start_run(run_dir, cfg, mcfg, prepared)
+        history, best = [], {"f1": -1.0, "epoch": 0}
+    epoch = len(history)
+    # patience is checked before an epoch, not after, so a resumed run that had stopped stays stopped
+    while epoch < cfg.epochs and not _patience_ran_out(cfg, epoch, best):
+        epoch += 1
         t0 = time.perf_counter()
         params_new, opt_state_new, train_loss = run_epoch(step, params, opt_state, prepared.train, cfg, mcfg, epoch, steps_per_epoch, progress)
         if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"epoch {epoch}: the training loss became {train_loss} (learning rate {cfg.learning_rate:g} too large?); "
-                f"stopped, the last good checkpoint (epoch {epoch - 1}) is kept in {run_dir}"
-            )
+            raise TrainingDiverged(_divergence_message(cfg, run_dir, epoch, train_loss))
         params, opt_state = params_new, opt_state_new
         dev = evaluate(params, prepared.dev, prepared.tags, mcfg, cfg.decode)
         row = {"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"], "dev_f1": dev["f1"],
@@ -419,25 +511,205 @@ def train_and_evaluate(cfg: TrainConfig, prepared: Prepared, run_dir, *, resume=
         history.append(row)
         if dev["f1"] > best["f1"]:
             best = {"f1": dev["f1"], "epoch": epoch}
+            # before checkpoint.npz commits the epoch: a kill in between leaves best.npz one epoch ahead,
+            # and the resumed run replays that epoch and rewrites it with the same arrays
             checkpoint.save_tree(run_dir / "best.npz", params, {"epoch": epoch, "dev_f1": dev["f1"]})
-        checkpoint.save_tree(run_dir / "checkpoint.npz", (params, opt_state), {"epoch": epoch, "best": best})
-        checkpoint.write_jsonl(run_dir / "metrics.jsonl", history)
+        _commit_epoch(run_dir, params, opt_state, history, best)
         log(_epoch_line(row, cfg.epochs))
-        if cfg.patience and epoch - best["epoch"] >= cfg.patience:
-            log(f"early stop: no better dev F1 for {cfg.patience} epochs")
-            break
+    if epoch < cfg.epochs:
+        log(f"early stop: no better dev F1 for {cfg.patience} epochs")
     return _finish(run_dir, cfg, mcfg, prepared, history, best, log)
 
 
-def _write_run_files(run_dir: Path, cfg, mcfg, prepared: Prepared) -> None:
+def _patience_ran_out(cfg: TrainConfig, epoch: int, best: dict) -> bool:
+    return bool(cfg.patience) and epoch - best["epoch"] >= cfg.patience
+
+
+def _divergence_message(cfg: TrainConfig, run_dir: Path, epoch: int, loss: float) -> str:
+    # epoch N's checkpoint exists exactly when N >= 1 finished (a resumed run starts after one)
+    kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept in {run_dir / 'checkpoint.npz'}" if epoch > 1
+            else "no epoch had finished, so there is no checkpoint")  # fmt: skip
+    return f"epoch {epoch}: the training loss became {loss} (learning rate {cfg.learning_rate:g} too large?); stopped, {kept}"
+
+
+def _commit_epoch(run_dir: Path, params, opt_state, history: list, best: dict) -> None:
+    """Record a finished epoch: ``checkpoint.npz`` is the record (state, every epoch's metrics row,
+    the best epoch), replaced by one atomic rename; ``metrics.jsonl`` is a readable copy of its rows."""
+    meta = {"epoch": history[-1]["epoch"], "best": best, "history": history}
+    checkpoint.save_tree(run_dir / "checkpoint.npz", (params, opt_state), meta)
+    checkpoint.write_jsonl(run_dir / "metrics.jsonl", history)
+
+
+# ----------------------------------------------------------------------------- the run directory
+
+
+def _check_writable(run_dir: Path, overwrite: bool) -> None:
+    """Refuse a ``run_dir`` that is a file, or holds a run's results when ``overwrite`` is not given."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: exists and is not a directory; choose another --run-dir")
+    found = [name for name in RESULT_FILES if (run_dir / name).exists()]
+    if found and not overwrite:
+        raise RunDirError(f"{run_dir}: already holds a run ({', '.join(found)}); use --resume to continue it, "
+                          f"--overwrite to replace its files, or another --run-dir")  # fmt: skip
+
+
+def _start_run(run_dir: Path, cfg: TrainConfig, mcfg, prepared: Prepared) -> None:
+    """Delete the run files of an earlier run in ``run_dir`` (only those) and write config.json and vocab.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.jsonl", "checkpoint.npz", "best.npz", "summary.json"):
-        (run_dir / stale).unlink(missing_ok=True)
+    for name in RUN_FILES:  # checkpoint.npz first: a kill midway leaves nothing to resume by mistake
+        (run_dir / name).unlink(missing_ok=True)
+        checkpoint.remove_temporaries(run_dir / name)
+    _write_run_files(run_dir, cfg, mcfg, prepared)
+
+
+def _write_run_files(run_dir: Path, cfg, mcfg, prepared: Prepared) -> None:
+    # vocab.json first: a directory with a config.json has both
+    checkpoint.write_text(run_dir / "vocab.json", prepared.vocab.to_json())
     checkpoint.write_json(run_dir / "config.json", {
         "train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg), "tags": list(prepared.tags),
-        "embedding_coverage": prepared.coverage, "environment": environment(), "command": sys.argv,
+        "data": {split: data_fingerprint(getattr(prepared, split)) for split in ("train", "dev", "test")},
+        "embedding_coverage": prepared.coverage, "environment": environment(), "command": portable_argv(sys.argv),
     })  # fmt: skip
-    checkpoint.write_text(run_dir / "vocab.json", prepared.vocab.to_json())
+
+
+def data_fingerprint(ds: data.Dataset | None) -> str | None:
+    """A short hash of a split's arrays (None for a missing split), so a resumed run can tell
+    that it is given the recorded data: a different dev or test file can share the vocabulary."""
+    if ds is None:
+        return None
+    digest = hashlib.sha256()
+    for a in (ds.windows, ds.casing, ds.labels, ds.sentence_lengths):
+        if a is not None:
+            digest.update(f"{a.dtype}{a.shape}".encode())
+            digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _check_resumable(run_dir: Path, cfg: TrainConfig, mcfg, prepared: Prepared) -> dict:
+    """The run's config.json, once it is certain that ``cfg`` and ``prepared`` continue that run exactly."""
+    path = run_dir / "checkpoint.npz"
+    if not path.is_file():
+        if (run_dir / "config.json").exists():
+            raise RunDirError(f"{path}: no checkpoint to resume from (no epoch of this run finished, or the file was removed); "
+                              f"nothing was changed; use --overwrite to train this run again from the start")  # fmt: skip
+        raise RunDirError(f"{path}: no checkpoint to resume from ({run_dir} holds no run); train without --resume to start one")
+    conf = read_config(run_dir)
+    # model differences follow from the train ones; alone, they point at the data (vocabulary, vector width)
+    problems = config_differences(conf["train"], cfg) or _differences(conf["model"], dataclasses.asdict(mcfg), "model.")
+    problems += _data_differences(run_dir, conf, prepared)
+    if problems:
+        raise RunDirError(f"{run_dir}: cannot resume with other settings or data than the run's ({'; '.join(problems)}); "
+                          f"resume with the recorded ones, or start a new run with another --run-dir or --overwrite")  # fmt: skip
+    return conf
+
+
+def config_differences(recorded: dict, cfg: TrainConfig) -> list[str]:
+    """Why ``cfg`` cannot continue a run recorded with the TrainConfig fields ``recorded``.
+
+    Every field must be equal, except ``epochs``, which may grow -- unless the schedule spans all
+    epochs (cosine), where more epochs would change the learning rate of the epochs already trained.
+
+    Args:
+      recorded: the ``"train"`` section of a run's config.json.
+      cfg: the configuration given to resume it.
+
+    Returns:
+      One ``"field: run has X, given Y"`` per difference; empty when ``cfg`` continues the run.
+
+    >>> run = dataclasses.asdict(TrainConfig(schedule="step", epochs=5))
+    >>> config_differences(run, TrainConfig(schedule="step", epochs=8, activation="tanh"))
+    ["activation: run has 'relu', given 'tanh'"]
+    >>> config_differences(run, TrainConfig(schedule="step", epochs=3))
+    ['epochs: run has 5, given 3 (epochs may only grow)']
+    """
+    problems = _differences(recorded, dataclasses.asdict(cfg), skip=("epochs",))
+    run_epochs = recorded.get("epochs")
+    if cfg.epochs != run_epochs:
+        if not isinstance(run_epochs, int) or cfg.epochs < run_epochs:
+            problems.append(f"epochs: run has {run_epochs!r}, given {cfg.epochs!r} (epochs may only grow)")
+        elif cfg.schedule in EPOCH_SPANNING_SCHEDULES:
+            problems.append(f"epochs: run has {run_epochs!r}, given {cfg.epochs!r} (the {cfg.schedule} schedule spans all "
+                            f"epochs, so more would change the learning rate of the epochs already trained)")  # fmt: skip
+    return problems
+
+
+_ABSENT = object()
+
+
+def _differences(recorded: dict, given: dict, prefix: str = "", skip=()) -> list[str]:
+    def show(value):
+        return "no value" if value is _ABSENT else repr(value)
+
+    names = [n for n in dict.fromkeys([*given, *recorded]) if n not in skip]
+    pairs = [(n, recorded.get(n, _ABSENT), given.get(n, _ABSENT)) for n in names]
+    return [f"{prefix}{n}: run has {show(a)}, given {show(b)}" for n, a, b in pairs if a != b]
+
+
+def _data_differences(run_dir: Path, conf: dict, prepared: Prepared) -> list[str]:
+    problems = []
+    vocab = read_vocab(run_dir)
+    if vocab != prepared.vocab:
+        problems.append(f"vocab.json: {_vocab_difference(vocab, prepared.vocab)}")
+    if list(conf["tags"]) != list(prepared.tags):
+        problems.append(f"tags: run has {conf['tags']}, given {list(prepared.tags)}")
+    if problems:  # the windows hold word and tag ids, so every fingerprint follows those
+        return problems
+    recorded = conf.get("data", {})  # runs from before the fingerprints were recorded have none
+    for split in ("train", "dev", "test"):
+        given = data_fingerprint(getattr(prepared, split))
+        if split in recorded and recorded[split] != given:
+            problems.append(f"{split} data: run has fingerprint {recorded[split]}, given {given}")
+    return problems
+
+
+def _vocab_difference(run: data.Vocab, given: data.Vocab) -> str:
+    for what, a, b in (("words", run.words, given.words), ("suffixes", run.suffixes, given.suffixes)):
+        if a != b:
+            i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            first = [repr(s[i]) if i < len(s) else "the end" for s in (a, b)]
+            return f"run has {len(a)} {what}, given {len(b)}, first different at {i} ({first[0]} vs {first[1]})"
+    return f"suffix_len: run has {run.suffix_len}, given {given.suffix_len}"
+
+
+def _reopen_run(run_dir: Path, conf: dict, cfg: TrainConfig, template):
+    """``((params, opt_state), history, best)`` after the last recorded epoch; re-derives metrics.jsonl
+    (and config.json's epochs, the one change :func:`config_differences` allows) from the checkpoint."""
+    state, meta = checkpoint.load_tree(run_dir / "checkpoint.npz", template)
+    history = _recorded_history(run_dir, meta)
+    _check_best_file(run_dir, meta["best"], meta["epoch"])
+    # checks done: from here on, writes
+    for name in RUN_FILES:
+        checkpoint.remove_temporaries(run_dir / name)
+    if conf["train"]["epochs"] != cfg.epochs:
+        checkpoint.write_json(run_dir / "config.json", {**conf, "train": {**conf["train"], "epochs": cfg.epochs}})
+    checkpoint.write_jsonl(run_dir / "metrics.jsonl", history)
+    return state, history, meta["best"]
+
+
+def _recorded_history(run_dir: Path, meta: dict) -> list[dict]:
+    """Every recorded epoch's metrics row: the checkpoint's own, or -- in a checkpoint written before
+    it held them -- metrics.jsonl's rows up to its epoch."""
+    history, source = meta.get("history"), run_dir / "checkpoint.npz"
+    if history is None:
+        source = run_dir / "metrics.jsonl"
+        history = [r for r in checkpoint.read_jsonl(source) if r["epoch"] <= meta["epoch"]]
+    epochs = [r.get("epoch") for r in history]
+    if epochs != list(range(1, meta["epoch"] + 1)):
+        raise RunDirError(f"{source}: records the metrics of epochs {epochs}, but checkpoint.npz is after epoch {meta['epoch']}; "
+                          f"the run cannot be resumed with rows missing")  # fmt: skip
+    return history
+
+
+def _check_best_file(run_dir: Path, best: dict, epoch: int) -> None:
+    """best.npz holds the recorded best epoch, or the next one (killed between it and checkpoint.npz)."""
+    path = run_dir / "best.npz"
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing, but checkpoint.npz records the best dev F1 at epoch {best['epoch']}; "
+                          f"those parameters cannot be recovered, so the run cannot be resumed")  # fmt: skip
+    saved = checkpoint.read_meta(path).get("epoch")
+    if saved not in (best["epoch"], epoch + 1):
+        raise RunDirError(f"{path}: holds epoch {saved}, but checkpoint.npz records the best dev F1 at epoch {best['epoch']}; "
+                          f"it belongs to another run, so this one cannot be resumed")  # fmt: skip
 
 
 def run_epoch(step, params, opt_state, ds, cfg: TrainConfig, mcfg, epoch: int, steps_per_epoch: int, progress: bool = False,
@@ -502,18 +774,53 @@ def _finish(run_dir: Path, cfg, mcfg, prepared: Prepared, history, best, log) ->
 
 
 def load_run(run_dir):
-    """``(train_cfg, model_cfg, vocab, tags, best_params)`` of a finished (or running) run."""
+    """``(train_cfg, model_cfg, vocab, tags, best_params)`` of a finished (or running) run.
+
+    Raises:
+      FileNotFoundError: config.json, vocab.json or best.npz is missing (the message names it).
+      ValueError: one of them is malformed (the message names it).
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise FileNotFoundError(f"{run_dir}: no config.json -- not a jaxbackprop run directory")
-    conf = json.loads((run_dir / "config.json").read_text())
-    cfg, mcfg = TrainConfig(**conf["train"]), model.ModelConfig(**conf["model"])
-    vocab = data.Vocab.from_json((run_dir / "vocab.json").read_text())
+    conf = read_config(run_dir)
+    try:
+        cfg, mcfg = TrainConfig(**conf["train"]), model.ModelConfig(**conf["model"])
+    except (TypeError, ValueError) as e:  # fields of another version of jaxbackprop
+        raise RunDirError(f"{run_dir / 'config.json'}: not a configuration this version can read ({e})") from None
+    vocab = read_vocab(run_dir)
     params, _ = load_params(run_dir, mcfg)
     return cfg, mcfg, vocab, tuple(conf["tags"]), params
 
 
+def read_config(run_dir) -> dict:
+    """The parsed config.json of a run.
+
+    Raises:
+      FileNotFoundError: there is no config.json (the message names it).
+      ValueError: it is not JSON, or not a run's configuration (RunDirError); the message names it.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file -- {run_dir} is not a jaxbackprop run directory")
+    conf = checkpoint.read_json(path)
+    missing = [key for key in ("train", "model", "tags") if not isinstance(conf, dict) or key not in conf]
+    if missing:
+        raise RunDirError(f"{path}: not a jaxbackprop run configuration (no {', '.join(missing)} entry)")
+    return conf
+
+
+def read_vocab(run_dir) -> data.Vocab:
+    """The vocabulary of a run (vocab.json); errors as :func:`read_config`'s."""
+    path = Path(run_dir) / "vocab.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file -- the run's vocabulary is missing")
+    try:
+        return data.Vocab.from_json(path.read_text())
+    except ValueError as e:
+        raise RunDirError(f"{path}: not a jaxbackprop vocabulary ({' '.join(str(e).split())})") from None
+
+
 def load_params(run_dir, mcfg: model.ModelConfig):
+    """``(params, meta)`` of the run's best epoch (best.npz), in the shapes of ``mcfg``."""
     path = Path(run_dir) / "best.npz"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no best checkpoint yet (did an epoch finish?)")

@@ -1,7 +1,36 @@
-"""One tree-aware assertion: structure first, then every leaf with its path in the message."""
+"""One tree-aware assertion (structure first, then every leaf with its path in the message), and
+round-off tolerances derived from float32's precision."""
+
+import math
 
 import jax
 import numpy as np
+
+EPS32 = float(np.finfo(np.float32).eps)  # 2^-23 ~ 1.19e-7: the gap between 1 and the next float32
+EPS64 = float(np.finfo(np.float64).eps)  # 2^-52 ~ 2.22e-16
+
+
+def float32_tolerance(n_terms: int, scale: float, *, k: float = 4.0, worst_case: bool = False) -> float:
+    """How far two float32 evaluations of the same sum of ``n_terms`` terms may lie apart.
+
+    Each addition rounds to within eps/2 of its result, so a sum evaluated in two orders (another
+    blocking, another SIMD width: AVX2 vs AVX-512 vs NEON, CPU vs GPU) differs by at most about
+    ``eps * n_terms * scale`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 4.2, with
+    ``scale`` the sum of the terms' magnitudes or, for a chain of n updates, the largest value it
+    takes). Rounding errors of random sign grow like a random walk, ``eps * sqrt(n_terms) * scale``,
+    which is what is seen in practice; ``worst_case=True`` uses the linear bound.
+
+    Args:
+      n_terms: how many terms (or rounded updates) feed one compared entry.
+      scale: magnitude of the terms / of the compared values.
+      k: safety factor over the estimate.
+      worst_case: ``n_terms`` instead of ``sqrt(n_terms)``.
+
+    >>> f"{float32_tolerance(100, 1.0):.2e}"
+    '4.77e-06'
+    """
+    growth = n_terms if worst_case else math.sqrt(n_terms)
+    return k * EPS32 * max(growth, 1.0) * scale
 
 
 def assert_trees_close(actual, expected, *, rtol, atol=0.0):

@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import float32_tolerance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,7 +58,11 @@ def test_viterbi_finds_the_best_valid_sequence_of_every_sentence(lengths, seed):
     for n in lengths:
         lp, path = log_probs[start : start + n], pred[start : start + n]
         assert is_valid_iob2([TAGS[j] for j in path])
-        np.testing.assert_allclose(sum(lp[t, j] for t, j in enumerate(path)), best_valid_score(lp), rtol=1e-5)
+        # Viterbi adds float32 scores: a path's score is off by at most (n + 1) eps32 / 2 * sum_t max|lp_t|
+        # (n conversions to float32, n additions), so a path within twice that of the best may win a tie
+        tol = float32_tolerance(n + 1, float(np.sum(np.max(np.abs(lp), axis=1))), k=1, worst_case=True)
+        score, best = sum(lp[t, j] for t, j in enumerate(path)), best_valid_score(lp)
+        assert best - tol <= score <= best, (score, best, tol)
         start += n
 
 

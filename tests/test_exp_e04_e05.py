@@ -1,6 +1,7 @@
 """Smoke tests of experiments E04 (nonlinearities) and E05 (initialisation): --quick runs, real values."""
 
 import pytest
+from helpers import EPS32
 from test_experiments import _assert_files, run_quick
 
 
@@ -43,10 +44,14 @@ def test_e05_zero_init_keeps_units_identical_and_random_init_breaks_symmetry(run
     act = r["config"]["activations"][0]
     runs = {(x["init"], x["hidden_dim"], x["dropout"]): x for x in r["runs"] if x["activation"] == act}
     zeros, normal, xavier = runs[("zeros", H, 0.0)], runs[("normal", H, 0.0)], runs[("xavier", H, 0.0)]
+    # identical up to float32 round-off: units are "the same" within sqrt(eps32) of their scale (a round-off
+    # difference, ~eps32, may grow under training; a random start differs by O(1)), and so are the
+    # spectrum of W and the hidden activations they produce
+    tol = r["same_unit_rtol"]
+    assert tol == pytest.approx(EPS32**0.5)
     for p in zeros["trace"]:  # every measurement, from step 0 to the end
-        # identical up to float32 round-off (which the script reports; it is ~1e-9 relative here)
-        assert p["distinct_units"] == 1 and p["max_unit_difference_rel"] < 1e-6 and p["W_rank"] <= 1
-        assert p["distinct_grad_W_rows"] == 1 and p["W_sv2_over_sv1"] < 1e-5 and p["h_std_across_units"] < 1e-6
+        assert p["distinct_units"] == 1 and p["max_unit_difference_rel"] <= tol and p["W_rank"] <= 1
+        assert p["distinct_grad_W_rows"] == 1 and p["W_sv2_over_sv1"] <= tol and p["h_std_across_units"] <= tol * p["h_mean_abs"]
     if act == "sigmoid":  # f(0) = 1/2: the units do move, in lockstep
         assert zeros["end"]["W_norm"] > 0 and zeros["end"]["W_rank"] == 1
     for run_ in (normal, xavier):

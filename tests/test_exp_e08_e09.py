@@ -52,8 +52,10 @@ def test_e09_finetuning_moves_only_seen_words(results):
     # no gradient ever reaches an unseen word's row, so fine-tuning leaves it exactly where it was
     assert fine["moved_unseen_max"] == 0.0 and fine["moved_seen_mean"] > 0
     assert frozen["moved_seen_max"] == 0.0 and frozen["moved_unseen_max"] == 0.0
-    # frozen: distances between words are the pretrained ones; fine-tuned: the seen neighbour moved
-    assert frozen["neighbour_after"] == pytest.approx(frozen["neighbour_before"], rel=1e-6)
+    # frozen: distances between words are the pretrained ones -- the rows are bit-identical (asserted
+    # above) and the same numpy expression measures both, so the numbers are equal, not just close;
+    # fine-tuned: the seen neighbour moved
+    assert frozen["neighbour_after"] == frozen["neighbour_before"]
     assert fine["neighbour_after"] != pytest.approx(fine["neighbour_before"], rel=1e-3)
     for row in (fine, frozen):
         assert 0 <= row["acc_unseen"] <= 1 and 0 < row["acc_all"] <= 1 and 0 <= row["dev_f1"] <= 1

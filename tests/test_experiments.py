@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import EPS64, float32_tolerance
+
+from jaxbackprop import gradcheck
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = ("e01_computation_graph", "e02_gradient_checks", "e03_vectorisation", "e10_sparse_updates")
@@ -56,7 +59,8 @@ def _assert_files(folder: Path, result):
 def test_e01_reproduces_the_lecture_example(results):
     r = results("e01_computation_graph")
     assert r["values"]["f"] == 6.0 and r["grads"] == [2.0, 5.0, 0.0] and r["jax_grads"] == [2.0, 5.0, 0.0]
-    assert abs(r["wiggle"]["delta_f"] - 0.51) < 1e-9 and r["wiggle"]["predicted"] == 0.5
+    # float64: f(1, 2.1, 0) - f(1, 2, 0) = 6.51 - 6, each rounded to within a few eps64 of |f| ~ 6.5
+    assert abs(r["wiggle"]["delta_f"] - 0.51) <= 16 * EPS64 * 6.51 and r["wiggle"]["predicted"] == 0.5
     p = r["patterns"]
     assert p["plus_distributes"]["to_x"] == p["plus_distributes"]["to_y"] == 2.0
     assert (p["max_routes"]["to_y"], p["max_routes"]["to_z"]) == (3.0, 0.0)
@@ -72,7 +76,7 @@ def test_e02_two_sided_converges_faster_and_numeric_is_slow(results):
     assert 0.7 < one["truncation_slope"] < 1.3 and 1.6 < two["truncation_slope"] < 2.4
     assert two["min_median_rel_error"] < one["min_median_rel_error"]
     for row in r["cost"]:
-        assert row["numeric_vs_manual_rel"] < 1e-6  # the full numeric gradient is a gradient
+        assert row["numeric_vs_manual_rel"] <= gradcheck.NUMERIC_RTOL  # the full numeric gradient is a gradient
         assert row["numeric_over_backprop"] > 10
     _assert_files(results.root / "e02_gradient_checks", r)
 
@@ -81,7 +85,9 @@ def test_e03_records_blas_settings_and_agrees(results):
     r = results("e03_vectorisation")
     assert "OPENBLAS_CORETYPE" in r["blas_environment"] and "OPENBLAS_L2_SIZE" in r["blas_environment"]
     for row in r["rows"]:
-        assert row["max_abs_difference"] < 1e-3  # all variants computed the same W X
+        # all variants computed the same W X, to float32 round-off; an entry sums cols products in [0, 1)
+        cols = row["W"][1]
+        assert row["max_abs_difference"] <= row["tolerance"] <= float32_tolerance(cols, cols, k=1, worst_case=True)
         assert row["jax_speedup"] > 0 and row["numpy_speedup"] > 0
     _assert_files(results.root / "e03_vectorisation", r)
 
@@ -90,9 +96,16 @@ def test_e10_only_batch_rows_change_and_repeats_add(results):
     r = results("e10_sparse_updates")
     for c in r["changed"]:
         assert c["changed_rows"] == c["batch_rows"] and c["changed_equals_batch"] and c["outside_rows_bit_identical"]
-    assert r["repeated"]["rel_diff_vs_sum"] < 1e-12 and r["repeated"]["rel_diff_if_only_second"] > 1e-3
-    if r["rows_only_step"]["available"]:
-        assert r["rows_only_step"]["bit_identical"]["E"] or r["rows_only_step"]["max_abs_diff"]["E"] < 1e-7
+    rep = r["repeated"]  # float64: the sum to round-off, a tolerance of float64's order (not a loose one)
+    assert rep["max_abs_diff_vs_sum"] <= rep["tolerance"] and rep["tolerance_rel"] < 1e3 * EPS64
+    assert rep["rel_diff_if_only_second"] > 1e-3  # keeping one slot only would be wrong by far more
+    s = r["rows_only_step"]
+    if s["available"]:  # float32, two programs: equal to round-off, not necessarily bit for bit
+        assert s["outside_rows_bit_identical"]
+        for k, diff in s["max_abs_diff"].items():
+            assert diff <= s["tolerance"][k], (k, diff, s["tolerance"][k])
+            # the allowance is float32 round-off (parameters and lr * gradients are below 1 here), nothing looser
+            assert s["tolerance"][k] <= float32_tolerance(r["config"]["batch_size"] * r["config"]["window"] * r["config"]["hidden_dim"], 1.0, k=8)
     assert r["verdict"] == "supported"
     _assert_files(results.root / "e10_sparse_updates", r)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from helpers import assert_trees_close
+from helpers import assert_trees_close, float32_tolerance
 
 from jaxbackprop import sweep, synthetic, train
 
@@ -64,12 +64,22 @@ def train_alone(cfg, corpus, data_seed):
     return params, float(np.mean(losses[-steps:]))
 
 
+def trained_rtol(corpus) -> float:
+    """float32 round-off between two programs that train the same member (vmapped vs alone, sharded vs
+    not): each of the T Adam steps p - lr m / sqrt(v) rounds apart by up to eps32 |p| in the two (and
+    the update's own round-off, from batch sums in other orders, is of the same size relative to
+    |p|), piling up linearly over T steps; relative to each tensor's largest entry."""
+    steps = BASE.epochs * -(-len(corpus.train.windows) // BASE.batch_size)
+    return float32_tolerance(steps, 1.0, k=4, worst_case=True)
+
+
 def test_vmapped_group_matches_training_each_member_alone(corpus, adam_group):
+    rtol = trained_rtol(corpus)
     for k, i in enumerate(adam_rows()):
         params, last_loss = train_alone(sweep.configure(TABLE[i], BASE), corpus, BASE.seed)
         member = jax.tree.map(lambda x, k=k: x[k], adam_group.params)
-        assert_trees_close(member, params, rtol=1e-5)
-        assert adam_group.curves[k][-1]["train_loss"] == pytest.approx(last_loss, rel=1e-5)
+        assert_trees_close(member, params, rtol=rtol)
+        assert adam_group.curves[k][-1]["train_loss"] == pytest.approx(last_loss, rel=rtol)
 
 
 def test_a_new_learning_rate_reuses_the_compiled_step(corpus, adam_group):
@@ -152,7 +162,7 @@ print(json.dumps({{"devices": run.devices}}))
 
 
 @pytest.mark.slow
-def test_members_shard_across_devices(adam_group, tmp_path):
+def test_members_shard_across_devices(corpus, adam_group, tmp_path):
     """Two members padded to four forced host devices, the configs axis sharded: same parameters."""
     out = tmp_path / "params.npz"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
@@ -161,4 +171,4 @@ def test_members_shard_across_devices(adam_group, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"devices": 4}
     with np.load(out) as sharded:
-        assert_trees_close(dict(sharded), jax.tree.map(np.asarray, adam_group.params), rtol=1e-5)
+        assert_trees_close(dict(sharded), jax.tree.map(np.asarray, adam_group.params), rtol=trained_rtol(corpus))

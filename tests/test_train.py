@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxbackprop import checkpoint, cli, data, synthetic, train
+from helpers import assert_trees_close
+from jaxbackprop import checkpoint, cli, data, gradcheck, synthetic, train
 
 # explicit, so the tests do not depend on the (CoNLL-tuned) defaults
 TINY = dict(window=3, hidden_dim=16, casing_dim=4, epochs=2, batch_size=64, learning_rate=1e-2, schedule="step",
@@ -84,8 +85,8 @@ def test_gradient_sources_train_to_the_same_parameters(corpus, other):
     with jax.enable_x64(True):
         manual = _params_after_steps(train.TrainConfig(**base), corpus, 5, np.float64)
         auto = _params_after_steps(train.TrainConfig(**{**base, **other}), corpus, 5, np.float64)
-    for k in manual:
-        np.testing.assert_allclose(manual[k], auto[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    # float64, two gradient sources through 5 Adam steps: the project's manual-vs-autodiff tolerance
+    assert_trees_close(auto, manual, rtol=gradcheck.MANUAL_VS_AUTODIFF_RTOL)
     initial = train.init_run_params(train.TrainConfig(**base), corpus)[1]
     assert not np.allclose(manual["W"], initial["W"]), "nothing trained"
 
@@ -144,12 +145,15 @@ def test_cli_train_evaluate_predict_round_trip(tmp_path, capsys, monkeypatch):
     assert all(len(t) == 2 and t[1] in tags for t in tagged)
 
 
-def test_evaluate_rejects_a_malformed_file_with_its_line(tmp_path, corpus):
+def test_evaluate_rejects_a_malformed_file_with_its_line(tmp_path, corpus, capsys):
     run(train.TrainConfig(**{**TINY, "epochs": 1}), corpus, tmp_path / "run")
     bad = tmp_path / "bad.txt"
     bad.write_text("EU NNP B-NP B-ORG\nrejects VBZ\n")
     with pytest.raises(data.DataError, match=r"bad.txt:2:"):
-        cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(bad)])
+        data.read_conll(bad)
+    # the command line says the same in one line and exits with 2 (an error in what was given)
+    assert cli.main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"jaxbackprop: error: {bad}:2:")
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
@@ -159,5 +163,4 @@ def test_sparse_training_equals_dense_where_the_math_is_equal(corpus, optimizer)
     with jax.enable_x64(True):
         dense = _params_after_steps(train.TrainConfig(**base), corpus, 5, np.float64)
         rows = _params_after_steps(train.TrainConfig(**base, sparse=True), corpus, 5, np.float64)
-    for k in dense:
-        np.testing.assert_allclose(rows[k], dense[k], rtol=1e-10, atol=1e-13, err_msg=k)
+    assert_trees_close(rows, dense, rtol=gradcheck.MANUAL_VS_AUTODIFF_RTOL)
