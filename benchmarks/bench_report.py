@@ -1,4 +1,4 @@
-"""Targets and the markdown report, both derived from the JSON that ``bench_step.py`` writes.
+"""The markdown report of a ``bench_step.py`` run, derived from its JSON alone.
 
 Rewrite the report from saved results without timing anything again::
 
@@ -11,239 +11,230 @@ import json
 import sys
 from pathlib import Path
 
-TRAIN_ORDER = ("jax_grad", "manual", "sparse", "flax", "torch_dense", "torch_sparse", "torch_compile", "torch_graphs")
-JAX_TRAIN = TRAIN_ORDER[:4]
+import harness
+from targets import fastest, rows_of, targets, torch_rows
+
+TRAIN_ORDER = harness.JAX_TRAIN + harness.TORCH_TRAIN
+HUGEPAGES_OUT = (
+    "--out benchmarks/results/bench_step_hugepages.json --markdown benchmarks/results/bench_step_hugepages.md"
+)
 
 
-def _rows(shape, kind=None):
-    return {r["variant"]: r for r in shape["rows"] if kind is None or r["kind"] == kind}
+def markdown(result) -> str:
+    """The whole report: how it was made, on what, then one section per measurement."""
+    env = result["environment"]
+    accelerator, glibc = env.get("accelerator"), env["env"].get("GLIBC_TUNABLES")
+    cols = columns(result, "train")
+    lines = ["# Benchmarks: one training step of the window model" + (f" on {accelerator}" if accelerator else "")]
+    lines += ["", *how_made(accelerator, glibc), "", setup(result), "", method(result), ""]
+    lines += load_warning(result)
+    lines += [variants_note(accelerator), ""]
+    lines += throughput(result, cols) + relative_to_torch(result, cols) + gflops(result, cols)
+    lines += passes(result) + compiled_memory(result, cols) + peak_memory(result.get("memory", []))
+    lines += targets_md(result["targets"])
+    if not accelerator and not glibc:
+        lines += [
+            "The same benchmark on a GPU (NVIDIA H200, JAX and PyTorch both on the GPU): "
+            "[BENCHMARKS_GPU.md](BENCHMARKS_GPU.md); on this CPU with 2 MB pages for large buffers "
+            "(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`): "
+            "[benchmarks/results/bench_step_hugepages.md](benchmarks/results/bench_step_hugepages.md).",
+            "",
+        ]
+    return "\n".join(lines) + "\n"
 
 
-def _torch(rows, base=None):
-    return {k: r for k, r in rows.items() if k.startswith("torch") and (base is None or k.split("[")[0] == base)}
+# ----------------------------------------------------------------------------- header
 
 
-def _best(rows):
-    return max(rows.values(), key=lambda r: r["windows_per_s"]) if rows else None
-
-
-def _find(result, batch, vocab, dim, ids):
-    for s in result["shapes"]:
-        if (s["batch"], s["vocab"], s["dim"], s["ids"]) == (batch, vocab, dim, ids):
-            return s
-    return None
-
-
-def targets(result):
-    """The issue's four targets, each with the numbers behind it and whether it was met."""
-    out = {"jax_vs_best_torch": [], "sparse_vs_torch_sparse": [], "pct_of_peak_at_4096": [], "sparse_vocab_ratio": []}
-    for s in result["shapes"]:
-        rows = _rows(s, "train")
-        jax_rows = {k: r for k, r in rows.items() if k in JAX_TRAIN}
-        best_torch = _best(_torch(rows))
-        if best_torch and len(jax_rows) == len(JAX_TRAIN):  # shapes that run every variant
-            ratios = {k: r["windows_per_s"] / best_torch["windows_per_s"] for k, r in jax_rows.items()}
-            out["jax_vs_best_torch"].append(
-                {"shape": s["name"], "best_torch": best_torch["variant"], "ratios": ratios, "met": min(ratios.values()) >= 1}
-            )
-        best_sparse = _best(_torch(rows, "torch_sparse"))
-        if s["vocab"] >= 400_000 and best_sparse and "sparse" in rows:
-            ratio = rows["sparse"]["windows_per_s"] / best_sparse["windows_per_s"]
-            out["sparse_vs_torch_sparse"].append(
-                {"shape": s["name"], "torch": best_sparse["variant"], "ratio": ratio, "met": ratio >= 1.5}
-            )
-        if s["batch"] == 4096 and jax_rows:
-            best = _best(jax_rows)
-            out["pct_of_peak_at_4096"].append(
-                {"shape": s["name"], "variant": best["variant"], "pct": best["pct_of_peak"], "met": best["pct_of_peak"] >= 50}
-            )
-    for e in result.get("vocab_ratio", []):  # timed side by side (older results: across shapes, below)
-        if e["vocabs"] == [20_000, 400_000]:
-            out["sparse_vocab_ratio"].append({"ids": e["ids"], "ratio": e["ratio"], "met": e["ratio"] <= 1.3, "side_by_side": True,
-                                              "step_ms": e["step_ms"]})  # fmt: skip
-    for ids in () if out["sparse_vocab_ratio"] else ("zipf", "uniform"):
-        small, large = _find(result, 512, 20_000, 50, ids), _find(result, 512, 400_000, 50, ids)
-        if small and large and "sparse" in _rows(small) and "sparse" in _rows(large):
-            ratio = _rows(large)["sparse"]["step_ms"] / _rows(small)["sparse"]["step_ms"]
-            out["sparse_vocab_ratio"].append({"ids": ids, "ratio": ratio, "met": ratio <= 1.3, "side_by_side": False})
-    return out
-
-
-def _k(x):
-    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
-
-
-def _table(header, lines):
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(l) + " |" for l in lines])
-
-
-def _columns(result, kind):
-    seen = []
-    for s in result["shapes"]:
-        for r in s["rows"]:
-            if r["kind"] == kind and r["variant"] not in seen:
-                seen.append(r["variant"])
-    order = {v: i for i, v in enumerate(TRAIN_ORDER)}
-    return sorted(seen, key=lambda v: (order.get(v.split("[")[0], 99), v))
-
-
-def markdown(result):
-    env, peaks, load = result["environment"], result["matmul_peak"], result["load_average"]
-    noisy = max(load["before"][0], load["after"][0]) > 0.5 * env["cpu_count"]
-    accelerator = env.get("accelerator")
-    if not env["torch"]:
-        torch_note = "torch not installed: no PyTorch rows"
-    elif env.get("torch_device") == "cuda":
-        torch_note = (f"torch {env['torch']} on cuda (TF32 matmuls "
-                      f"{'allowed' if env.get('torch_cuda_matmul_allow_tf32') else 'off, its default'})")
-    else:
-        torch_note = (f"torch {env['torch']}, default {env['torch_default_threads']} threads (a `[1t]` suffix: the same "
-                      "variant run with `torch.set_num_threads(1)`)")
-    glibc = env["env"].get("GLIBC_TUNABLES")
-    tunables = f"GLIBC_TUNABLES={glibc} " if glibc else ""
-    # a run with huge pages is kept beside the default one, not over it
-    where = " --out benchmarks/results/bench_step_hugepages.json --markdown benchmarks/results/bench_step_hugepages.md" if glibc else ""
+def how_made(accelerator, glibc) -> list:
     if accelerator:
-        how = [
-            ("Written by `benchmarks/bench_step.py` on a machine whose JAX has a GPU backend (results JSON: "
-             "`benchmarks/results/bench_step_gpu.json`). Regenerate there with"),
+        return [
+            "Written by `benchmarks/bench_step.py` on a machine whose JAX has a GPU backend (results JSON: "
+            "`benchmarks/results/bench_step_gpu.json`). Regenerate there with",
             "",
             "    python benchmarks/bench_step.py",
             "",
         ]
-        machine = f"{accelerator} ({', '.join(env['jax_devices'])}), host {env['processor']} with {env['cpu_count']} CPUs"
+    tunables = f"GLIBC_TUNABLES={glibc} " if glibc else ""
+    where = f" {HUGEPAGES_OUT}" if glibc else ""  # a run with huge pages is kept beside the default one
+    return [
+        "Written by `benchmarks/bench_step.py` (results JSON: `benchmarks/results/`). Regenerate with",
+        "",
+        f"    {tunables}env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_step.py{where}",
+        "",
+        "(unsetting those two OpenBLAS variables, for this command only, gives numpy its full matmul speed "
+        "for the peak below).",
+    ]
+
+
+def setup(result) -> str:
+    """Model, machine (CPU model always), versions, date, commit and command."""
+    env = result["environment"]
+    cpu = env.get("cpu_model") or env["processor"]  # results before provenance.environment: "processor"
+    if env.get("accelerator"):
+        machine = f"{env['accelerator']} ({', '.join(env['jax_devices'])}), host {cpu} with {env['cpu_count']} CPUs"
     else:
-        how = [
-            "Written by `benchmarks/bench_step.py` (results JSON: `benchmarks/results/`). Regenerate with",
-            "",
-            f"    {tunables}env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_step.py{where}",
-            "",
-            ("(unsetting those two OpenBLAS variables, for this command only, gives numpy its full matmul speed "
-            "for the peak below)."),
-        ]
-        machine = f"{env['processor']}, {env['cpu_count']} CPUs, JAX on {', '.join(env['jax_devices'])}"
-        if glibc:
+        machine = f"{cpu}, {env['cpu_count']} CPUs, JAX on {', '.join(env['jax_devices'])}"
+        if glibc := env["env"].get("GLIBC_TUNABLES"):
             machine += f", `GLIBC_TUNABLES={glibc}` (huge pages: see README)"
-    lines = [
-        "# Benchmarks: one training step of the window model" + (f" on {accelerator}" if accelerator else ""),
-        "",
-        *how,
-        "",
-        (f"Model: window {env['window']}, H={env['hidden']}, relu, softmax head of {env['classes']} classes, "
+    commit = env.get("git_commit")
+    at = f" at commit {commit[:10]}{' with local changes' if env.get('git_dirty') else ''}" if commit else ""
+    return (
+        f"Model: window {env['window']}, H={env['hidden']}, relu, softmax head of {env['classes']} classes, "
         f"{env['dtype']}, {env['optimizer']}; word ids Zipf (p ~ rank^-1.07) unless marked uniform. "
-        f"Machine: {machine}. JAX {env['jax']}, optax {env['optax']}, {torch_note}. "
-        f"Run {env['date']}, `{env['command']}`, {result['wall_s'] / 60:.1f} min."),
-        "",
-        (f"Each number is the median of {result['shapes'][0]['rows'][0]['repeats']} repeats after a warm-up; repeats "
+        f"Machine: {machine}. JAX {env['jax']}, optax {env['optax']}, {torch_note(env)}. "
+        f"Run {env['date']}{at}, `{env['command']}`, {result['wall_s'] / 60:.1f} min."
+    )
+
+
+def torch_note(env) -> str:
+    if not env["torch"]:
+        return "torch not installed: no PyTorch rows"
+    if env.get("torch_device") == "cuda":
+        tf32 = "allowed" if env.get("torch_cuda_matmul_allow_tf32") else "off, its default"
+        return f"torch {env['torch']} on cuda (TF32 matmuls {tf32})"
+    return (
+        f"torch {env['torch']}, default {env['torch_default_threads']} threads (a `[1t]` suffix: the same "
+        "variant run with `torch.set_num_threads(1)`)"
+    )
+
+
+def method(result) -> str:
+    repeats = result["shapes"][0]["rows"][0]["repeats"]
+    return (
+        f"Each number is the median of {repeats} repeats after a warm-up; repeats "
         "run round-robin over the variants so that outside load hits all of them alike; ± is the "
-        "interquartile range over repeats, relative to the median."),
+        "interquartile range over repeats, relative to the median."
+    )
+
+
+def load_warning(result) -> list:
+    """A paragraph when the 1-minute load average exceeded half the CPUs before or after the run."""
+    load, cpus = result["load_average"], result["environment"]["cpu_count"]
+    if max(load["before"][0], load["after"][0]) <= 0.5 * cpus:
+        return []
+    return [
+        f"**The machine was shared with other jobs during the run** (1-minute load average "
+        f"{load['before'][0]:.1f} before, {load['after'][0]:.1f} after, on {cpus} CPUs): absolute numbers are "
+        "noisy (see the ± spreads) and can shift between shapes, which run one after another; ratios between "
+        "variants of one shape, timed round-robin, are the more reliable reading.",
         "",
     ]
-    if noisy:
-        lines += [
-            (f"**The machine was shared with other jobs during the run** (1-minute load average {load['before'][0]:.1f} "
-            f"before, {load['after'][0]:.1f} after, on {env['cpu_count']} CPUs): absolute numbers are noisy (see the "
-            "± spreads) and can shift between shapes, which run one after another; ratios between variants of "
-            "one shape, timed round-robin, are the more reliable reading."),
-            "",
-        ]
-    lines += [
-        ("Reading the variants: `jax_grad`, `manual` and `flax` apply `optax.adam` to a dense (V, d) gradient of E, "
-        "so every step reads and writes four V x d tables (E, its gradient, m, v) and their cost grows with V; "
+
+
+def variants_note(accelerator) -> str:
+    note = (
+        "Reading the variants: `jax_grad`, `manual` and `flax` apply `optax.adam` to a dense (V, d) gradient of "
+        "E, so every step reads and writes four V x d tables (E, its gradient, m, v) and their cost grows with V; "
         "`sparse` (`jaxbackprop.sparse.make_sparse_step`, lazy Adam) touches only the rows of the batch, like "
-        "`torch_sparse` (`nn.Embedding(sparse=True)` + `SparseAdam`). `torch_dense` and `torch_compile` use a dense "
-        "embedding gradient and fused Adam"
-        + ("; `torch_graphs` is `torch.compile(mode=\"reduce-overhead\")`, which replays the step's kernels as "
-           "CUDA graphs." if accelerator else ".")
-        + ("" if accelerator else " On an oversubscribed machine torch's OpenMP threads wait for "
-           "descheduled peers, which is why the `[1t]` rows exist.")
-        + (" Every step is one call from Python (one jitted program for JAX; for torch, eager kernel "
-           "launches, except where CUDA graphs replay them), timed until the device has finished; at small "
-           "batches that launch cost, not the arithmetic, sets the pace." if accelerator else "")),
-        "",
-        "## Training-step throughput (windows/s)",
-        "",
-    ]
-    cols = _columns(result, "train")
+        "`torch_sparse` (`nn.Embedding(sparse=True)` + `SparseAdam`). `torch_dense` and `torch_compile` use a "
+        "dense embedding gradient and fused Adam"
+    )
+    if not accelerator:
+        return note + (
+            ". On an oversubscribed machine torch's OpenMP threads wait for "
+            "descheduled peers, which is why the `[1t]` rows exist."
+        )
+    return note + (
+        '; `torch_graphs` is `torch.compile(mode="reduce-overhead")`, which replays the step\'s kernels as '
+        "CUDA graphs. Every step is one call from Python (one jitted program for JAX; for torch, eager kernel "
+        "launches, except where CUDA graphs replay them), timed until the device has finished; at small "
+        "batches that launch cost, not the arithmetic, sets the pace."
+    )
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def throughput(result, cols) -> list:
     body = []
     for s in result["shapes"]:
-        rows = _rows(s)
-        body.append([s["name"]] + [f"{_k(rows[c]['windows_per_s'])} ±{rows[c]['iqr_pct']:.0f}%" if c in rows else "" for c in cols])
-    lines += [_table(["shape"] + cols, body), ""]
+        rows = rows_of(s)
+        cells = [f"{thousands(rows[c]['windows_per_s'])} ±{rows[c]['iqr_pct']:.0f}%" if c in rows else "" for c in cols]
+        body.append([s["name"]] + cells)
+    return ["## Training-step throughput (windows/s)", "", table(["shape"] + cols, body), ""]
 
-    lines += ["## Relative to the best PyTorch variant of the same shape (>1: faster)", ""]
+
+def relative_to_torch(result, cols) -> list:
     body = []
     for s in result["shapes"]:
-        rows = _rows(s, "train")
-        best = _best(_torch(rows))
-        if best:
-            body.append([s["name"], best["variant"]] + [f"{rows[c]['windows_per_s'] / best['windows_per_s']:.2f}" if c in rows else "" for c in cols])
-    lines += [_table(["shape", "best torch"] + cols, body) if body else "(no PyTorch rows)", ""]
+        rows = rows_of(s, "train")
+        if best := fastest(torch_rows(rows)):
+            ratios = [f"{rows[c]['windows_per_s'] / best['windows_per_s']:.2f}" if c in rows else "" for c in cols]
+            body.append([s["name"], best["variant"]] + ratios)
+    text = table(["shape", "best torch"] + cols, body) if body else "(no PyTorch rows)"
+    return ["## Relative to the best PyTorch variant of the same shape (>1: faster)", "", text, ""]
 
+
+def gflops(result, cols) -> list:
+    peaks = result["matmul_peak"]
     pk = ", ".join(f"{k} {v['gflops']:.1f}" for k, v in peaks.items())
-    lines += [
+    tf32 = (
+        "; jnp is XLA default precision, TF32 on this chip, jnp_highest true float32" if "jnp_highest" in peaks else ""
+    )
+    body = []
+    for s in result["shapes"]:
+        rows = rows_of(s, "train")
+        cells = [f"{rows[c]['gflops']:.1f} ({rows[c]['pct_of_peak']:.0f}%)" if c in rows else "" for c in cols]
+        body.append([s["name"], f"{s['layer_matmul_gflops']:.1f}"] + cells)
+    return [
         "## Achieved GFLOP/s (% of the machine's matmul peak)",
         "",
-        (f"Peak: float32 {next(iter(peaks.values()))['n']}^2 matmul, {pk} GFLOP/s (the larger is 100%"
-        f"{'; jnp is XLA default precision, TF32 on this chip, jnp_highest true float32' if 'jnp_highest' in peaks else ''}). A step counts "
-        "2 B D H x 3 (z = x W^T, dW, dx) plus 2 B H C x 3 for the head; 'layer matmul' is a lone jitted "
-        "x W^T of the shape, the most a step of that shape could reach."),
+        f"Peak: float32 {next(iter(peaks.values()))['n']}^2 matmul, {pk} GFLOP/s (the larger is 100%{tf32}). "
+        "A step counts 2 B D H x 3 (z = x W^T, dW, dx) plus 2 B H C x 3 for the head; 'layer matmul' is a lone "
+        "jitted x W^T of the shape, the most a step of that shape could reach.",
+        "",
+        table(["shape", "layer matmul"] + cols, body),
         "",
     ]
-    body = []
-    for s in result["shapes"]:
-        rows = _rows(s, "train")
-        body.append([s["name"], f"{s['layer_matmul_gflops']:.1f}"] + [f"{rows[c]['gflops']:.1f} ({rows[c]['pct_of_peak']:.0f}%)" if c in rows else "" for c in cols])
-    lines += [_table(["shape", "layer matmul"] + cols, body), ""]
 
-    lines += [
+
+def passes(result) -> list:
+    body = [pass_line(s["name"], rows_of(s, "pass")) for s in result["shapes"] if "jax_fwd" in rows_of(s, "pass")]
+    header = ["shape", "jax fwd ms", "fwd+bwd rows ms", "fwd+bwd jax.grad ms", "torch fwd ms", "torch fwd+bwd ms"]
+    return [
         "## Forward vs forward + backward",
         "",
-        ("The lecture: backprop costs the same order as the forward pass. `fwd` is the jitted loss; `fwd+bwd rows` "
+        "The lecture: backprop costs the same order as the forward pass. `fwd` is the jitted loss; `fwd+bwd rows` "
         "is the hand-derived pass with dJ/dE kept as rows (the lecture's computation); `fwd+bwd jax.grad` also "
-        "builds the dense (V, d) dJ/dE. torch: forward under no_grad, and forward + backward with a sparse embedding gradient."),
+        "builds the dense (V, d) dJ/dE. torch: forward under no_grad, and forward + backward with a sparse "
+        "embedding gradient.",
+        "",
+        table(header, body),
         "",
     ]
+
+
+def pass_line(name, r) -> list:
+    f = r["jax_fwd"]["step_ms"]
+    line = [name, f"{f:.2f}"]
+    for k in ("jax_fwdbwd_rows", "jax_fwdbwd_grad"):
+        line.append(f"{r[k]['step_ms']:.2f} ({r[k]['step_ms'] / f:.1f}x)" if k in r else "")
+    tf, tb = r.get("torch_fwd"), r.get("torch_fwdbwd")
+    line.append(f"{tf['step_ms']:.2f}" if tf else "")
+    line.append(f"{tb['step_ms']:.2f} ({tb['step_ms'] / tf['step_ms']:.1f}x)" if tb and tf else "")
+    return line
+
+
+def compiled_memory(result, cols) -> list:
+    mem_cols = [c for c in cols if c in harness.JAX_TRAIN]
     body = []
     for s in result["shapes"]:
-        r = _rows(s, "pass")
-        if "jax_fwd" not in r:
-            continue
-        f = r["jax_fwd"]["step_ms"]
-        line = [s["name"], f"{f:.2f}"]
-        for k in ("jax_fwdbwd_rows", "jax_fwdbwd_grad"):
-            line.append(f"{r[k]['step_ms']:.2f} ({r[k]['step_ms'] / f:.1f}x)" if k in r else "")
-        tf = r.get("torch_fwd")
-        line.append(f"{tf['step_ms']:.2f}" if tf else "")
-        tb = r.get("torch_fwdbwd")
-        line.append(f"{tb['step_ms']:.2f} ({tb['step_ms'] / tf['step_ms']:.1f}x)" if tb and tf else "")
-        body.append(line)
-    lines += [_table(["shape", "jax fwd ms", "fwd+bwd rows ms", "fwd+bwd jax.grad ms", "torch fwd ms", "torch fwd+bwd ms"], body), ""]
-
-    mem_cols = [c for c in cols if c in JAX_TRAIN]
-    body = [
-        [s["name"]] + [f"{_rows(s)[c].get('temp_mb', float('nan')):.1f}" if c in _rows(s) else "" for c in mem_cols]
-        for s in result["shapes"]
-    ]
-    lines += [
+        rows = rows_of(s)
+        body.append(
+            [s["name"]] + [f"{rows[c].get('temp_mb', float('nan')):.1f}" if c in rows else "" for c in mem_cols]
+        )
+    return [
         "## Working memory of the compiled JAX steps (MB)",
         "",
         "XLA's `memory_analysis()` temp buffers, beyond the donated parameters and optimizer state.",
         "",
-        _table(["shape"] + mem_cols, body),
+        table(["shape"] + mem_cols, body),
         "",
     ]
-    lines += _memory_md(result.get("memory", []))
-    lines += _targets_md(result["targets"])
-    if not accelerator and not glibc:
-        lines += [("The same benchmark on a GPU (NVIDIA H200, JAX and PyTorch both on the GPU): "
-                   "[BENCHMARKS_GPU.md](BENCHMARKS_GPU.md); on this CPU with 2 MB pages for large buffers "
-                   "(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`): "
-                   "[benchmarks/results/bench_step_hugepages.md](benchmarks/results/bench_step_hugepages.md)."), ""]
-    return "\n".join(lines) + "\n"
 
 
-def _memory_md(memory):
+def peak_memory(memory) -> list:
     if not memory:
         return []
     cols = []
@@ -253,46 +244,78 @@ def _memory_md(memory):
     body = []
     for m in memory:
         rows = {r["variant"]: r for r in m["rows"]}
-        body.append([m["shape"]] + [f"{rows[c]['peak_mb']:.0f}" if rows.get(c, {}).get("peak_mb") is not None else "" for c in cols])
-    return [
-        "## Peak memory of a training step (MB)",
-        "",
-        ("Each variant in a fresh process (`benchmarks/bench_memory.py`): "
-         + ("the device's own high-water mark while the step runs (JAX `memory_stats()`, torch `max_memory_allocated`)."
-            if on_device else
-            "the largest resident set size, sampled every millisecond while the step runs, above the process's size "
-            "just before the variant was built (runtime already started, batches already made): parameters, optimizer "
-            "state, gradients, temporaries and the compiled program. Each (V, d) float32 table at V = 400k, d = 50 is 76 MB.")),
-        "",
-        _table(["shape"] + cols, body),
-        "",
-    ]
+        peaks = [rows.get(c, {}).get("peak_mb") for c in cols]
+        body.append([m["shape"]] + ["" if p is None else f"{p:.0f}" for p in peaks])
+    if on_device:
+        what = (
+            "the device's own high-water mark while the step runs (JAX `memory_stats()`, torch `max_memory_allocated`)."
+        )
+    else:
+        what = (
+            "the largest resident set size, sampled every millisecond while the step runs, above the process's "
+            "size just before the variant was built (runtime already started, batches already made): parameters, "
+            "optimizer state, gradients, temporaries and the compiled program. Each (V, d) float32 table at "
+            "V = 400k, d = 50 is 76 MB."
+        )
+    intro = "Each variant in a fresh process (`benchmarks/bench_memory.py`): " + what
+    return ["## Peak memory of a training step (MB)", "", intro, "", table(["shape"] + cols, body), ""]
 
 
-def _yes(met):
-    return "**met**" if met else "**not met**"
-
-
-def _targets_md(t):
+def targets_md(t) -> list:
     lines = ["## Targets", ""]
     for e in t["jax_vs_best_torch"]:
         worst = min(e["ratios"], key=e["ratios"].get)
-        lines.append(f"- every JAX variant >= best PyTorch ({e['best_torch']}) at {e['shape']}: {_yes(e['met'])} (slowest: {worst} at {e['ratios'][worst]:.2f}x)")
+        lines.append(
+            f"- every JAX variant >= best PyTorch ({e['best_torch']}) at {e['shape']}: {verdict(e['met'])} "
+            f"(slowest: {worst} at {e['ratios'][worst]:.2f}x)"
+        )
     for e in t["sparse_vs_torch_sparse"]:
-        lines.append(f"- sparse step >= 1.5x {e['torch']} at {e['shape']}: {_yes(e['met'])} ({e['ratio']:.2f}x)")
+        lines.append(f"- sparse step >= 1.5x {e['torch']} at {e['shape']}: {verdict(e['met'])} ({e['ratio']:.2f}x)")
     for e in t["pct_of_peak_at_4096"]:
-        lines.append(f"- >= 50% of matmul peak at {e['shape']}: {_yes(e['met'])} ({e['variant']}: {e['pct']:.1f}%)")
+        lines.append(f"- >= 50% of matmul peak at {e['shape']}: {verdict(e['met'])} ({e['variant']}: {e['pct']:.1f}%)")
     for e in t["sparse_vocab_ratio"]:
-        how = (f"{e['step_ms'][1]:.2f} vs {e['step_ms'][0]:.2f} ms, timed side by side" if e.get("side_by_side")
-               else "across the sweep's shapes, which ran minutes apart")  # fmt: skip
-        lines.append(f"- sparse step time V=400k / V=20k at B=512, {e['ids']} ids, <= 1.3: {_yes(e['met'])} ({e['ratio']:.2f}, {how})")
+        if e.get("side_by_side"):
+            how = f"{e['step_ms'][1]:.2f} vs {e['step_ms'][0]:.2f} ms, timed side by side"
+        else:
+            how = "across the sweep's shapes, which ran minutes apart"
+        lines.append(
+            f"- sparse step time V=400k / V=20k at B=512, {e['ids']} ids, <= 1.3: {verdict(e['met'])} "
+            f"({e['ratio']:.2f}, {how})"
+        )
     return lines + [""]
 
 
-if __name__ == "__main__":
-    # a temporary file, then a rename: never a half-written report
-    from jaxbackprop.checkpoint import write_text
+# ----------------------------------------------------------------------------- formatting
 
-    result = json.loads(Path(sys.argv[1]).read_text())
+
+def columns(result, kind) -> list:
+    """The variants of ``kind`` found in any shape, JAX first, then torch, thread settings last."""
+    seen = []
+    for s in result["shapes"]:
+        seen += [r["variant"] for r in s["rows"] if r["kind"] == kind and r["variant"] not in seen]
+    order = {v: i for i, v in enumerate(TRAIN_ORDER)}
+    return sorted(seen, key=lambda v: (order.get(v.split("[")[0], 99), v))
+
+
+def table(header, lines) -> str:
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(rows + ["| " + " | ".join(line) + " |" for line in lines])
+
+
+def thousands(x) -> str:
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def verdict(met) -> str:
+    return "**met**" if met else "**not met**"
+
+
+def main(argv=None):
+    json_path, md_path = sys.argv[1:] if argv is None else argv
+    result = json.loads(Path(json_path).read_text())
     result["targets"] = targets(result)
-    write_text(sys.argv[2], markdown(result))
+    harness.write_text(md_path, markdown(result))  # a temporary file, then a rename: never half a report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,27 +1,26 @@
-"""What every experiment script shares: ``--quick``/``--out``, median timing, and the result files.
+"""What every experiment runner shares: arguments, the corpus, quiet training runs, result.json.
 
-Each ``experiments/eNN_<name>.py`` measures one claim of the lecture and writes, into
-``experiments/results/eNN_<name>/`` (or ``--out``):
+Each ``experiments/eNN_<name>.py`` measures one claim of the lecture and writes into
+``experiments/results/eNN_<name>/`` (``..._conll`` on CoNLL-2003), or ``--out``:
 
-* ``result.json`` -- the numbers first: the config, the measurements, the claim and the verdict,
-  ``environment`` (device and versions), the exact ``command`` that made it and, on real data,
-  the ``data`` files' SHA-256. Paths are recorded as :mod:`jaxbackprop.provenance` writes them:
-  relative to the project root when inside it, else by name -- never this machine's layout;
-* ``*.png`` -- plots drawn from the numbers in ``result.json`` (never the other way round);
-* ``section.md`` -- a short markdown section that ``make_results.py`` gathers into RESULTS.md.
+* ``result.json`` -- the numbers first: the config, the measurements, the checks and the verdict,
+  and where they came from: ``environment`` (device, versions, CPU, git commit), the exact
+  ``command``, the ``seeds`` and, on real data, the data files' SHA-256. Paths are recorded as
+  :func:`jaxbackprop.provenance.portable_path` writes them, never this machine's layout;
+* ``*.png`` -- plots drawn from the numbers in ``result.json`` (``figures/eNN.py``).
 
-All files are written atomically (temporary file, then rename), so an interrupted run never
-leaves a half-written result behind.
+The prose (claim, what was measured, why the verdict) is a template, ``templates/eNN.md``, that
+``make_results.py`` fills from result.json. ``--quick`` (tiny sizes, for the smoke tests) writes
+to a fresh temporary folder unless ``--out`` says where, and never under ``experiments/results/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
-import platform
 import shlex
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,237 +28,194 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxbackprop import checkpoint, data, embeddings, synthetic, train
-from jaxbackprop.provenance import portable_argv, portable_path, sha256_file
+from jaxbackprop import data, embeddings, files, model, pipeline, rundir, synthetic, train
+from jaxbackprop.provenance import environment, portable_argv, portable_path, sha256_file
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 VERDICTS = ("supported", "partly supported", "not supported")
+CONLL_SPLITS = ("train.txt", "valid.txt", "test.txt")
 
 
 def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False) -> argparse.Namespace:
-    """``--quick`` (seconds, for the smoke test) and ``--out`` (default results/<name>).
+    """``--quick``, ``--out`` and, with ``real_data``, ``--conll DIR`` and ``--embeddings FILE``.
 
-    With ``real_data`` the script also takes ``--conll DIR`` (CoNLL-2003 ``train.txt``,
-    ``valid.txt``, ``test.txt``) and ``--embeddings FILE``; on real data the default output folder
-    is ``results/<name>_conll``, so the synthetic and the real-data results live side by side.
+    The default output folder is ``results/<name>`` (``results/<name>_conll`` with ``--conll``);
+    with ``--quick`` it is a new temporary folder, and ``--out`` under ``results/`` is refused.
     """
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=doc.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds (the smoke test)")
-    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: results/{name}, or results/{name}_conll)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds; writes to a temporary folder")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: results/{name}[_conll])")
     if real_data:
-        parser.add_argument("--conll", type=Path, default=None,
-                            help="folder holding CoNLL-2003 train.txt, valid.txt, test.txt (IOB2); default: the embedded synthetic corpus")
-        parser.add_argument("--embeddings", type=Path, default=None,
-                            help="GloVe / word2vec text vectors that seed E (default: synthetic vectors, or none with --conll)")  # fmt: skip
+        parser.add_argument("--conll", type=Path, help="folder with CoNLL-2003 train.txt, valid.txt, test.txt (IOB2)")
+        parser.add_argument("--embeddings", type=Path, help="GloVe / word2vec text vectors that seed E")
     args = parser.parse_args(argv)
     if not real_data:
         args.conll = args.embeddings = None
+    if args.quick and args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix=f"{name}-quick-"))
+    elif args.quick and args.out.resolve().is_relative_to(RESULTS.resolve()):
+        parser.error(f"--quick writes tiny-size results; not under {portable_path(RESULTS)}/ (the committed ones)")
     args.out = args.out or RESULTS / (f"{name}_conll" if args.conll else name)
-    args.command = " ".join(["python", f"experiments/{name}.py", *map(shlex.quote, portable_argv(argv or []))]).strip()
+    argv_text = map(shlex.quote, portable_argv(argv or []))
+    args.command = " ".join(["python", f"experiments/{name}.py", *argv_text])
     return args
 
 
 # ----------------------------------------------------------------------------- data and training runs
 
 
-CONLL_SPLITS = ("train.txt", "valid.txt", "test.txt")
-
-
 class Corpus(NamedTuple):
-    """Sentences of each split, pretrained (words, vectors) or None, and a line saying what it is."""
+    """Sentences of each split, pretrained (words, vectors) or None, and what it is."""
 
     train: list
     dev: list
     test: list
     pretrained: tuple | None
     source: str
+    short: str  # "synthetic" or "CoNLL-2003"
 
 
-def load_corpus(args) -> Corpus:
-    """The corpus an experiment runs on: ``--conll``/``--embeddings`` files, or the embedded default."""
+def load_corpus(args, *, synthetic_vectors: bool = True) -> Corpus:
+    """The ``--conll``/``--embeddings`` files, or the embedded synthetic corpus (and its vectors)."""
     if args.conll is None:
         corpus = synthetic.synthetic_corpus(seed=0)
-        pretrained = embeddings.read_embeddings(args.embeddings) if args.embeddings else synthetic.synthetic_vectors()
-        return Corpus(corpus["train"], corpus["dev"], corpus["test"], pretrained, "the embedded synthetic corpus and its synthetic word vectors")
+        vectors = embeddings.read_embeddings(args.embeddings) if args.embeddings else None
+        if vectors is None and synthetic_vectors:
+            vectors = synthetic.synthetic_vectors()
+        what = "with its synthetic word vectors" if vectors else "without pretrained vectors (E random)"
+        return Corpus(
+            corpus["train"], corpus["dev"], corpus["test"], vectors, f"the synthetic corpus {what}", "synthetic"
+        )
     missing = [f for f in CONLL_SPLITS if not (args.conll / f).is_file()]
     if missing:
-        raise SystemExit(f"error: --conll {args.conll}: missing {', '.join(missing)} (expected {', '.join(CONLL_SPLITS)})")
-    train_s, dev_s, test_s = (data.read_conll(args.conll / f) for f in CONLL_SPLITS)
-    pretrained = embeddings.read_embeddings(args.embeddings) if args.embeddings else None
-    vectors = f" with {args.embeddings.name} ({len(pretrained[0])} words)" if pretrained else " without pretrained vectors"
-    return Corpus(train_s, dev_s, test_s, pretrained, f"CoNLL-2003 ({portable_path(args.conll)}){vectors}")
+        raise SystemExit(
+            f"error: --conll {args.conll}: missing {', '.join(missing)} (expected {', '.join(CONLL_SPLITS)})"
+        )
+    splits = [data.read_conll(args.conll / f) for f in CONLL_SPLITS]
+    vectors = embeddings.read_embeddings(args.embeddings) if args.embeddings else None
+    what = f"with {args.embeddings.name} ({len(vectors[0])} words)" if vectors else "without pretrained vectors"
+    return Corpus(*splits, vectors, f"CoNLL-2003 ({portable_path(args.conll)}) {what}", "CoNLL-2003")
 
 
-def prepare(corpus: Corpus, cfg: train.TrainConfig, train_sentences=None) -> train.Prepared:
-    """Windows for ``cfg`` (window, min_count, seed, suffixes); ``train_sentences`` replaces the training split."""
+def prepare(corpus: Corpus, config: train.TrainConfig, train_sentences=None) -> pipeline.Prepared:
+    """Windows for ``config``; ``train_sentences`` (a subset) replaces the training split."""
     sentences = corpus.train if train_sentences is None else train_sentences
-    return train.prepare_for(cfg, sentences, corpus.dev, corpus.test, corpus.pretrained)
+    return pipeline.prepare_for(config, sentences, corpus.dev, corpus.test, corpus.pretrained)
 
 
-def corpus_fields(args, corpus: Corpus, prepared: train.Prepared, subset=None) -> dict:
-    """The ``corpus``, ``corpus_short`` and ``sizes`` entries of a result.json (``subset``: the training
-    sentences actually used, when fewer than the corpus has)."""
+def data_sizes(prepared: pipeline.Prepared, train_sentences: int) -> dict:
+    """The sizes a result.json reports about its data."""
     return {
-        "corpus": corpus.source, "corpus_short": "CoNLL-2003" if args.conll else "synthetic corpus",
-        "sizes": {"train_sentences": len(subset) if subset is not None else len(corpus.train), "train_windows": len(prepared.train.windows),
-                  "dev_windows": len(prepared.dev.windows), "vocab": len(prepared.vocab)},
-    }  # fmt: skip
+        "train_sentences": train_sentences,
+        "train_windows": len(prepared.train.windows),
+        "dev_windows": len(prepared.dev.windows),
+        "vocab": len(prepared.vocab),
+    }
 
 
-def train_run(cfg: train.TrainConfig, prepared: train.Prepared) -> tuple[list, dict]:
-    """``train.train_and_evaluate`` quietly in a temporary run directory: (per-epoch history, summary).
+class Run(NamedTuple):
+    history: list  # metrics.jsonl: one dict per finished epoch
+    summary: dict  # summary.json, or {"diverged": True, "message": ...}
+    params: dict | None  # the best dev epoch's parameters (None if no epoch finished)
+    model_cfg: model.ModelConfig
 
-    A diverged run is not an error here: it returns the epochs before divergence and
-    ``summary["diverged"] = True``.
+
+def train_run(config: train.TrainConfig, prepared: pipeline.Prepared, *, on_step=None) -> Run:
+    """``train.train_and_evaluate`` quietly, in a temporary run directory that is removed after.
+
+    A diverged run is no error here: ``summary["diverged"]`` says so and the epochs before count.
     """
     with tempfile.TemporaryDirectory(prefix="jaxbackprop-exp-") as tmp:
         try:
-            summary = train.train_and_evaluate(cfg, prepared, tmp, progress=False, log=lambda *_: None)
+            summary = train.train_and_evaluate(
+                config, prepared, tmp, progress=False, log=lambda *_: None, on_step=on_step
+            )
             summary["diverged"] = False
         except train.TrainingDiverged as e:
             summary = {"diverged": True, "message": str(e)}
-        history = checkpoint.read_jsonl(Path(tmp) / "metrics.jsonl")
-    return history, summary
+        history = files.read_jsonl(Path(tmp) / "metrics.jsonl")  # the finished epochs (none: empty)
+        model_cfg = pipeline.model_config(config, prepared)
+        params = rundir.load_params(tmp, model_cfg)[0] if history else None
+    return Run(history, summary, params, model_cfg)
 
 
-# ----------------------------------------------------------------------------- timing
+# ----------------------------------------------------------------------------- result.json
 
 
-def _calls_for(fn, min_time: float) -> int:
-    """How many calls of ``fn`` make one timed repeat last at least ``min_time`` seconds."""
-    t = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t, 1e-7)
-    return max(1, math.ceil(min_time / once))
+def result_head(name: str, claim: str, config, corpus: Corpus | None = None, prepared=None, n_train=None) -> dict:
+    """The entries every result.json starts with: what it is, its config (and the training config
+    flat, as templates read it) and, for training experiments, the corpus and its sizes."""
+    head = {"name": name, "claim": claim, "config": dataclasses.asdict(config)}
+    if hasattr(config, "training"):
+        head["training"] = train.flatten(config.training)
+    if corpus is not None:
+        head.update(corpus=corpus.source, corpus_short=corpus.short)
+    if prepared is not None:
+        head["sizes"] = data_sizes(prepared, n_train)
+    return head
 
 
-def time_round_robin(fns: dict, *, repeats: int, min_time: float = 0.02, warmup: int = 2) -> dict:
-    """Median seconds per call of each ``fn`` (which must block until its result is ready).
+def verdict_of(parts) -> str:
+    """The verdict on a claim: "supported" if all its ``parts`` held, "partly supported" if some did."""
+    held = [bool(p) for p in parts]
+    return VERDICTS[0] if all(held) else VERDICTS[1] if any(held) else VERDICTS[2]
 
-    Each fn is warmed up (``warmup`` calls: compiles and caches settle), then ``repeats`` rounds run one
-    repeat of every fn in turn, so load from other processes on a shared machine lands on all of
-    them alike. A repeat runs the fn enough times to last ``min_time``.
 
-    Returns:
-      ``{name: {"median_s", "q1_s", "q3_s", "calls_per_repeat", "repeats"}}``.
+def write_result(args, result: dict, started: float) -> dict:
+    """Add provenance (command, runtime, environment, data hashes) to ``result``; write result.json.
+
+    ``result`` must hold ``name``, ``claim``, ``verdict`` (one of :data:`VERDICTS`), ``seeds``
+    and ``plots`` (file names in the output folder).
     """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    calls = {name: _calls_for(fn, min_time) for name, fn in fns.items()}
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(calls[name]):
-                fn()
-            times[name].append((time.perf_counter() - t) / calls[name])
-    out = {}
-    for name, ts in times.items():
-        q1, q3 = np.percentile(ts, [25, 75])
-        out[name] = {"median_s": statistics.median(ts), "q1_s": float(q1), "q3_s": float(q3),
-                     "calls_per_repeat": calls[name], "repeats": repeats}  # fmt: skip
-    return out
+    missing = [k for k in ("name", "claim", "verdict", "seeds", "plots") if k not in result]
+    if missing or result["verdict"] not in VERDICTS:
+        raise ValueError(f"result.json needs {missing or 'a verdict'} (verdict one of {VERDICTS})")
+    result = {
+        **result,
+        "quick": bool(args.quick),
+        "command": args.command,
+        "runtime_s": round(time.perf_counter() - started, 2),
+        "environment": environment(),
+        "load": load(),
+        "data_files": data_files(args),
+    }
+    files.write_json(args.out / "result.json", plain(result))
+    print(f"{result['name']}: {result['verdict']} ({args.out / 'result.json'})")
+    return plain(result)
 
 
-def roundoff_tolerance(dtype, n_terms: int, scale: float, k: float = 4.0, worst_case: bool = False) -> float:
-    """How far two evaluations of the same sum may differ in ``dtype``: ``k eps sqrt(n_terms) scale``.
-
-    Two code paths (or two machines: another blocking, SIMD width or reduction tree) add the same
-    ``n_terms`` terms of magnitude up to ``scale`` in different orders. Each addition rounds to
-    within eps/2 of its result, so the two differ by at most about ``eps n_terms scale`` (the
-    worst case, ``worst_case=True``; Higham, *Accuracy and Stability of Numerical Algorithms*, 4.2);
-    errors of random sign grow like a random walk, ``eps sqrt(n_terms) scale`` (the default).
-    ``k`` is the safety factor. Bit-identity is expected only where it is the claim.
-
-    >>> f"{roundoff_tolerance(np.float32, 100, 1.0):.2e}"
-    '4.77e-06'
-    """
-    growth = n_terms if worst_case else math.sqrt(n_terms)
-    return k * float(np.finfo(dtype).eps) * max(growth, 1.0) * scale
+def load() -> dict:
+    """How busy this machine was (1, 5, 15-minute load averages) and how many cores the run could use."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "usable_cpus": usable}
 
 
-def loglog_slope(x, y) -> float:
-    """Least-squares slope of log10(y) against log10(x): the power p in y ~ x^p."""
-    x, y = np.log10(np.asarray(x, float)), np.log10(np.asarray(y, float))
-    return float(np.polyfit(x, y, 1)[0])
-
-
-# ----------------------------------------------------------------------------- result files
-
-
-def section(*, number: int, title: str, claim: str, measured: list, verdict: str, why: str, plots: list, command: str) -> str:
-    """The markdown section of one experiment; plot paths are relative to its own folder."""
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    lines = [f"## E{number:02d}. {title}", "", f"**Lecture's claim.** {claim}", "", "**Measured.**", ""]
-    lines += [f"- {m}" for m in measured]
-    lines += ["", f"**Verdict: {verdict}.** {why}", ""]
-    lines += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
-    return "\n".join(lines + ["```bash", command, "```", ""])
-
-
-def write_results(args, result: dict, section_md: str, started: float) -> dict:
-    """Add environment, command and runtime to ``result``; write result.json and section.md."""
-    if result.get("verdict") not in VERDICTS:
-        raise ValueError(f"result['verdict'] must be one of {VERDICTS}, got {result.get('verdict')!r}")
-    result = {**result, "quick": bool(args.quick), "command": args.command, "runtime_s": round(time.perf_counter() - started, 2),
-              "environment": train.environment(), "host": host()}  # fmt: skip
-    if data_files := data_fingerprints(args):
-        result["data"] = data_files
-    checkpoint.write_json(args.out / "result.json", _plain(result))
-    checkpoint.write_text(args.out / "section.md", section_md)
-    return result
-
-
-def data_fingerprints(args) -> dict:
-    """The real data files a run read, as ``{"conll": {"path", "sha256": {split: hex}}, "embeddings": {...}}``.
-
-    Paths as :func:`jaxbackprop.provenance.portable_path` records them; the hashes say which data
-    it was wherever it lay. Empty for the embedded synthetic corpus.
-    """
+def data_files(args) -> dict:
+    """The real data files a run read, with their SHA-256 (empty for the embedded corpus)."""
     out = {}
     if getattr(args, "conll", None):
-        out["conll"] = {"path": portable_path(args.conll), "sha256": {f: sha256_file(args.conll / f) for f in CONLL_SPLITS}}
+        out["conll"] = {
+            "path": portable_path(args.conll),
+            "sha256": {f: sha256_file(args.conll / f) for f in CONLL_SPLITS},
+        }
     if getattr(args, "embeddings", None):
         out["embeddings"] = {"path": portable_path(args.embeddings), "sha256": sha256_file(args.embeddings)}
     return out
 
 
-def host() -> dict:
-    """The CPU this ran on and how busy it was: timings on a shared machine need both."""
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu_model": model or platform.processor() or None, "usable_cpus": usable, "load_average": load}
-
-
-def _plain(obj):
+def plain(obj):
     """numpy scalars and arrays as JSON numbers and lists; NaN and inf as strings JSON can hold."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.ndarray) or hasattr(obj, "__array__"):  # numpy and JAX arrays
+        return plain(np.asarray(obj).tolist())
+    if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
-    if isinstance(obj, (np.integer,)):
+    if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(obj) else str(float(obj))
     return obj
-
-
-def fmt(x: float, digits: int = 3) -> str:
-    """A number for prose: 3 significant digits, scientific notation outside [1e-3, 1e5)."""
-    x = float(x)
-    if x == 0 or 1e-3 <= abs(x) < 1e5:
-        return f"{x:.{digits}g}"
-    return f"{x:.{max(digits - 1, 0)}e}"

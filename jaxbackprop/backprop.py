@@ -22,12 +22,12 @@ from jaxbackprop import nonlinearities as nl
 from jaxbackprop.batch_checks import check_batch
 
 
-def window_fwd(params, windows, casing, cfg: model.ModelConfig, key):
+def window_fwd(params, windows, features, cfg: model.ModelConfig, key):
     """h = f(W x + b) for each window, with the residuals the backward pass needs.
 
     Args:
       params: as made by :func:`jaxbackprop.init_params`.
-      windows: int (B, n) word ids; casing: int (B, n*k) feature ids or None.
+      windows: int (B, n) word ids; features: int (B, n*k) feature ids or None.
       cfg: the model config.
       key: dropout key, or None; :func:`jaxbackprop.model.dropout_masks` turns it into the very
         masks ``model.loss`` draws from the same key.
@@ -35,14 +35,14 @@ def window_fwd(params, windows, casing, cfg: model.ModelConfig, key):
     Returns:
       ``(h, residuals)``: h (B, H), and what :func:`window_bwd` needs.
     """
-    x = model.window_vectors(params, windows, cfg, casing)  # (B, D)
+    x = model.window_vectors(params, windows, cfg, features)  # (B, D)
     masks = model.dropout_masks(key, cfg, windows.shape[0], x.dtype)
     if masks is not None:
         x = x * masks[0]
     z = x @ params["W"].T + params["b"][None, :]  # (B, H)
     a = nl.apply(cfg.activation, z, params.get("alpha"))  # (B, H)
     h = a if masks is None else a * masks[1]
-    return h, (windows, casing, x, z, a, masks)
+    return h, (windows, features, x, z, a, masks)
 
 
 def window_bwd(params, residuals, dh, cfg: model.ModelConfig):
@@ -55,11 +55,11 @@ def window_bwd(params, residuals, dh, cfg: model.ModelConfig):
       cfg: the model config.
 
     Returns:
-      ``(grads, word_ids, word_rows)``: ``grads`` holds W, b (and alpha, Ecase); the gradient
+      ``(grads, word_ids, word_rows)``: ``grads`` holds W, b (and alpha, F); the gradient
       of E is left as rows -- ``word_rows[i]`` (d,) belongs to row ``word_ids[i]`` of E -- so a
       caller can scatter-add them densely (:func:`scatter_rows`) or update only those rows.
     """
-    windows, casing, x, z, a, masks = residuals
+    windows, features, x, z, a, masks = residuals
     B, n, d = windows.shape[0], cfg.window, cfg.embed_dim
     # dropout h = a * m_h:  dJ/da = dJ/dh * m_h                                 (B, H)
     da = dh if masks is None else dh * masks[1]
@@ -79,9 +79,9 @@ def window_bwd(params, residuals, dh, cfg: model.ModelConfig):
         grads["alpha"] = jnp.sum(da * nl.prelu_alpha_derivative(z))
     # x = [E[w_1]; ...; E[w_n]; ...]: the word slices of dJ/dx are the gradients of those rows
     word_rows = dx[:, : n * d].reshape(B * n, d)  # (B n, d)
-    if cfg.uses_casing:
-        case_rows = dx[:, n * d :].reshape(B * cfg.feature_width, cfg.casing_dim)  # (B n k, dc)
-        grads["Ecase"] = scatter_rows(casing.reshape(-1), case_rows, cfg.casing_size)
+    if cfg.uses_features:
+        feature_rows = dx[:, n * d :].reshape(B * cfg.feature_width, cfg.feature_dim)  # (B n k, dc)
+        grads["F"] = scatter_rows(features.reshape(-1), feature_rows, cfg.feature_vocab_size)
     return grads, windows.reshape(-1), word_rows
 
 
@@ -188,14 +188,14 @@ def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=Non
     check_batch(batch, cfg)
     weights = batch.get("weights")
     if cfg.head == "softmax":
-        h, res = window_fwd(params, batch["windows"], batch.get("casing"), cfg, key)
+        h, res = window_fwd(params, batch["windows"], batch.get("features"), cfg, key)
         J, head_res = softmax_head_fwd(params, h, batch["labels"], weights)
         head_grads, dh = softmax_head_bwd(params, head_res)
         grads, ids, rows = window_bwd(params, res, dh, cfg)
     else:
         k_true, k_corrupt = (None, None) if key is None else jax.random.split(key)
-        h, res = window_fwd(params, batch["windows"], batch.get("casing"), cfg, k_true)
-        h_c, res_c = window_fwd(params, batch["corrupt"], batch.get("corrupt_casing"), cfg, k_corrupt)
+        h, res = window_fwd(params, batch["windows"], batch.get("features"), cfg, k_true)
+        h_c, res_c = window_fwd(params, batch["corrupt"], batch.get("corrupt_features"), cfg, k_corrupt)
         J, head_res = score_head_fwd(params, h, h_c, weights)
         head_grads, dh, dh_c = score_head_bwd(params, head_res)
         # the window layer is used twice (true and corrupted window): its gradients sum

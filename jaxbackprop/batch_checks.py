@@ -2,22 +2,30 @@
 
 The model's functions call these first, so a wrong shape, dtype, key or out-of-range id is
 reported by name instead of surfacing as a broadcasting error -- or not at all: under ``jit``,
-XLA's gather clamps an out-of-range id to the last row without a word.
+XLA's gather clamps an out-of-range id to the last row without a word. Every ``cfg`` is a
+:class:`jaxbackprop.model.ModelConfig` (model.py imports this module, so it is not imported here).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-if TYPE_CHECKING:
-    from jaxbackprop.model import ModelConfig
+
+def is_int(value) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def check_sized(cfg: ModelConfig) -> None:
+def is_real(value) -> bool:
+    """A finite int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_sized(cfg) -> None:
     """Raise ValueError if ``cfg.vocab_size`` is still None (not yet sized from the data).
 
     >>> from jaxbackprop.model import ModelConfig
@@ -78,20 +86,20 @@ def check_ids(name: str, ids, width: int, upper: int) -> None:
             )
 
 
-def batch_keys(cfg: ModelConfig) -> tuple:
+def batch_keys(cfg) -> tuple:
     """Required keys of a training batch for ``cfg`` (``"weights"`` is always optional).
 
     >>> from jaxbackprop.model import ModelConfig
-    >>> batch_keys(ModelConfig(10, head="score", casing_size=3, casing_dim=2))
-    ('windows', 'corrupt', 'casing', 'corrupt_casing')
+    >>> batch_keys(ModelConfig(10, head="score", feature_vocab_size=3, feature_dim=2))
+    ('windows', 'corrupt', 'features', 'corrupt_features')
     """
     keys = ("windows", "labels") if cfg.head == "softmax" else ("windows", "corrupt")
-    if cfg.uses_casing:
-        keys += ("casing",) if cfg.head == "softmax" else ("casing", "corrupt_casing")
+    if cfg.uses_features:
+        keys += ("features",) if cfg.head == "softmax" else ("features", "corrupt_features")
     return keys
 
 
-def _check_keys(batch, cfg: ModelConfig) -> None:
+def _check_keys(batch, cfg) -> None:
     required = batch_keys(cfg)
     if not isinstance(batch, dict):
         raise ValueError(f"batch must be a dict with keys {required}, got {type(batch).__name__}")
@@ -100,7 +108,7 @@ def _check_keys(batch, cfg: ModelConfig) -> None:
     if missing or unexpected:
         raise ValueError(
             f"batch keys do not match the {cfg.head} head"
-            f"{' with casing' if cfg.uses_casing else ''}: expected {list(required)} (+ optional 'weights'), "
+            f"{' with features' if cfg.uses_features else ''}: expected {list(required)} (+ optional 'weights'), "
             f"missing {missing}, unexpected {unexpected}"
         )
 
@@ -116,12 +124,12 @@ def _check_labels(labels, B: int, num_classes: int) -> None:
             raise ValueError(f"batch['labels'][{bad[0]}] = {int(labels[bad[0]])} is out of range [0, {num_classes})")
 
 
-def check_batch(batch, cfg: ModelConfig) -> None:
+def check_batch(batch, cfg) -> None:
     """Raise ValueError naming the problem if ``batch`` does not fit ``cfg``.
 
     Args:
       batch: as for :func:`jaxbackprop.model.loss`: ``"windows"`` (B, n) and ``"labels"`` (B,)
-        or ``"corrupt"`` (B, n); ``"casing"`` / ``"corrupt_casing"`` (B, n*k) with features;
+        or ``"corrupt"`` (B, n); ``"features"`` / ``"corrupt_features"`` (B, n*k) with features;
         optional ``"weights"`` (B,).
       cfg: the model config the batch is meant for.
     """
@@ -132,8 +140,8 @@ def check_batch(batch, cfg: ModelConfig) -> None:
     for k in required:
         if k in ("windows", "corrupt"):
             check_ids(f"batch[{k!r}]", batch[k], cfg.window, cfg.vocab_size)
-        elif k in ("casing", "corrupt_casing"):
-            check_ids(f"batch[{k!r}]", batch[k], cfg.feature_width, cfg.casing_size)
+        elif k in ("features", "corrupt_features"):
+            check_ids(f"batch[{k!r}]", batch[k], cfg.feature_width, cfg.feature_vocab_size)
         if batch[k].shape[0] != B:
             raise ValueError(f"batch[{k!r}] has {batch[k].shape[0]} rows but batch['windows'] has {B}")
     if cfg.head == "softmax":

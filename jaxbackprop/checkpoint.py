@@ -1,16 +1,12 @@
-"""Atomic, pickle-free files for a run: checkpoints as .npz, JSON and JSON lines.
+"""Pickle-free checkpoints: a pytree's leaves and a JSON meta record in one .npz, written atomically.
 
-Every write goes to a temporary file in the same directory and is then renamed over the target
-(``os.replace`` is atomic on POSIX), so an interrupted write never leaves a half-written file
-and never destroys the previous version.
+The tree's structure is not stored as code (no pickle): loading needs a template of the same
+structure, and the saved structure's description is compared with the template's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -18,64 +14,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-
-@contextlib.contextmanager
-def atomic_path(path, suffix=""):
-    """Yield a temporary path next to ``path``; on success rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def remove_temporaries(path) -> None:
-    """Delete the temporary files :func:`atomic_path` left next to ``path`` when a process was
-    killed mid-write (SIGKILL, power loss: no ``finally`` ran)."""
-    path = Path(path)
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-def write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def write_json(path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def write_jsonl(path, rows) -> None:
-    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-
-
-def read_json(path):
-    """The JSON value in ``path``; a malformed file is a ValueError that names it and the position."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
-
-
-def read_jsonl(path) -> list:
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not a JSON object: {e.msg}") from None
-    return rows
+from jaxbackprop.files import atomic_path
 
 
 class CheckpointError(ValueError):
@@ -96,12 +35,14 @@ def save_tree(path, tree, meta: dict | None = None) -> None:
             np.savez(f, **arrays)
 
 
-def load_tree(path, template):
+def load_tree(path, template, renamed: dict | None = None):
     """Load what :func:`save_tree` wrote into the structure of ``template``.
 
     Args:
       path: an .npz file written by :func:`save_tree`.
       template: a pytree of arrays (or ``jax.ShapeDtypeStruct``) with the saved structure and shapes.
+      renamed: ``{old key: new key}`` of dict keys renamed since the file was written (e.g.
+        ``{"Ecase": "F"}``); a renaming must keep the keys' sorted order, which fixes the leaves' order.
 
     Returns:
       ``(tree, meta)``: the tree with ``template``'s structure and dtypes, and the saved meta dict.
@@ -114,8 +55,13 @@ def load_tree(path, template):
     meta, arrays = _read_checkpoint(path, with_arrays=True)
     leaves, treedef = jax.tree.flatten(template)
     names = sorted(arrays)
-    if len(names) != len(leaves) or meta.pop("treedef") != str(treedef):
-        raise CheckpointError(f"{path}: checkpoint structure does not match (saved {len(names)} arrays, expected {len(leaves)})")
+    saved = meta.pop("treedef")
+    for old, new in (renamed or {}).items():
+        saved = saved.replace(repr(old), repr(new))
+    if len(names) != len(leaves) or saved != str(treedef):
+        raise CheckpointError(
+            f"{path}: checkpoint structure does not match (saved {len(names)} arrays, expected {len(leaves)})"
+        )
     loaded = []
     for name, ref in zip(names, leaves):
         arr = arrays[name]
@@ -147,7 +93,9 @@ def _read_checkpoint(path, with_arrays: bool) -> tuple[dict, dict]:
         raise CheckpointError(f"{path}: is a directory, not a jaxbackprop checkpoint")
     # np.load would try to unpickle a non-zip file; an empty or truncated .npz has no zip directory
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: not a jaxbackprop checkpoint (not a complete .npz archive: empty, truncated or another format)")
+        raise CheckpointError(
+            f"{path}: not a jaxbackprop checkpoint (not a complete .npz archive: empty, truncated or another format)"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(bytes(npz["__meta__"]).decode()) if "__meta__" in npz.files else None
@@ -158,5 +106,7 @@ def _read_checkpoint(path, with_arrays: bool) -> tuple[dict, dict]:
         reason = " ".join(f"{type(e).__name__}: {e}".split())  # one line, whatever the library wrote
         raise CheckpointError(f"{path}: not a jaxbackprop checkpoint (corrupted: {reason})") from None
     if not isinstance(meta, dict) or "treedef" not in meta:
-        raise CheckpointError(f"{path}: not a jaxbackprop checkpoint (an .npz without the __meta__ record save_tree writes)")
+        raise CheckpointError(
+            f"{path}: not a jaxbackprop checkpoint (an .npz without the __meta__ record save_tree writes)"
+        )
     return meta, arrays

@@ -1,9 +1,9 @@
-"""Data: CoNLL files -> sentences -> vocabulary -> windows of integer ids (numpy only).
+"""Data: CoNLL files -> sentences -> windows of integer ids (numpy only).
 
 Data flows one way::
 
-    read_conll -> build_vocab, tags_from -> make_windows -> Dataset(windows, casing, labels, ...)
-    read_embeddings -> embedding_matrix -> the rows that seed the model's E
+    read_conll -> vocab.build_vocab, tags_from -> make_windows -> Dataset(windows, features, labels, ...)
+    embeddings.read_embeddings -> embeddings.embedding_matrix -> the rows that seed the model's E
 
 Windows are built without a Python loop per token: all sentences are laid end to end in one
 flat id array, each padded with ``window // 2`` START ids on the left and END ids on the right,
@@ -12,39 +12,20 @@ and every window is one fancy-indexing gather from that array.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import itertools
-import json
-import logging
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from jaxbackprop import files
+from jaxbackprop.vocab import END_ID, START_ID, Vocab
 
 DOCSTART = "-DOCSTART-"
-PAD, START, END, UNK = "<pad>", "<s>", "</s>", "<unk>"
-RESERVED = (PAD, START, END, UNK)
-PAD_ID, START_ID, END_ID, UNK_ID = range(4)
-
-# The casing feature of a token (casing_id checks digit, other, lower, title, upper, mixed in turn):
-CASINGS = (
-    "pad",  # beyond a sentence edge: the window slots before the first / after the last word
-    "lower",  # every letter lowercase: rejects, eu-wide
-    "upper",  # every letter uppercase, more than one letter: EU, U.S., BRUSSELS
-    "title",  # first letter uppercase, the rest lowercase: Peter, Mr., I
-    "mixed",  # any other mix of cases: McDonald, iPhone, O'Neill
-    "digit",  # contains a digit, whatever its letters: 1996-08-22, 3.5, A4
-    "other",  # no letters and no digits: . , ( --
-)
-NUM_CASINGS = len(CASINGS)
-PAD_CASING = 0
 
 _TAG = re.compile(r"O|[BI]-\S+")
-_DIGIT = re.compile(r"\d")
 
 
 class DataError(ValueError):
@@ -180,169 +161,37 @@ def read_conll(path, allowed_tags: Iterable[str] | None = None) -> list[Sentence
     return parse_conll(read_text(path), str(path), allowed_tags)
 
 
-# ----------------------------------------------------------------------------- words and casing
+def check_column(kind: str, text: str, where: str) -> str:
+    """``text``, if it can be written as one whitespace-separated column; else a ValueError naming ``where``."""
+    if not text or any(ch.isspace() for ch in text):
+        raise ValueError(
+            f"{where}: {kind} {text!r} is empty or holds whitespace, so it cannot be written as one column"
+        )
+    return text
 
 
-def normalize_word(token: str) -> str:
-    """The vocabulary form of a token: lowercased, every digit mapped to ``0``.
+def _conll_lines(sentences: Sequence[Sentence]):
+    for i, s in enumerate(sentences):
+        if len(s.tokens) != len(s.tags) or not s.tokens:
+            raise ValueError(f"sentence {i}: {len(s.tokens)} tokens and {len(s.tags)} tags (need the same, > 0)")
+        for token, tag in zip(s.tokens, s.tags):
+            if not is_tag(tag):
+                raise ValueError(f"sentence {i}: illegal tag {tag!r}")
+            yield f"{check_column('token', token, f'sentence {i}')} {tag}\n"
+        yield "\n"
 
-    >>> normalize_word("1996-08-22"), normalize_word("EU")
-    ('0000-00-00', 'eu')
+
+def write_conll(sentences: Sequence[Sentence], path) -> None:
+    """Write 2-column ``token tag`` lines, a blank line after each sentence, atomically.
+
+    Raises:
+      ValueError: a token holding whitespace, an illegal tag or a sentence without tokens
+        (checked before anything is written).
     """
-    return _DIGIT.sub("0", token.lower())
+    files.write_text(path, "".join(_conll_lines(sentences)))
 
 
-def casing_id(token: str) -> int:
-    """Index into :data:`CASINGS` of ``token``'s casing (never the pad id 0).
-
-    >>> [CASINGS[casing_id(t)] for t in ("the", "Peter", "EU", "McDonald", "1996", ".")]
-    ['lower', 'title', 'upper', 'mixed', 'digit', 'other']
-    """
-    letters = [ch for ch in token if ch.isalpha()]
-    if _DIGIT.search(token):
-        kind = "digit"
-    elif not letters:
-        kind = "other"
-    elif all(ch.islower() for ch in letters):
-        kind = "lower"
-    elif letters[0].isupper() and all(ch.islower() for ch in letters[1:]):
-        kind = "title"
-    elif all(ch.isupper() for ch in letters):
-        kind = "upper"
-    else:
-        kind = "mixed"
-    return CASINGS.index(kind)
-
-
-# ----------------------------------------------------------------------------- vocabulary and tags
-
-
-def suffix(token: str, length: int) -> str:
-    """The last ``length`` characters of the token's normalised form (the whole of a shorter one).
-
-    >>> suffix("Brussels", 3), suffix("EU", 3)
-    ('els', 'eu')
-    """
-    return normalize_word(token)[-length:]
-
-
-@dataclasses.dataclass(frozen=True)
-class Vocab:
-    """Normalised words and their ids (0..3 are ``<pad> <s> </s> <unk>``), and per-word features.
-
-    Every word has ``features_per_word`` feature ids, rows of the model's feature table ``Ecase``
-    (``feature_size`` rows): its casing (:data:`CASINGS`), then -- if ``suffix_len`` > 0 -- its
-    normalised suffix, ``NUM_CASINGS + 2 + i`` for ``suffixes[i]``, ``NUM_CASINGS + 1`` for a suffix
-    never seen in training, ``NUM_CASINGS`` beyond a sentence edge.
-
-    >>> v = Vocab(RESERVED + ("the", "eu"))
-    >>> len(v), v.ids(["The", "EU", "lamb"]).tolist()
-    (6, [4, 5, 3])
-    >>> Vocab(RESERVED, suffix_len=2, suffixes=("he",)).features(["The", "EU"]).tolist()
-    [[3, 9], [2, 8]]
-    """
-
-    words: tuple[str, ...] = dataclasses.field(repr=False)
-    suffix_len: int = 0
-    suffixes: tuple[str, ...] = dataclasses.field(default=(), repr=False)
-    index: dict = dataclasses.field(init=False, repr=False, compare=False)
-    suffix_index: dict = dataclasses.field(init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        words = tuple(self.words)
-        if words[: len(RESERVED)] != RESERVED:
-            raise ValueError(f"a vocabulary must start with the reserved words {RESERVED}, got {words[:4]}")
-        index = {w: i for i, w in enumerate(words)}
-        if len(index) != len(words):
-            dup = next(w for w, c in collections.Counter(words).items() if c > 1)
-            raise ValueError(f"duplicate word {dup!r} in vocabulary")
-        if isinstance(self.suffix_len, bool) or not isinstance(self.suffix_len, int) or self.suffix_len < 0:
-            raise ValueError(f"suffix_len must be an integer >= 0, got {self.suffix_len!r}")
-        if self.suffixes and not self.suffix_len:
-            raise ValueError("suffixes given but suffix_len is 0")
-        object.__setattr__(self, "words", words)
-        object.__setattr__(self, "suffixes", tuple(self.suffixes))
-        object.__setattr__(self, "index", index)
-        object.__setattr__(self, "suffix_index", {x: NUM_CASINGS + 2 + i for i, x in enumerate(self.suffixes)})
-
-    @property
-    def features_per_word(self) -> int:
-        """k: the casing id, plus the suffix id when suffixes are used."""
-        return 2 if self.suffix_len else 1
-
-    @property
-    def feature_size(self) -> int:
-        """Rows of the feature table: the casings, plus edge, unseen and every known suffix."""
-        return NUM_CASINGS + (2 + len(self.suffixes) if self.suffix_len else 0)
-
-    def features(self, tokens: Iterable[str]) -> np.ndarray:
-        """int32 (N, k) feature ids of the tokens: casing, then suffix (see the class docstring)."""
-        tokens = list(tokens)
-        casing = np.fromiter(map(casing_id, tokens), np.int32, count=len(tokens))
-        if not self.suffix_len:
-            return casing[:, None]
-        get, unseen = self.suffix_index.get, NUM_CASINGS + 1
-        suffix_ids = np.fromiter((get(suffix(t, self.suffix_len), unseen) for t in tokens), np.int32, count=len(tokens))
-        return np.stack([casing, suffix_ids], axis=1)
-
-    def edge_features(self) -> np.ndarray:
-        """int32 (k,) feature ids of a slot beyond a sentence edge."""
-        return np.array([PAD_CASING, NUM_CASINGS][: self.features_per_word], np.int32)
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def __repr__(self) -> str:
-        return f"Vocab(size={len(self)})"
-
-    def ids(self, tokens: Iterable[str]) -> np.ndarray:
-        """int32 ids of the tokens' normalised forms; unknown words get ``UNK_ID``."""
-        get = self.index.get
-        return np.fromiter((get(normalize_word(t), UNK_ID) for t in tokens), np.int32)
-
-    def to_json(self) -> str:
-        return json.dumps({"words": list(self.words), "suffix_len": self.suffix_len, "suffixes": list(self.suffixes)}, ensure_ascii=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Vocab":
-        data = json.loads(text)
-        if not (isinstance(data, dict) and isinstance(data.get("words"), list)):
-            raise ValueError('vocabulary JSON must be an object {"words": [...]}')
-        suffixes = data.get("suffixes", [])
-        if not all(isinstance(w, str) for w in data["words"] + suffixes):
-            raise ValueError("vocabulary JSON words and suffixes must all be strings")
-        return cls(tuple(data["words"]), data.get("suffix_len", 0), tuple(suffixes))
-
-
-def build_vocab(sentences: Sequence[Sentence], min_count: int = 1, extra_words: Iterable[str] = (), *, suffix_len: int = 0,
-                suffix_min_count: int = 1) -> Vocab:  # fmt: skip
-    """The vocabulary of training sentences plus the words of a pretrained file.
-
-    Training words (normalised) seen at least ``min_count`` times come first, by descending
-    count then alphabetically; then every normalised ``extra_words`` entry not already present,
-    in its given order, so that dev/test words with a pretrained vector get their own id.
-    With ``suffix_len`` > 0, the suffixes of that length seen at least ``suffix_min_count``
-    times in training become features (sorted); rarer ones share the "unseen suffix" id.
-
-    >>> s = [Sentence(("the", "EU", "the"), ("O", "B-ORG", "O"))]
-    >>> build_vocab(s, extra_words=["cat", "the"]).words
-    ('<pad>', '<s>', '</s>', '<unk>', 'the', 'eu', 'cat')
-    """
-    if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-        raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
-    counts = collections.Counter()
-    for token, count in collections.Counter(t for s in sentences for t in s.tokens).items():
-        counts[normalize_word(token)] += count
-    kept = sorted((w for w, c in counts.items() if c >= min_count and w not in RESERVED), key=lambda w: (-counts[w], w))
-    words = dict.fromkeys(RESERVED + tuple(kept))
-    words.update((w, None) for w in map(normalize_word, extra_words) if w not in words)
-    if isinstance(suffix_min_count, bool) or not isinstance(suffix_min_count, int) or suffix_min_count < 1:
-        raise ValueError(f"suffix_min_count must be an integer >= 1, got {suffix_min_count!r}")
-    suffixes = ()
-    if suffix_len:
-        suffix_counts = collections.Counter(suffix(t, suffix_len) for s in sentences for t in s.tokens)
-        suffixes = tuple(sorted(x for x, c in suffix_counts.items() if c >= suffix_min_count))
-    return Vocab(tuple(words), suffix_len, suffixes)
+# ----------------------------------------------------------------------------- tags
 
 
 def tags_from(sentences: Sequence[Sentence]) -> tuple[str, ...]:
@@ -370,15 +219,16 @@ class Dataset(NamedTuple):
 
     Attributes:
       windows: int32 (N, n) word ids, N tokens in all, the token itself in the middle column.
-      casing: int32 (N, n*k) feature ids, word-major: the k ids of each window word in turn (see
-        :class:`Vocab`; k = 1 is the casing id alone, ``PAD_CASING`` beyond the sentence edges).
+      features: int32 (N, n*k) feature ids, word-major: the k ids of each window word in turn (see
+        :class:`~jaxbackprop.vocab.Vocab`; k = 1 is the casing id alone, ``PAD_CASING`` beyond the
+        sentence edges).
       labels: int32 (N,) tag ids, or None for raw text (:func:`windows_for_tokens`).
       sentence_lengths: int32 (S,) tokens per sentence, to split predictions back.
       tokens: the sentences' tokens, kept for printing predictions (may be None).
     """
 
     windows: np.ndarray
-    casing: np.ndarray
+    features: np.ndarray
     labels: np.ndarray | None
     sentence_lengths: np.ndarray
     tokens: list | None = None
@@ -406,6 +256,7 @@ def _gather_windows(flat: np.ndarray, lengths: np.ndarray, window: int, left: in
 def windows_for_tokens(tokens_list: Sequence[Sequence[str]], vocab: Vocab, window: int) -> Dataset:
     """Windows for unlabelled sentences (``labels`` is None), e.g. raw text to predict on.
 
+    >>> from jaxbackprop.vocab import RESERVED
     >>> v = Vocab(RESERVED + ("eu", "rejects"))
     >>> windows_for_tokens([["EU", "rejects"]], v, 3).windows.tolist()
     [[1, 4, 5], [4, 5, 2]]
@@ -424,7 +275,7 @@ def windows_for_tokens(tokens_list: Sequence[Sequence[str]], vocab: Vocab, windo
     feature_windows = [_gather_windows(features[:, j], lengths, window, edge[j], edge[j]) for j in range(len(edge))]
     return Dataset(
         windows=_gather_windows(word_ids, lengths, window, START_ID, END_ID),
-        casing=np.stack(feature_windows, axis=2).reshape(len(word_ids), window * len(edge)),  # (N, n, k) -> (N, n k)
+        features=np.stack(feature_windows, axis=2).reshape(len(word_ids), window * len(edge)),  # (N, n, k) -> (N, n k)
         labels=None,
         sentence_lengths=lengths,
         tokens=[tuple(toks) for toks in tokens_list],
@@ -441,16 +292,18 @@ def _label_ids(sentences: Sequence[Sentence], tag_index: Mapping[str, int], name
     return np.fromiter((tag_index[t] for s in sentences for t in s.tags), np.int32)
 
 
-def make_windows(sentences: Sequence[Sentence], vocab: Vocab, tag_index: Mapping[str, int], window: int, *,
-                 name: str = "sentence") -> Dataset:  # fmt: skip
-    """One window of ``window`` word ids (and casing ids) per token, with its tag id as label.
+def make_windows(
+    sentences: Sequence[Sentence], vocab: Vocab, tag_index: Mapping[str, int], window: int, *, name: str = "sentence"
+) -> Dataset:
+    """One window of ``window`` word ids (and feature ids) per token, with its tag id as label.
 
     ``name`` starts the error about a tag outside ``tag_index`` (``"dev sentence 3: ..."``); a
     sentence has no line number, so read files with :func:`read_conll`'s ``allowed_tags``.
 
     >>> s = [Sentence(("EU", "rejects"), ("B-ORG", "O"))]
+    >>> from jaxbackprop.vocab import RESERVED
     >>> ds = make_windows(s, Vocab(RESERVED + ("eu",)), {"O": 0, "B-ORG": 1}, 3)
-    >>> ds.windows.tolist(), ds.labels.tolist(), ds.casing.tolist()
+    >>> ds.windows.tolist(), ds.labels.tolist(), ds.features.tolist()
     ([[1, 4, 3], [4, 3, 2]], [1, 0], [[0, 2, 1], [2, 1, 0]])
     """
     labels = _label_ids(sentences, tag_index, name)

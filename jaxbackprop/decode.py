@@ -10,8 +10,6 @@ only stops the decoder from emitting spans the model's own probabilities do not 
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np

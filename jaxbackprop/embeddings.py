@@ -1,4 +1,4 @@
-"""Pretrained word vectors: read GloVe / word2vec text files, seed the model's E from them.
+"""Pretrained word vectors: read and write GloVe / word2vec text files, seed the model's E from them.
 
 Words are looked up by their normalised form (lowercase, digits -> 0), the same form the
 vocabulary uses, so "Paris" and "1996" find GloVe's "paris" and "0000"-like entries.
@@ -7,14 +7,16 @@ vocabulary uses, so "Paris" and "1996" find GloVe's "paris" and "0000"-like entr
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from jaxbackprop.data import RESERVED, DataError, Sentence, Vocab, normalize_word, read_text
+from jaxbackprop import files
+from jaxbackprop.data import DataError, Sentence, check_column, read_text
+from jaxbackprop.features import normalize_word
+from jaxbackprop.vocab import RESERVED, Vocab
 
 log = logging.getLogger(__name__)
-
 
 
 def _word2vec_header(line: str):
@@ -81,6 +83,26 @@ def read_embeddings(path) -> tuple[list[str], np.ndarray]:
     return words, np.stack(rows)
 
 
+def write_embeddings(words: Sequence[str], vectors: np.ndarray, path) -> None:
+    """Write a GloVe-style text file (``word v1 ... vd``, no header), atomically.
+
+    Values are written with 9 significant digits, enough to read float32 back exactly.
+
+    Args:
+      words: N words, none empty or holding whitespace.
+      vectors: (N, d) values.
+      path: the file to write.
+    """
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(words):
+        raise ValueError(f"vectors must have shape (len(words), d) = ({len(words)}, d), got {vectors.shape}")
+    lines = [
+        check_column("word", w, f"row {i}") + " " + " ".join(f"{x:.9g}" for x in row) + "\n"
+        for i, (w, row) in enumerate(zip(words, vectors.tolist()))
+    ]
+    files.write_text(path, "".join(lines))
+
+
 def _rng(key_or_seed) -> np.random.Generator:
     if isinstance(key_or_seed, np.random.Generator):
         return key_or_seed
@@ -101,7 +123,9 @@ def _pretrained_lookup(words: Sequence[str]) -> dict[str, int]:
     return lookup
 
 
-def embedding_matrix(vocab: Vocab, words: Sequence[str], vectors: np.ndarray, key_or_seed=0, scale: float | None = None):
+def embedding_matrix(
+    vocab: Vocab, words: Sequence[str], vectors: np.ndarray, key_or_seed=0, scale: float | None = None
+):
     """E (V, d) float32 seeded from pretrained vectors, and how much of the vocabulary they cover.
 
     A vocabulary word gets the pretrained vector of the same word (or, failing that, of the

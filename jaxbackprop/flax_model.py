@@ -3,7 +3,7 @@ held by objects instead of a dict.
 
 The module computes exactly what ``model.forward`` computes::
 
-    x = [E[w_1]; ...; E[w_n]; Ecase[c_1]; ...; Ecase[c_n]]       (B, D)
+    x = [E[w_1]; ...; E[w_n]; F[c_1]; ...; F[c_nk]]              (B, D)
     z = x W^T + b,  h = f(z)                                     (B, H)
     softmax head: logits = h U^T + c (B, C);  score head: s = h u (B,)
 
@@ -14,7 +14,7 @@ and :func:`from_params` / :func:`to_params` transpose. Everything else is stored
 
     pure dict       module
     E      (V, d)   E.embedding        (nnx.Embed)
-    Ecase  (K, dc)  Ecase.embedding    (nnx.Embed; None without casing)
+    F      (K, dc)  F.embedding        (nnx.Embed; None without per-word features)
     W (H, D), b     hidden.kernel (D, H), hidden.bias   (nnx.Linear)
     U (C, H), c     out.kernel (H, C), out.bias         (nnx.Linear; softmax head)
     u      (H,)     u                  (nnx.Param; score head)
@@ -56,10 +56,12 @@ class WindowClassifier(nnx.Module):
         xavier = nnx.initializers.glorot_uniform()  # U(-r, r), r = sqrt(6 / (fan_in + fan_out))
         self.E = nnx.Embed(cfg.vocab_size, cfg.embed_dim, param_dtype=dtype, embedding_init=small, rngs=rngs)
         # each optional part is assigned once: NNX marks an attribute first set to None as static
-        if cfg.uses_casing:
-            self.Ecase = nnx.Embed(cfg.casing_size, cfg.casing_dim, param_dtype=dtype, embedding_init=small, rngs=rngs)
+        if cfg.uses_features:
+            self.F = nnx.Embed(
+                cfg.feature_vocab_size, cfg.feature_dim, param_dtype=dtype, embedding_init=small, rngs=rngs
+            )
         else:
-            self.Ecase = None
+            self.F = None
         self.hidden = nnx.Linear(cfg.input_dim, H, param_dtype=dtype, kernel_init=xavier, rngs=rngs)
         if cfg.head == "softmax":
             self.out = nnx.Linear(H, cfg.num_classes, param_dtype=dtype, kernel_init=xavier, rngs=rngs)
@@ -69,7 +71,7 @@ class WindowClassifier(nnx.Module):
             self.u = nnx.Param(xavier(rngs.params(), (H, 1), dtype)[:, 0])  # fan_in H, fan_out 1
         self.alpha = nnx.Param(jnp.asarray(nl.PRELU_ALPHA_INIT, dtype)) if cfg.activation == "prelu" else None
 
-    def __call__(self, windows, casing=None, *, key=None):
+    def __call__(self, windows, features=None, *, key=None):
         """Logits (B, C) or scores (B,), like ``model.forward``; dropout iff ``key`` is given.
 
         Dropout uses ``model.dropout_masks(key, ...)`` rather than ``nnx.Dropout``: an
@@ -81,12 +83,12 @@ class WindowClassifier(nnx.Module):
         """
         cfg = self.cfg
         check_ids("windows", windows, cfg.window, cfg.vocab_size)
-        if cfg.uses_casing:
-            check_ids("casing", casing, cfg.feature_width, cfg.casing_size)
+        if cfg.uses_features:
+            check_ids("features", features, cfg.feature_width, cfg.feature_vocab_size)
         B = windows.shape[0]
         x = self.E(windows).reshape(B, cfg.window * cfg.embed_dim)  # (B, n d)
-        if self.Ecase is not None:
-            x = jnp.concatenate([x, self.Ecase(casing).reshape(B, cfg.feature_width * cfg.casing_dim)], axis=1)
+        if self.F is not None:
+            x = jnp.concatenate([x, self.F(features).reshape(B, cfg.feature_width * cfg.feature_dim)], axis=1)
         masks = model.dropout_masks(key, cfg, B, x.dtype)
         if masks is not None:
             x = x * masks[0]
@@ -112,13 +114,13 @@ def flax_loss(module: WindowClassifier, batch, cfg: model.ModelConfig, *, key=No
         raise ValueError(f"module was built for {module.cfg}, but loss was asked for {cfg}")
     check_batch(batch, cfg)
     if cfg.head == "softmax":
-        log_probs = jax.nn.log_softmax(module(batch["windows"], batch.get("casing"), key=key), axis=-1)
+        log_probs = jax.nn.log_softmax(module(batch["windows"], batch.get("features"), key=key), axis=-1)
         per_example = -jnp.take_along_axis(log_probs, batch["labels"][:, None], axis=1)[:, 0]
         head = module.out.kernel[...]
     else:
         k_true, k_corrupt = (None, None) if key is None else jax.random.split(key)
-        s = module(batch["windows"], batch.get("casing"), key=k_true)
-        s_c = module(batch["corrupt"], batch.get("corrupt_casing"), key=k_corrupt)
+        s = module(batch["windows"], batch.get("features"), key=k_true)
+        s_c = module(batch["corrupt"], batch.get("corrupt_features"), key=k_corrupt)
         margin = model.MARGIN - s + s_c
         per_example = jnp.where(margin > 0, margin, 0.0)  # 0 subgradient at the kink, as model.py
         head = module.u[...]
@@ -148,8 +150,8 @@ def _module_layout(p, cfg: model.ModelConfig) -> dict:
         state["out"] = {"kernel": p["U"].T, "bias": p["c"]}
     else:
         state["u"] = p["u"]
-    if cfg.uses_casing:
-        state["Ecase"] = {"embedding": p["Ecase"]}
+    if cfg.uses_features:
+        state["F"] = {"embedding": p["F"]}
     if cfg.activation == "prelu":
         state["alpha"] = p["alpha"]
     return state
@@ -162,8 +164,8 @@ def _pure_layout(s, cfg: model.ModelConfig) -> dict:
         p["U"], p["c"] = s["out"]["kernel"].T, s["out"]["bias"]
     else:
         p["u"] = s["u"]
-    if cfg.uses_casing:
-        p["Ecase"] = s["Ecase"]["embedding"]
+    if cfg.uses_features:
+        p["F"] = s["F"]["embedding"]
     if cfg.activation == "prelu":
         p["alpha"] = s["alpha"]
     return p

@@ -32,6 +32,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxbackprop import backprop, model
+from jaxbackprop.batch_checks import check_batch
 from jaxbackprop.nonlinearities import ACTIVATIONS, PRELU_ALPHA_INIT
 
 MANUAL_VS_AUTODIFF_RTOL = 1e-10
@@ -93,7 +94,8 @@ class GradCheckResult:
             f"{'tensor':<6} {'shape':<12} {'probes':<13} {'|grad|max':>9}  "
             f"{'manual~autodiff':^29}  {'numeric~manual':^29}  {'numeric~autodiff':^16}  ok"
         )
-        sub = f"{'':<43}  {'max abs':>9} {'max rel':>9} {'at':<9}  {'max abs':>9} {'max rel':>9} {'at':<9}  {'max rel':>9}"
+        cell = f"{'max abs':>9} {'max rel':>9} {'at':<9}"
+        sub = f"{'':<43}  {cell}  {cell}  {'max rel':>9}"
         lines = ([self.label] if self.label else []) + [head, sub]
         for t in self.tensors:
             m, n, a = t.manual_vs_autodiff, t.numeric_vs_manual, t.numeric_vs_autodiff
@@ -133,7 +135,9 @@ def _numeric_coordinates(params, batch, key, flat_index, step, cfg):
     """dJ/dtheta_i by central differences for every flat index i, in one jitted loop."""
     theta, unravel = ravel_pytree(params)
     J = lambda t: model.loss(unravel(t), batch, cfg, key=key)  # noqa: E731
-    return jax.lax.map(lambda i: _central(J, theta, jax.nn.one_hot(i, theta.shape[0], dtype=theta.dtype), step), flat_index)
+    return jax.lax.map(
+        lambda i: _central(J, theta, jax.nn.one_hot(i, theta.shape[0], dtype=theta.dtype), step), flat_index
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("name", "step", "cfg"), compiler_options=FAST_COMPILE)
@@ -199,7 +203,7 @@ def check_gradients(
         batch64 = {k: jnp.array(v) for k, v in batch.items()}
         if "weights" in batch64:
             batch64["weights"] = batch64["weights"].astype(jnp.float64)
-        model.check_batch(batch64, cfg)
+        check_batch(batch64, cfg)
         g_manual, g_auto = jax.device_get(_analytic(params64, batch64, key, cfg, value_and_grad))
         _check_structure(g_manual, params64, label)  # before any arithmetic: a wrong shape names its tensor
         names = sorted(params64)
@@ -207,7 +211,9 @@ def check_gradients(
         offsets = dict(zip(names, np.cumsum([0] + sizes[:-1])))
         full = [k for k, n in zip(names, sizes) if n <= max_full]
         flat_index = np.concatenate([offsets[k] + np.arange(params64[k].size) for k in full] or [np.zeros(0, int)])
-        coords = np.asarray(_numeric_coordinates(params64, batch64, key, flat_index, step, cfg)) if len(flat_index) else np.zeros(0)
+        coords = np.zeros(0)
+        if len(flat_index):
+            coords = np.asarray(_numeric_coordinates(params64, batch64, key, flat_index, step, cfg))
         rng = np.random.default_rng(seed)
         overall = max((float(np.max(np.abs(g))) for g in g_auto.values() if np.size(g)), default=0.0)
         rows, start = [], 0
@@ -225,22 +231,21 @@ def check_gradients(
 
 def _check_structure(grads, params, label=""):  # the label says which check of a matrix failed
     if not isinstance(grads, dict) or set(grads) != set(params):
-        raise ValueError(f"{label and label + ': '}gradient keys {sorted(grads) if isinstance(grads, dict) else type(grads).__name__} differ from parameter keys {sorted(params)}")
+        keys = sorted(grads) if isinstance(grads, dict) else type(grads).__name__
+        raise ValueError(f"{label and label + ': '}gradient keys {keys} differ from parameter keys {sorted(params)}")
     for k in sorted(params):
         if np.shape(grads[k]) != params[k].shape:
-            raise ValueError(f"{label and label + ': '}gradient of {k!r} has shape {np.shape(grads[k])}, parameter has {params[k].shape}")
+            shapes = f"gradient of {k!r} has shape {np.shape(grads[k])}, parameter has {params[k].shape}"
+            raise ValueError(f"{label and label + ': '}{shapes}")
 
 
 def _full_check(name, numeric, g_manual, g_auto, overall) -> TensorCheck:
     gm, ga = np.asarray(g_manual), np.asarray(g_auto)
     scale = float(np.max(np.abs(ga))) if ga.size else 0.0
     numeric_scale = max(scale, overall)  # a difference's round-off does not shrink with the tensor
-    return TensorCheck(
-        name, gm.shape, f"all {gm.size}", scale,
-        _compare(gm, ga, MANUAL_VS_AUTODIFF_RTOL, scale),
-        _compare(numeric, gm, NUMERIC_RTOL, numeric_scale),
-        _compare(numeric, ga, NUMERIC_RTOL, numeric_scale),
-    )  # fmt: skip
+    manual_vs_autodiff = _compare(gm, ga, MANUAL_VS_AUTODIFF_RTOL, scale)
+    numeric_vs = [_compare(numeric, g, NUMERIC_RTOL, numeric_scale) for g in (gm, ga)]
+    return TensorCheck(name, gm.shape, f"all {gm.size}", scale, manual_vs_autodiff, *numeric_vs)
 
 
 def _directional_check(name, numeric, directions, g_manual, g_auto, overall) -> TensorCheck:
@@ -249,12 +254,9 @@ def _directional_check(name, numeric, directions, g_manual, g_auto, overall) -> 
     flat_v = directions.reshape(len(directions), -1)
     # |<g, v>| <= ||g|| for a unit v, so the norm sets the scale of a directional derivative
     norm = max(float(np.linalg.norm(ga)), overall)
-    return TensorCheck(
-        name, gm.shape, f"{len(directions)} directions", scale,
-        _compare(gm, ga, MANUAL_VS_AUTODIFF_RTOL, scale),
-        _compare(numeric, flat_v @ gm.ravel(), NUMERIC_RTOL, norm),
-        _compare(numeric, flat_v @ ga.ravel(), NUMERIC_RTOL, norm),
-    )  # fmt: skip
+    manual_vs_autodiff = _compare(gm, ga, MANUAL_VS_AUTODIFF_RTOL, scale)
+    numeric_vs = [_compare(numeric, flat_v @ g.ravel(), NUMERIC_RTOL, norm) for g in (gm, ga)]
+    return TensorCheck(name, gm.shape, f"{len(directions)} directions", scale, manual_vs_autodiff, *numeric_vs)
 
 
 # ----------------------------------------------------------------------------- the check matrix
@@ -265,7 +267,7 @@ MATRIX_CASES = ("random windows", "repeated words", "batch of 1")
 def check_params(seed: int, cfg: model.ModelConfig):
     """Float64 parameters whose gradients are all O(0.01 .. 1), so relative errors mean something.
 
-    Glorot-scaled normal weights, N(0, 1) word and casing vectors, N(0, 0.5^2) biases: the
+    Glorot-scaled normal weights, N(0, 1) word and feature vectors, N(0, 0.5^2) biases: the
     hidden units sit on both sides of every kink and saturation instead of all near zero.
     Drawn with numpy so that a check compiles nothing but the functions under test.
     """
@@ -310,45 +312,37 @@ def case_batch(case: str, seed: int, cfg: model.ModelConfig, batch_size: int = 8
     else:
         batch["corrupt"] = windows.copy()
         batch["corrupt"][:, mid] = rng.integers(0, cfg.vocab_size, B)
-    if cfg.uses_casing:
-        batch["casing"] = rng.integers(0, cfg.casing_size, (B, cfg.feature_width), dtype=np.int32)
+    if cfg.uses_features:
+        batch["features"] = rng.integers(0, cfg.feature_vocab_size, (B, cfg.feature_width), dtype=np.int32)
         if cfg.head == "score":
             # the corrupt window's centre is another word, with that word's own features
             k = cfg.features_per_word
-            batch["corrupt_casing"] = batch["casing"].copy()
-            batch["corrupt_casing"][:, mid * k : (mid + 1) * k] = rng.integers(0, cfg.casing_size, (B, k))
+            batch["corrupt_features"] = batch["features"].copy()
+            batch["corrupt_features"][:, mid * k : (mid + 1) * k] = rng.integers(0, cfg.feature_vocab_size, (B, k))
     if weights is not None:
         batch["weights"] = weights
     return batch, (jax.random.key(seed) if case == "random windows" else None)
 
 
+# the model of every check: small, with per-word features (two per word), L2 and dropout
+MATRIX_MODEL = dict(vocab_size=30, embed_dim=4, window=5, hidden_dim=10, num_classes=5, l2=0.01, dropout=0.2)
+MATRIX_MODEL.update(feature_vocab_size=4, feature_dim=2, features_per_word=2)
+
+
 def check_matrix(
-    *,
-    activations=None,
-    heads=model.HEADS,
-    cases=MATRIX_CASES,
-    vocab_size: int = 30,
-    embed_dim: int = 4,
-    window: int = 5,
-    hidden_dim: int = 10,
-    num_classes: int = 5,
-    casing_size: int = 4,
-    casing_dim: int = 2,
-    features_per_word: int = 2,
-    l2: float = 0.01,
-    dropout: float = 0.2,
-    batch_size: int = 8,
-    seed: int = 0,
-    **check_kwargs,
+    *, activations=None, heads=model.HEADS, cases=MATRIX_CASES, batch_size: int = 8, seed: int = 0, **check_kwargs
 ):
-    """Run :func:`check_gradients` over activations x heads x cases; yields one result each."""
+    """Run :func:`check_gradients` over activations x heads x cases; yields one result each.
+
+    Args:
+      activations, heads, cases: the axes of the matrix (default: all of them).
+      batch_size: windows per batch (the "batch of 1" case has one).
+      seed: seeds the parameters, the batches and the directions.
+      **check_kwargs: passed to :func:`check_gradients` (``directions``, ``max_full``, ``step``).
+    """
     for activation in activations or ACTIVATIONS:
         for head in heads:
-            cfg = model.ModelConfig(
-                vocab_size=vocab_size, embed_dim=embed_dim, window=window, hidden_dim=hidden_dim,
-                num_classes=num_classes, activation=activation, head=head, l2=l2, dropout=dropout,
-                casing_size=casing_size, casing_dim=casing_dim, features_per_word=features_per_word,
-            )  # fmt: skip
+            cfg = model.ModelConfig(activation=activation, head=head, **MATRIX_MODEL)
             params = check_params(seed, cfg)
             for i, case in enumerate(cases):
                 batch, key = case_batch(case, seed + 1 + i, cfg, batch_size)

@@ -62,8 +62,15 @@ def _backward_rows(g):
             other = node.parents[1 - i].name
             rule = {"+": "", "*": f" = {other}", "max": f" = [{p.name} {'>=' if i == 0 else '>'} {other}]"}[node.op]
             sent[name, p.name] = _num(node.grad * local)
-            rows.append((f"{name} ({node.op})" if i == 0 else "", up if i == 0 else "", p.name,
-                         f"d{name}/d{p.name}{rule} = {_num(local)}", f"{up} * {_num(local)} = {sent[name, p.name]}"))
+            rows.append(
+                (
+                    f"{name} ({node.op})" if i == 0 else "",
+                    up if i == 0 else "",
+                    p.name,
+                    f"d{name}/d{p.name}{rule} = {_num(local)}",
+                    f"{up} * {_num(local)} = {sent[name, p.name]}",
+                )
+            )
     return rows, sent
 
 
@@ -79,33 +86,57 @@ def demo_text(x=1.0, y=2.0, z=0.0, wiggle=0.1):
     rows, sent = _backward_rows(g)
     finals = [[s for (_, p), s in sent.items() if p == k] for k in "xyz"]
     f_new, y_new = lecture_example(x, y + wiggle, z)["f"].value, _num(y + wiggle)
-    return "\n".join([
-        f"f(x, y, z) = (x + y) * max(y, z)   at x = {v['x']}, y = {v['y']}, z = {v['z']}",
-        "",
-        "Forward pass: the value on each edge",
-        *_table([("a = x + y", f"= {v['x']} + {v['y']}", f"= {v['a']}"),
-                 ("b = max(y, z)", f"= max({v['y']}, {v['z']})", f"= {v['b']}"),
-                 ("f = a * b", f"= {v['a']} * {v['b']}", f"= {v['f']}")]),
-        "",
-        "Backward pass, from df/df = 1 back to the inputs: downstream = upstream * local",
-        *_table(rows),
-        "",
-        "Final gradients: what reaches each input, summed",
-        *[f"  df/d{k} = " + " + ".join(parts) + (f" = {d[k]}" if len(parts) > 1 else "")
-          for k, parts in zip("xyz", finals)],
-        f"  y branches (it feeds both + and max), so its gradients sum: {' + '.join(finals[1])} = {d['y']}",
-        "",
-        f"Wiggle check: y -> {y_new} should move f by about {_num(wiggle)} * df/dy",
-        *_table([(f"f({v['x']}, {y_new}, {v['z']}) - f({v['x']}, {v['y']}, {v['z']})",
-                  f"= {_num(f_new)} - {v['f']}", f"= {_num(f_new - g['f'].value)}"),
-                 (f"{_num(wiggle)} * df/dy", f"= {_num(wiggle)} * {d['y']}", f"= {_num(wiggle * g['y'].grad)}")]),
-        "",
-        "Three patterns of gradient flow",
-        *_table([("+ distributes", "both inputs get the upstream gradient"),
-                 ("", f"a = x + y sends {sent['a', 'x']} to x and {sent['a', 'y']} to y"),
-                 ("max routes", "only the larger input gets it (a tie goes to the first input)"),
-                 ("", f"b = max(y, z) sends {sent['b', 'y']} to y and {sent['b', 'z']} to z"),
-                 ("* switches", "each input gets the upstream gradient times the OTHER input"),
-                 ("", (f"f = a * b sends {d['f']} * {v['b']} = {sent['f', 'a']} to a "
-                       f"and {d['f']} * {v['a']} = {sent['f', 'b']} to b"))]),
-    ])
+    return "\n".join(
+        [
+            f"f(x, y, z) = (x + y) * max(y, z)   at x = {v['x']}, y = {v['y']}, z = {v['z']}",
+            "",
+            "Forward pass: the value on each edge",
+            *_table(
+                [
+                    ("a = x + y", f"= {v['x']} + {v['y']}", f"= {v['a']}"),
+                    ("b = max(y, z)", f"= max({v['y']}, {v['z']})", f"= {v['b']}"),
+                    ("f = a * b", f"= {v['a']} * {v['b']}", f"= {v['f']}"),
+                ]
+            ),
+            "",
+            "Backward pass, from df/df = 1 back to the inputs: downstream = upstream * local",
+            *_table(rows),
+            "",
+            "Final gradients: what reaches each input, summed",
+            *[
+                f"  df/d{k} = " + " + ".join(parts) + (f" = {d[k]}" if len(parts) > 1 else "")
+                for k, parts in zip("xyz", finals)
+            ],
+            f"  y branches (it feeds both + and max), so its gradients sum: {' + '.join(finals[1])} = {d['y']}",
+            "",
+            f"Wiggle check: y -> {y_new} should move f by about {_num(wiggle)} * df/dy",
+            *_table(
+                [
+                    (
+                        f"f({v['x']}, {y_new}, {v['z']}) - f({v['x']}, {v['y']}, {v['z']})",
+                        f"= {_num(f_new)} - {v['f']}",
+                        f"= {_num(f_new - g['f'].value)}",
+                    ),
+                    (f"{_num(wiggle)} * df/dy", f"= {_num(wiggle)} * {d['y']}", f"= {_num(wiggle * g['y'].grad)}"),
+                ]
+            ),
+            "",
+            "Three patterns of gradient flow",
+            *_table(
+                [
+                    ("+ distributes", "both inputs get the upstream gradient"),
+                    ("", f"a = x + y sends {sent['a', 'x']} to x and {sent['a', 'y']} to y"),
+                    ("max routes", "only the larger input gets it (a tie goes to the first input)"),
+                    ("", f"b = max(y, z) sends {sent['b', 'y']} to y and {sent['b', 'z']} to z"),
+                    ("* switches", "each input gets the upstream gradient times the OTHER input"),
+                    (
+                        "",
+                        (
+                            f"f = a * b sends {d['f']} * {v['b']} = {sent['f', 'a']} to a "
+                            f"and {d['f']} * {v['a']} = {sent['f', 'b']} to b"
+                        ),
+                    ),
+                ]
+            ),
+        ]
+    )

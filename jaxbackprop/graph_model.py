@@ -14,12 +14,12 @@ from jaxbackprop import graph, model
 from jaxbackprop.batch_checks import check_batch
 
 
-def _hidden(p, windows, casing, cfg: model.ModelConfig):
-    """h = f(x W^T + b) : (B, H), with x = [E rows of the window words; Ecase rows] : (B, D)."""
+def _hidden(p, windows, features, cfg: model.ModelConfig):
+    """h = f(x W^T + b) : (B, H), with x = [E rows of the window words; F rows] : (B, D)."""
     B = windows.shape[0]
     x = graph.reshape(graph.embedding(p["E"], windows), (B, cfg.window * cfg.embed_dim))  # (B, n d)
-    if cfg.uses_casing:
-        xc = graph.reshape(graph.embedding(p["Ecase"], casing), (B, cfg.feature_width * cfg.casing_dim))  # (B, n k dc)
+    if cfg.uses_features:
+        xc = graph.reshape(graph.embedding(p["F"], features), (B, cfg.feature_width * cfg.feature_dim))  # (B, n k dc)
         x = graph.concat([x, xc], axis=1)  # (B, D)
     z = x @ graph.transpose(p["W"]) + p["b"]  # (B, H); b (H,) is broadcast over the batch
     return graph.activate(cfg.activation, z, p.get("alpha"))
@@ -41,11 +41,11 @@ def window_model_graph(params, batch, cfg: model.ModelConfig):
     check_batch(batch, cfg)
     p = {k: graph.Node(v, name=k) for k, v in params.items()}
     if cfg.head == "softmax":
-        logits = _hidden(p, batch["windows"], batch.get("casing"), cfg) @ graph.transpose(p["U"]) + p["c"]  # (B, C)
+        logits = _hidden(p, batch["windows"], batch.get("features"), cfg) @ graph.transpose(p["U"]) + p["c"]  # (B, C)
         per_window = graph.softmax_cross_entropy(logits, batch["labels"])
     else:
-        s = _hidden(p, batch["windows"], batch.get("casing"), cfg) @ p["u"]  # (B,)
-        s_c = _hidden(p, batch["corrupt"], batch.get("corrupt_casing"), cfg) @ p["u"]
+        s = _hidden(p, batch["windows"], batch.get("features"), cfg) @ p["u"]  # (B,)
+        s_c = _hidden(p, batch["corrupt"], batch.get("corrupt_features"), cfg) @ p["u"]
         # the constant 0 goes first: at the kink the tie routes to it, subgradient 0 like the model
         per_window = graph.maximum(0.0, model.MARGIN - s + s_c)
     dtype, B = p["W"].value.dtype, per_window.shape[0]

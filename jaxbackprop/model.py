@@ -1,10 +1,10 @@
 """The window-based NER classifier as pure functions over a plain dict of parameters.
 
 A window of ``n`` word ids is looked up in ``E`` and concatenated into ``x``; optionally ``k``
-feature ids per word (its casing, and e.g. its suffix) are looked up in their own small table
-``Ecase`` and appended to ``x``::
+feature ids per word (its casing category, and e.g. its suffix) are looked up in their own small
+table ``F`` and appended to ``x``::
 
-    x = [E[w_1]; ...; E[w_n]; Ecase[c_1]; ...; Ecase[c_nk]]      (n*d + n*k*dc,)
+    x = [E[w_1]; ...; E[w_n]; F[c_1]; ...; F[c_nk]]              (n*d + n*k*dc,)
     z = W x + b                                                  (H,)
     h = f(z)                                                     (H,)
     softmax head:  logits = U h + c                              (C,)
@@ -22,11 +22,10 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxbackprop import fast
 from jaxbackprop import nonlinearities as nl
-from jaxbackprop.batch_checks import batch_keys, check_batch, check_ids, check_sized  # noqa: F401 (re-export)
+from jaxbackprop.batch_checks import check_batch, check_ids, check_sized, is_int, is_real
 
 HEADS = ("softmax", "score")
 INITS = ("xavier", "normal", "zeros")
@@ -52,10 +51,11 @@ class ModelConfig:
       dropout: rate of inverted dropout on h while training (0 disables it), and on x too unless
         input_dropout is given.
       input_dropout: rate of inverted dropout on x (None: the same as ``dropout``).
-      casing_size: rows of the feature table ``Ecase``: casing categories plus the ids of other
-        per-word features (0: no features); casing_dim: dc, its width.
-      features_per_word: k, feature ids per word (1: casing only); the ``casing`` array of a batch
-        has shape (B, n*k), word-major: the k ids of word 1, then those of word 2, ...
+      feature_vocab_size: rows of the feature table ``F``: casing categories plus the ids of other
+        per-word features such as suffixes (0: no features); sized from the data.
+      feature_dim: dc, the width of ``F`` (0: no features).
+      features_per_word: k, feature ids per word (1: the casing category only); the ``features``
+        array of a batch has shape (B, n*k), word-major: the k ids of word 1, then those of word 2, ...
       fast: use :mod:`jaxbackprop.fast`'s versions of the row lookup and the dropout masks: the
         lookup gives equal values; the masks are drawn differently from the same key.
     """
@@ -70,52 +70,60 @@ class ModelConfig:
     l2: float = 0.0
     dropout: float = 0.0
     input_dropout: float | None = None
-    casing_size: int = 0
-    casing_dim: int = 0
+    feature_vocab_size: int = 0
+    feature_dim: int = 0
     features_per_word: int = 1
     fast: bool = False
 
     def __post_init__(self):
-        minimums = {"vocab_size": 1, "embed_dim": 1, "window": 1, "hidden_dim": 1, "num_classes": 2}
-        for name, minimum in {**minimums, "casing_size": 0, "casing_dim": 0, "features_per_word": 1}.items():
+        # every message starts with the field's name, so the CLI can name the option instead
+        minimums = {"vocab_size": 1, "embed_dim": 1, "hidden_dim": 1, "num_classes": 2}
+        for name, minimum in {**minimums, "feature_vocab_size": 0, "feature_dim": 0, "features_per_word": 1}.items():
             value = getattr(self, name)
             if name == "vocab_size" and value is None:
                 continue  # not sized from the data yet
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            if not is_int(value) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        if self.window % 2 != 1:
-            raise ValueError(f"window must be odd (a centre word and equal context), got {self.window}")
+        if not is_int(self.window) or self.window < 1 or self.window % 2 != 1:
+            raise ValueError(
+                f"window must be an odd integer >= 1 (a centre word and equal context), got {self.window!r}"
+            )
         if self.activation not in nl.ACTIVATIONS:
             raise ValueError(f"activation must be one of {nl.ACTIVATIONS}, got {self.activation!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
-        if not (isinstance(self.l2, (int, float)) and self.l2 >= 0 and math.isfinite(self.l2)):
-            raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
-        for name in ("dropout", "input_dropout"):
-            rate = getattr(self, name)
-            if (rate is not None or name == "dropout") and not (isinstance(rate, (int, float)) and 0 <= rate < 1):
-                raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
-        if (self.casing_size > 0) != (self.casing_dim > 0):
+        if not (is_real(self.l2) and self.l2 >= 0):
+            raise ValueError(f"l2 must be a number >= 0, got {self.l2!r}")
+        if not (is_real(self.dropout) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        rate = self.input_dropout
+        if rate is not None and not (is_real(rate) and 0 <= rate < 1):
+            raise ValueError(f"input_dropout must be in [0, 1), or None for the dropout rate, got {rate!r}")
+        # feature_vocab_size comes from the data: a config not yet sized may ask for a feature width
+        if (self.feature_vocab_size > 0) != (self.feature_dim > 0) and (
+            self.vocab_size is not None or self.feature_vocab_size > 0
+        ):
             raise ValueError(
-                "casing_size and casing_dim must both be 0 (no casing feature) or both > 0, "
-                f"got casing_size={self.casing_size}, casing_dim={self.casing_dim}"
+                "feature_vocab_size and feature_dim must both be 0 (no per-word features) or both > 0, "
+                f"got feature_vocab_size={self.feature_vocab_size}, feature_dim={self.feature_dim}"
             )
         if not isinstance(self.fast, bool):
             raise ValueError(f"fast must be True or False, got {self.fast!r}")
 
     @property
-    def uses_casing(self) -> bool:
-        return self.casing_size > 0
+    def uses_features(self) -> bool:
+        """Whether windows carry per-word feature ids (and the params a feature table ``F``)."""
+        return self.feature_vocab_size > 0
 
     @property
     def feature_width(self) -> int:
-        """Feature ids per window, n*k: the width of a batch's ``casing`` array."""
+        """Feature ids per window, n*k: the width of a batch's ``features`` array."""
         return self.window * self.features_per_word
 
     @property
     def input_dim(self) -> int:
-        """Length of x: n*d word features plus n*k*dc casing (and other feature) values."""
-        return self.window * (self.embed_dim + self.features_per_word * self.casing_dim)
+        """Length of x: n*d word-vector values plus n*k*dc feature values."""
+        return self.window * (self.embed_dim + self.features_per_word * self.feature_dim)
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -146,8 +154,8 @@ def init_params(key, cfg: ModelConfig, *, init: str = "xavier", embeddings=None,
 
     Returns:
       ``{"E": (V, d), "W": (H, input_dim), "b": (H,)}`` plus ``"U": (C, H), "c": (C,)`` for the
-      softmax head or ``"u": (H,)`` for the score head, ``"Ecase": (casing_size, dc)`` with
-      casing, and ``"alpha": ()`` for prelu.
+      softmax head or ``"u": (H,)`` for the score head, ``"F": (feature_vocab_size, dc)`` with
+      per-word features, and ``"alpha": ()`` for prelu.
 
     >>> import jax
     >>> p = init_params(jax.random.key(0), ModelConfig(vocab_size=10, embed_dim=4, hidden_dim=3))
@@ -157,7 +165,7 @@ def init_params(key, cfg: ModelConfig, *, init: str = "xavier", embeddings=None,
     check_sized(cfg)
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    kE, kW, kU, kC = jax.random.split(key, 4)
+    kE, kW, kU, kF = jax.random.split(key, 4)
     V, d, H = cfg.vocab_size, cfg.embed_dim, cfg.hidden_dim
     if embeddings is None:
         E = NORMAL_INIT_STD * jax.random.normal(kE, (V, d), dtype)
@@ -171,8 +179,8 @@ def init_params(key, cfg: ModelConfig, *, init: str = "xavier", embeddings=None,
         params["c"] = jnp.zeros((cfg.num_classes,), dtype)
     else:
         params["u"] = _weight(kU, (H,), init, dtype)
-    if cfg.uses_casing:
-        params["Ecase"] = NORMAL_INIT_STD * jax.random.normal(kC, (cfg.casing_size, cfg.casing_dim), dtype)
+    if cfg.uses_features:
+        params["F"] = NORMAL_INIT_STD * jax.random.normal(kF, (cfg.feature_vocab_size, cfg.feature_dim), dtype)
     if cfg.activation == "prelu":
         params["alpha"] = jnp.asarray(nl.PRELU_ALPHA_INIT, dtype)
     return params
@@ -200,14 +208,16 @@ def lookup_rows(table, ids):
     return table[ids].reshape(B, m * table.shape[1])
 
 
-def window_vectors(params, windows, cfg: ModelConfig, casing=None):
-    """x: each window's word vectors (then casing vectors) concatenated, (B, input_dim)."""
+def window_vectors(params, windows, cfg: ModelConfig, features=None):
+    """x: each window's word vectors (then feature vectors) concatenated, (B, input_dim)."""
     lookup = fast.lookup_rows if cfg.fast else lookup_rows  # the same values either way
     x = lookup(params["E"], windows)  # (B, n d)
-    if cfg.uses_casing:
-        if casing is None:
-            raise ValueError(f"this model uses casing features: pass casing ids of shape (batch, {cfg.feature_width})")
-        x = jnp.concatenate([x, lookup(params["Ecase"], casing)], axis=1)  # (B, n d + n k dc)
+    if cfg.uses_features:
+        if features is None:
+            raise ValueError(
+                f"this model uses per-word features: pass feature ids of shape (batch, {cfg.feature_width})"
+            )
+        x = jnp.concatenate([x, lookup(params["F"], features)], axis=1)  # (B, n d + n k dc)
     return x
 
 
@@ -232,9 +242,9 @@ def dropout_masks(key, cfg: ModelConfig, batch_size: int, dtype):
     return m_x, m_h
 
 
-def hidden(params, windows, cfg: ModelConfig, casing=None, *, key=None):
+def hidden(params, windows, cfg: ModelConfig, features=None, *, key=None):
     """h = f(W x + b) for each window, (B, H); dropout on x and h when ``key`` is given."""
-    x = window_vectors(params, windows, cfg, casing)
+    x = window_vectors(params, windows, cfg, features)
     masks = dropout_masks(key, cfg, windows.shape[0], x.dtype)
     if masks is not None:
         x = x * masks[0]
@@ -245,12 +255,12 @@ def hidden(params, windows, cfg: ModelConfig, casing=None, *, key=None):
     return h
 
 
-def forward(params, windows, cfg: ModelConfig, casing=None, *, key=None):
+def forward(params, windows, cfg: ModelConfig, features=None, *, key=None):
     """Logits (B, C) for the softmax head, scores (B,) for the score head.
 
     Args:
       params: as made by :func:`init_params`; cfg: the model config (static under jit).
-      windows: int (B, n) word ids; casing: int (B, n*k) feature ids, iff ``cfg.uses_casing``.
+      windows: int (B, n) word ids; features: int (B, n*k) feature ids, iff ``cfg.uses_features``.
       key: dropout key; None (the default) means evaluation, no dropout.
 
     >>> import jax, jax.numpy as jnp
@@ -260,9 +270,9 @@ def forward(params, windows, cfg: ModelConfig, casing=None, *, key=None):
     """
     check_sized(cfg)
     check_ids("windows", windows, cfg.window, cfg.vocab_size)
-    if cfg.uses_casing:
-        check_ids("casing", casing, cfg.feature_width, cfg.casing_size)
-    h = hidden(params, windows, cfg, casing, key=key)
+    if cfg.uses_features:
+        check_ids("features", features, cfg.feature_width, cfg.feature_vocab_size)
+    h = hidden(params, windows, cfg, features, key=key)
     if cfg.head == "softmax":
         return h @ params["U"].T + params["c"][None, :]
     return h @ params["u"]
@@ -280,12 +290,12 @@ def l2_penalty(params, cfg: ModelConfig):
 def per_example_loss(params, batch, cfg: ModelConfig, *, key=None):
     """Unpenalised loss of each window, (B,): cross-entropy, or the hinge max(0, 1 - s + s_c)."""
     if cfg.head == "softmax":
-        logits = forward(params, batch["windows"], cfg, batch.get("casing"), key=key)
+        logits = forward(params, batch["windows"], cfg, batch.get("features"), key=key)
         log_probs = jax.nn.log_softmax(logits, axis=-1)
         return -jnp.take_along_axis(log_probs, batch["labels"][:, None], axis=1)[:, 0]
     k_true, k_corrupt = (None, None) if key is None else jax.random.split(key)
-    s = forward(params, batch["windows"], cfg, batch.get("casing"), key=k_true)
-    s_c = forward(params, batch["corrupt"], cfg, batch.get("corrupt_casing"), key=k_corrupt)
+    s = forward(params, batch["windows"], cfg, batch.get("features"), key=k_true)
+    s_c = forward(params, batch["corrupt"], cfg, batch.get("corrupt_features"), key=k_corrupt)
     margin = MARGIN - s + s_c
     # where, not maximum: jnp.maximum splits the gradient 0.5/0.5 at a tie, while the
     # lecture's subgradient (and backprop.py) uses 0 at the kink.
@@ -301,8 +311,8 @@ def loss(params, batch, cfg: ModelConfig, *, key=None):
     Args:
       params: as made by :func:`init_params`; cfg: the model config.
       batch: dict with int ``"windows"`` (B, n) and int ``"labels"`` (B,) for softmax, or
-        ``"windows"`` and ``"corrupt"`` (B, n) for score; ``"casing"``/``"corrupt_casing"``
-        (B, n*k) when the model uses casing; optional float ``"weights"`` (B,).
+        ``"windows"`` and ``"corrupt"`` (B, n) for score; ``"features"``/``"corrupt_features"``
+        (B, n*k) when the model uses features; optional float ``"weights"`` (B,).
       key: dropout key (None: no dropout).
 
     >>> import jax, jax.numpy as jnp

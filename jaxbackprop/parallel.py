@@ -2,14 +2,14 @@
 
 A 1-D mesh names every device along one axis, ``"data"``. Each batch is split along its first
 axis (``P("data")``: device i holds rows i*B/N ... (i+1)*B/N - 1); parameters and optimizer state
-are replicated (``P()``). The unchanged jitted step of :func:`jaxbackprop.train.make_train_step`
+are replicated (``P()``). The unchanged jitted step of :func:`jaxbackprop.step.make_train_step`
 then runs on all devices: jit partitions the computation to follow its inputs' shardings, so each
 device does the forward and backward pass of its own rows, and the compiler inserts the
 all-reduces that the global mean loss and summed gradients need. The updated parameters come back
 replicated, so the next step reuses the same compiled program::
 
     mesh = data_mesh()
-    step = train.make_train_step(cfg, tx, backprop.manual_value_and_grad)
+    step = make_train_step(cfg, tx, backprop.manual_value_and_grad)
     params, opt_state = replicate((params, tx.init(params)), mesh)
     for i, batch in enumerate(batches):
         params, opt_state, J = step(params, opt_state, shard_batch(batch, mesh), jax.random.key(i))
@@ -70,11 +70,15 @@ def shard_batch(batch, mesh: Mesh):
     """
     sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(batch)}
     if len(sizes) != 1 or None in sizes:
-        raise ValueError(f"every array of the batch needs the same number of rows (first axis), got {sorted(sizes, key=str)}")
+        raise ValueError(
+            f"every array of the batch needs the same number of rows (first axis), got {sorted(sizes, key=str)}"
+        )
     (rows,) = sizes
     n = len(mesh.local_devices)
     if rows % n:
-        raise ValueError(f"batch size {rows} does not divide evenly over the {n} devices of the mesh; use a multiple of {n}")
+        raise ValueError(
+            f"batch size {rows} does not divide evenly over the {n} devices of the mesh; use a multiple of {n}"
+        )
     sharding = NamedSharding(mesh, P(AXIS))
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 

@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from jaxbackprop.checkpoint import atomic_path  # noqa: E402
+from jaxbackprop.files import atomic_path  # noqa: E402
 
 
 def save(fig, path) -> None:

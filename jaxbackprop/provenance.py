@@ -1,9 +1,10 @@
-"""What a result file records about where its inputs came from, without this machine's layout.
+"""What a result file records about where it came from, without this machine's layout.
 
 Result files (``config.json``, ``result.json``, benchmark JSON) are committed and read on other
 machines, so they never hold an absolute path: a path inside the project is written relative to
 the project's root, any other path by its name alone (a data set's identity is its hash, not the
-folder it sat in on one machine).
+folder it sat in on one machine). :func:`environment` says which machine, versions and commit
+produced a result; a timing means little without the CPU model beside it.
 
 >>> portable_path(PROJECT_ROOT / "experiments" / "results")
 'experiments/results'
@@ -16,7 +17,10 @@ folder it sat in on one machine).
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
+import platform
+import subprocess
 from pathlib import Path
 
 # the checkout this package was imported from (for an installed package: the folder above it)
@@ -68,3 +72,77 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def environment() -> dict:
+    """The machine, library versions and source commit that produced a result.
+
+    Never fails: a fact that cannot be read is None (no /proc/cpuinfo, not a git checkout, no
+    git binary, a package not installed).
+
+    Returns:
+      ``{"device", "device_count", "jax", "jaxlib", "optax", "flax", "numpy", "python", "machine",
+      "processor", "cpu_model", "cpu_count", "git_commit", "git_dirty"}``; ``device`` is JAX's
+      first device as ``platform:device_kind`` (``cpu:cpu``, ``gpu:NVIDIA H200``), ``cpu_model``
+      the CPU's marketing name (``AMD EPYC 7B13``), ``git_dirty`` whether tracked files differ
+      from ``git_commit``.
+
+    >>> env = environment()
+    >>> env["device_count"] >= 1 and env["cpu_count"] >= 1
+    True
+    """
+    import jax  # here, not at the top: the path helpers above need no JAX
+
+    dev = jax.devices()[0]
+    versions = {name: _version(name) for name in ("jax", "jaxlib", "optax", "flax", "numpy")}
+    return {
+        "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}",
+        "device_count": jax.device_count(),
+        **versions,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        **git_state(),
+    }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str | None:
+    """The CPU's name: ``model name`` of /proc/cpuinfo on Linux, else ``platform.processor()``
+    (often only the architecture there), else None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def git_state() -> dict:
+    """``{"git_commit": HEAD's hash, "git_dirty": tracked files differ from it}`` of the project
+    checkout; both None where the package does not sit in a git checkout or git is missing."""
+    unknown = {"git_commit": None, "git_dirty": None}
+    if not (PROJECT_ROOT / ".git").exists():  # an installed package: the folder above is not ours
+        return unknown
+    try:
+        commit = _git("rev-parse", "HEAD")
+        changed = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return unknown
+    return {"git_commit": commit or None, "git_dirty": bool(changed)}
+
+
+def _git(*args: str) -> str:
+    # --no-optional-locks: a status that never writes the index, so it cannot collide with a commit
+    cmd = ["git", "--no-optional-locks", "-C", str(PROJECT_ROOT), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout.strip()

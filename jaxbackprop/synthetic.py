@@ -18,48 +18,43 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import random
-import tempfile
-from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from jaxbackprop.data import Sentence, is_tag, normalize_word
+from jaxbackprop.data import Sentence
+from jaxbackprop.features import normalize_word
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
 
 SYNONYM_GROUPS: dict[str, tuple[str, ...]] = {
     # names: entity words (a few belong to two groups, which makes them ambiguous)
-    "first_name": (
-        "john", "mary", "peter", "anna", "david", "sarah", "michael", "laura",
-        "jordan", "florence", "austin", "victoria", "georgia", "helen",
+    "first_name": _words(
+        "john mary peter anna david sarah michael laura jordan florence austin victoria georgia helen"
     ),
-    "surname": (
-        "smith", "jones", "brown", "miller", "wilson", "taylor", "clark", "walker",
-        "washington", "lincoln", "jackson", "turner",
-    ),
-    "city": (
-        "springfield", "london", "paris", "berlin", "madrid", "boston", "chicago",
-        "washington", "florence", "austin", "victoria", "lincoln", "jackson", "leeds",
-    ),
-    "country": ("france", "germany", "spain", "italy", "japan", "brazil", "canada", "kenya", "jordan", "georgia", "norway"),
-    "nationality": (
-        "french", "german", "spanish", "italian", "japanese", "brazilian", "canadian", "kenyan", "norwegian",
-    ),
-    "company": ("acme", "globex", "initech", "umbrella", "cyberdyne", "zenith", "apex", "vertex"),
-    "company_suffix": ("corp.", "inc.", "plc", "ltd."),
+    "surname": _words("smith jones brown miller wilson taylor clark walker washington lincoln jackson turner"),
+    "city": _words("springfield london paris berlin madrid boston chicago")
+    + _words("washington florence austin victoria lincoln jackson leeds"),
+    "country": _words("france germany spain italy japan brazil canada kenya jordan georgia norway"),
+    "nationality": _words("french german spanish italian japanese brazilian canadian kenyan norwegian"),
+    "company": _words("acme globex initech umbrella cyberdyne zenith apex vertex"),
+    "company_suffix": _words("corp. inc. plc ltd."),
     # ordinary words, always tagged O
-    "tv": ("tv", "television", "telly"),
-    "film": ("film", "picture", "movie"),
-    "car": ("car", "vehicle", "automobile"),
-    "said": ("said", "stated", "added", "noted"),
-    "bought": ("bought", "acquired", "purchased"),
-    "big": ("big", "large", "huge"),
-    "profit": ("profit", "earnings", "income"),
-    "rose": ("rose", "climbed", "gained", "jumped"),
-    "fell": ("fell", "dropped", "slipped", "declined"),
-    "weekday": ("monday", "tuesday", "wednesday", "thursday", "friday"),
-    "month": ("january", "march", "may", "june", "august", "october", "december"),
+    "tv": _words("tv television telly"),
+    "film": _words("film picture movie"),
+    "car": _words("car vehicle automobile"),
+    "said": _words("said stated added noted"),
+    "bought": _words("bought acquired purchased"),
+    "big": _words("big large huge"),
+    "profit": _words("profit earnings income"),
+    "rose": _words("rose climbed gained jumped"),
+    "fell": _words("fell dropped slipped declined"),
+    "weekday": _words("monday tuesday wednesday thursday friday"),
+    "month": _words("january march may june august october december"),
 }
 
 # group -> its member that only dev and test sentences use
@@ -85,14 +80,28 @@ ENTITIES: dict[str, tuple[str, ...]] = {
     "LOC": ("LOC {city}", "LOC {city}", "LOC {country}", "LOC new york", "LOC los angeles", "LOC hong kong"),
     "COUNTRY": ("LOC {country}",),
     "ORG": (
-        "ORG {company} {company_suffix}", "ORG {company}", "ORG bank of {city}", "ORG {surname} brothers",
+        "ORG {company} {company_suffix}",
+        "ORG {company}",
+        "ORG bank of {city}",
+        "ORG {surname} brothers",
         "ORG {nationality} airlines",
     ),
     "CLUB": ("ORG {city} united", "ORG {city} rovers", "ORG {city}"),
-    "MISC": ("MISC {nationality}", "MISC world cup", "MISC olympic games", "MISC grand prix", "MISC {nationality} open"),
+    "MISC": (
+        "MISC {nationality}",
+        "MISC world cup",
+        "MISC olympic games",
+        "MISC grand prix",
+        "MISC {nationality} open",
+    ),
     "NAT": ("MISC {nationality}",),
     "ANY": (
-        "PER {first_name}", "PER {surname}", "LOC {city}", "LOC {country}", "ORG {company}", "ORG {company}",
+        "PER {first_name}",
+        "PER {surname}",
+        "LOC {city}",
+        "LOC {country}",
+        "ORG {company}",
+        "ORG {company}",
         "MISC {nationality}",
     ),
 }
@@ -139,7 +148,7 @@ TEMPLATES: tuple[str, ...] = (
     "the {tv} news {said} the {car} market {fell} in {month} .",
     "{weekday} 's {film} was a {big} hit in {LOC} .",
     "{PER} , a {NAT} , joined {CLUB} from {CLUB} in {month} .",
-    "{LAST} {said} : \" we are happy with the {profit} . \"",
+    '{LAST} {said} : " we are happy with the {profit} . "',
     # contexts that fit any entity type
     "{ANY} {said} on {weekday} that talks with {ANY} went well .",
     "the report on {ANY} was shown on {tv} .",
@@ -197,7 +206,9 @@ def _sentence(template: str, rng: random.Random, split: str, headline_rate: floa
     return Sentence(tuple(tokens), tuple(tag for _, tag in pairs))
 
 
-def synthetic_corpus(seed: int = 0, n_train: int = 3000, n_dev: int = 500, n_test: int = 500, headline_rate: float = 0.05):
+def synthetic_corpus(
+    seed: int = 0, n_train: int = 3000, n_dev: int = 500, n_test: int = 500, headline_rate: float = 0.05
+):
     """``{"train": [...], "dev": [...], "test": [...]}`` lists of IOB2 :class:`Sentence`, deterministic in ``seed``.
 
     Each split draws from its own random stream, so ``n_train`` does not change dev or test.
@@ -236,7 +247,7 @@ def _unit_vector(label: str, dim: int, seed: int) -> np.ndarray:
 
 
 def synthetic_vectors(words: Iterable[str] | None = None, dim: int = 50, seed: int = 0, noise: float = 0.3):
-    """"Pretrained" vectors in which synonyms are neighbours.
+    """ "Pretrained" vectors in which synonyms are neighbours.
 
     A word of a synonym group gets its group's centre (the mean of the centres, for a word in two
     groups) plus ``noise`` times a word-specific random vector; any other word gets a random
@@ -258,59 +269,7 @@ def synthetic_vectors(words: Iterable[str] | None = None, dim: int = 50, seed: i
     for w in map(normalize_word, words):
         own = _unit_vector("word:" + w, dim, seed)
         groups = groups_of.get(w)
-        rows.append(own if not groups else np.mean([_unit_vector("group:" + g, dim, seed) for g in groups], 0) + noise * own)
+        rows.append(
+            own if not groups else np.mean([_unit_vector("group:" + g, dim, seed) for g in groups], 0) + noise * own
+        )
     return words, np.asarray(rows, np.float32).reshape(len(words), dim)
-
-
-# ----------------------------------------------------------------------------- writing files
-
-
-def _atomic_write(path, lines: Iterable[str]) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path`` in one step."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(lines)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _check_field(kind: str, text: str, where: str) -> str:
-    if not text or any(ch.isspace() for ch in text):
-        raise ValueError(f"{where}: {kind} {text!r} is empty or holds whitespace, so it cannot be written as one column")
-    return text
-
-
-def _conll_lines(sentences: Sequence[Sentence]):
-    for i, s in enumerate(sentences):
-        if len(s.tokens) != len(s.tags) or not s.tokens:
-            raise ValueError(f"sentence {i}: {len(s.tokens)} tokens and {len(s.tags)} tags (need the same, > 0)")
-        for token, tag in zip(s.tokens, s.tags):
-            if not is_tag(tag):
-                raise ValueError(f"sentence {i}: illegal tag {tag!r}")
-            yield f"{_check_field('token', token, f'sentence {i}')} {tag}\n"
-        yield "\n"
-
-
-def write_conll(sentences: Sequence[Sentence], path) -> None:
-    """Write 2-column ``token tag`` lines, a blank line after each sentence, atomically."""
-    _atomic_write(path, list(_conll_lines(sentences)))
-
-
-def write_embeddings(words: Sequence[str], vectors: np.ndarray, path) -> None:
-    """Write a GloVe-style text file (``word v1 ... vd``, no header), atomically.
-
-    Values are written with 9 significant digits, enough to read float32 back exactly.
-    """
-    vectors = np.asarray(vectors, np.float32)
-    if vectors.ndim != 2 or len(vectors) != len(words):
-        raise ValueError(f"vectors must have shape (len(words), d) = ({len(words)}, d), got {vectors.shape}")
-    lines = [
-        _check_field("word", w, f"row {i}") + " " + " ".join(f"{x:.9g}" for x in row) + "\n"
-        for i, (w, row) in enumerate(zip(words, vectors.tolist()))
-    ]
-    _atomic_write(path, lines)

@@ -1,7 +1,10 @@
-"""One tree-aware assertion (structure first, then every leaf with its path in the message), and
-round-off tolerances derived from float32's precision."""
+"""One tree-aware assertion (structure first, then every leaf with its path in the message),
+round-off tolerances derived from float32's precision, and loading a script that is not a module."""
 
+import importlib.util
 import math
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -37,7 +40,9 @@ def assert_trees_close(actual, expected, *, rtol, atol=0.0):
     """Assert two pytrees have the same structure, shapes, and values within tolerance."""
     s_a, s_e = jax.tree.structure(actual), jax.tree.structure(expected)
     assert s_a == s_e, f"tree structures differ:\n  actual   {s_a}\n  expected {s_e}"
-    for (path, a), (_, e) in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree_util.tree_leaves_with_path(expected)):
+    for (path, a), (_, e) in zip(
+        jax.tree_util.tree_leaves_with_path(actual), jax.tree_util.tree_leaves_with_path(expected)
+    ):
         name = jax.tree_util.keystr(path)
         a, e = np.asarray(a), np.asarray(e)
         assert a.shape == e.shape, f"{name}: shape {a.shape} != expected {e.shape}"
@@ -45,4 +50,15 @@ def assert_trees_close(actual, expected, *, rtol, atol=0.0):
         # relative to the tensor's own scale, so near-zero entries are not judged on their own
         scale = max(float(np.max(np.abs(e))) if e.size else 0.0, 1e-300)
         err = float(np.max(np.abs(a - e))) if a.size else 0.0
-        assert err <= atol + rtol * scale, f"{name}: max |actual - expected| = {err:.3e} > {atol:g} + {rtol:g} * {scale:.3e}"
+        assert err <= atol + rtol * scale, (
+            f"{name}: max |actual - expected| = {err:.3e} > {atol:g} + {rtol:g} * {scale:.3e}"
+        )
+
+
+def load_script(path: Path, name: str):
+    """Import the Python file ``path`` (a script outside the package, e.g. experiments/common.py) as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module

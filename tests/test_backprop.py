@@ -30,10 +30,10 @@ def make_batch(cfg, rng, B, *, repeat=False, pad=False, weights=False):
         batch["labels"] = rng.integers(0, cfg.num_classes, B, dtype=np.int32)
     else:
         batch["corrupt"] = rng.integers(0, cfg.vocab_size, (B, n), dtype=np.int32)
-    if cfg.uses_casing:
-        batch["casing"] = rng.integers(0, cfg.casing_size, (B, cfg.feature_width), dtype=np.int32)
+    if cfg.uses_features:
+        batch["features"] = rng.integers(0, cfg.feature_vocab_size, (B, cfg.feature_width), dtype=np.int32)
         if cfg.head == "score":
-            batch["corrupt_casing"] = rng.integers(0, cfg.casing_size, (B, cfg.feature_width), dtype=np.int32)
+            batch["corrupt_features"] = rng.integers(0, cfg.feature_vocab_size, (B, cfg.feature_width), dtype=np.int32)
     if weights:
         batch["weights"] = rng.uniform(0.5, 2.0, B)
     return batch
@@ -56,18 +56,29 @@ def both_grads(params, batch, cfg, key=None):
     B=st.integers(1, 6),
     activation=st.sampled_from(ACTIVATIONS),
     head=st.sampled_from(["softmax", "score"]),
-    casing=st.integers(0, 3),  # feature ids per word (casing, suffix, ...); 0: none
+    features=st.integers(0, 3),  # feature ids per word (casing category, suffix, ...); 0: none
     l2=st.sampled_from([0.0, 0.3]),
     dropout=st.booleans(),
     repeat=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_manual_equals_jax_grad_over_shapes(V, d, window, H, C, B, activation, head, casing, l2, dropout, repeat, seed):
+def test_manual_equals_jax_grad_over_shapes(
+    V, d, window, H, C, B, activation, head, features, l2, dropout, repeat, seed
+):
     cfg = ModelConfig(
-        vocab_size=V, embed_dim=d, window=window, hidden_dim=H, num_classes=C, activation=activation,
-        head=head, l2=l2, dropout=0.25 if dropout else 0.0, casing_size=5 if casing else 0, casing_dim=2 if casing else 0,
-        features_per_word=max(casing, 1),
-    )  # fmt: skip
+        vocab_size=V,
+        embed_dim=d,
+        window=window,
+        hidden_dim=H,
+        num_classes=C,
+        activation=activation,
+        head=head,
+        l2=l2,
+        dropout=0.25 if dropout else 0.0,
+        feature_vocab_size=5 if features else 0,
+        feature_dim=2 if features else 0,
+        features_per_word=max(features, 1),
+    )
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
         params = gradcheck.check_params(seed, cfg)
@@ -119,7 +130,9 @@ def test_repeated_word_gets_both_updates(x64):
 
 
 def test_grads_have_params_structure_shapes_dtypes_and_are_finite():
-    cfg = ModelConfig(vocab_size=30, embed_dim=5, window=5, hidden_dim=7, activation="prelu", casing_size=4, casing_dim=2)
+    cfg = ModelConfig(
+        vocab_size=30, embed_dim=5, window=5, hidden_dim=7, activation="prelu", feature_vocab_size=4, feature_dim=2
+    )
     params = init_params(jax.random.key(0), cfg)
     batch = make_batch(cfg, np.random.default_rng(0), 3)
     J, g = jax.jit(manual_value_and_grad, static_argnums=2)(params, batch, cfg)
@@ -197,7 +210,12 @@ def test_lecture_score_head_delta_is_u_times_fprime(x64):
     # the hand-written formulas, relative to each tensor's largest entry (the project's float64 RTOL)
     assert_trees_close(
         {"b": g["b"], "W": g["W"], "E1": g["E"][1], "u": g["u"]},
-        {"b": -delta1 + delta2, "W": -np.outer(delta1, x1) + np.outer(delta2, x2), "E1": -params["W"].T @ delta1, "u": -s1 + s2},
+        {
+            "b": -delta1 + delta2,
+            "W": -np.outer(delta1, x1) + np.outer(delta2, x2),
+            "E1": -params["W"].T @ delta1,
+            "u": -s1 + s2,
+        },
         rtol=RTOL,
     )
 
@@ -220,7 +238,9 @@ def test_softmax_gradient_rows_sum_to_zero(x64):
 
 
 def test_separate_input_dropout_rate(x64):
-    cfg = ModelConfig(vocab_size=20, embed_dim=4, window=3, hidden_dim=400, activation="relu", dropout=0.5, input_dropout=0.1)
+    cfg = ModelConfig(
+        vocab_size=20, embed_dim=4, window=3, hidden_dim=400, activation="relu", dropout=0.5, input_dropout=0.1
+    )
     params = gradcheck.check_params(0, cfg)
     mx, mh = model.dropout_masks(jax.random.key(0), cfg, 50, jnp.float64)
     assert abs(float(np.mean(mx == 0)) - 0.1) < 0.02 and abs(float(np.mean(mh == 0)) - 0.5) < 0.02

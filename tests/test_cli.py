@@ -25,18 +25,30 @@ def test_graph_demo_prints_the_lecture_numbers(capsys):
 def test_sweep_quick_writes_its_table(tmp_path, capsys):
     assert cli.main(["sweep", "--quick", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "results.json").read_text())
-    assert [(r["optimizer"], r["learning_rate"]) for r in rows] == [("sgd", 0.01), ("sgd", 0.1), ("adam", 0.01), ("adam", 0.1)]
+    assert [(r["optimizer"], r["learning_rate"]) for r in rows] == [
+        ("sgd", 0.01),
+        ("sgd", 0.1),
+        ("adam", 0.01),
+        ("adam", 0.1),
+    ]
     assert (tmp_path / "heatmap.png").stat().st_size > 0
     assert "best dev F1" in capsys.readouterr().out
 
 
 def test_help_of_every_subcommand_runs():
-    out = subprocess.run([sys.executable, "-m", "jaxbackprop.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "jaxbackprop.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("check", "graph-demo", "train", "evaluate", "predict", "sweep"):
         assert command in out
         with pytest.raises(SystemExit) as exit_info:
             cli.main([command, "--help"])
         assert exit_info.value.code == 0
+
+
+def test_old_option_names_are_still_accepted():
+    args = cli.build_parser().parse_args(["train", "--casing-dim", "0", "--run-dir", "runs/x"])
+    assert (args.feature_dim, args.out) == (0, "runs/x")
 
 
 def test_bad_option_value_is_rejected_by_name(capsys):

@@ -25,13 +25,16 @@ from jaxbackprop import (
     gradcheck,
     graph_demo,
     model,
+    optim,
+    pipeline,
     train,
 )
+from jaxbackprop.files import write_json, write_text
 
 TRAIN = "EU B-ORG\nrejects O\nGerman B-MISC\ncall O\n\nPeter B-PER\nBlackburn I-PER\n"
 DEV = "EU B-ORG\nrejects O\n\nPeter B-PER\n"
-TINY = ["--epochs", "1", "--hidden-dim", "4", "--window", "3", "--casing-dim", "0", "--embed-dim", "4", "--min-count", "1",
-        "--batch-size", "64", "--no-progress"]  # fmt: skip
+TINY = "--epochs 1 --hidden-dim 4 --window 3 --feature-dim 0 --embed-dim 4 --min-count 1 --batch-size 64".split()
+TINY += ["--no-progress"]
 
 
 def run(capsys, *argv) -> tuple[int, str]:
@@ -63,13 +66,14 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     sentences = data.read_conll(write(root / "train.txt", TRAIN))
     write(root / "dev.txt", DEV)
-    cfg = train.TrainConfig(window=3, hidden_dim=4, casing_dim=0, embed_dim=4, min_count=1)
-    prepared = train.prepare_for(cfg, sentences, sentences)
-    mcfg = train.model_config(cfg, prepared)
+    config = train.configure(window=3, hidden_dim=4, feature_dim=0, embed_dim=4, min_count=1)
+    prepared = pipeline.prepare_for(config, sentences, sentences)
+    model_cfg = pipeline.model_config(config, prepared)
     run = root / "run"
-    checkpoint.write_json(run / "config.json", {"train": dataclasses.asdict(cfg), "model": dataclasses.asdict(mcfg), "tags": prepared.tags})
-    checkpoint.write_text(run / "vocab.json", prepared.vocab.to_json())
-    params = {name: np.zeros(shape, np.float32) for name, shape in model.param_shapes(mcfg).items()}
+    record = {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model_cfg), "tags": prepared.tags}
+    write_json(run / "config.json", record)
+    write_text(run / "vocab.json", prepared.vocab.to_json())
+    params = {name: np.zeros(shape, np.float32) for name, shape in model.param_shapes(model_cfg).items()}
     checkpoint.save_tree(run / "best.npz", params, {"epoch": 1, "dev_f1": 0.0})
     return run
 
@@ -77,7 +81,10 @@ def run_dir(tmp_path_factory):
 # ----------------------------------------------------------------------------- data files
 
 BAD_FILES = {
-    "wrong column count": (b"EU NNP B-ORG\nrejects VBZ\n", ":2: expected 3 columns like the first token line, got 2: 'rejects VBZ'"),
+    "wrong column count": (
+        b"EU NNP B-ORG\nrejects VBZ\n",
+        ":2: expected 3 columns like the first token line, got 2: 'rejects VBZ'",
+    ),
     "illegal tag": (b"EU B-ORG\nrejects X-FOO\n", ":2: illegal tag 'X-FOO': expected 'O', 'B-TYPE' or 'I-TYPE'"),
     "not UTF-8": (b"EU B-ORG\n\nM\xfcnchen B-LOC\n", ":3: not UTF-8 text (invalid start byte)"),
     "empty": (b"", ":0: no sentences found (the file is empty or holds only blank/DOCSTART lines)"),
@@ -105,8 +112,14 @@ def test_a_tag_training_never_showed_names_its_file_and_line(capsys, files, tmp_
 
 def test_a_missing_file_or_a_directory_is_named(capsys, files, tmp_path):
     missing = tmp_path / "missing.txt"
-    assert run(capsys, "train", "--train", missing, "--dev", files[1]) == (2, f"jaxbackprop: error: {missing}: No such file or directory")
-    assert run(capsys, "train", "--train", files[0], "--dev", tmp_path) == (2, f"jaxbackprop: error: {tmp_path}: Is a directory")
+    assert run(capsys, "train", "--train", missing, "--dev", files[1]) == (
+        2,
+        f"jaxbackprop: error: {missing}: No such file or directory",
+    )
+    assert run(capsys, "train", "--train", files[0], "--dev", tmp_path) == (
+        2,
+        f"jaxbackprop: error: {tmp_path}: Is a directory",
+    )
     code, err = run(capsys, "train", "--train", files[0], "--dev", files[1], "--embeddings", missing)
     assert (code, err) == (2, f"jaxbackprop: error: {missing}: No such file or directory")
 
@@ -119,7 +132,10 @@ def test_a_bad_embeddings_line_is_named(capsys, files, tmp_path):
 
 def test_files_need_train_and_dev_together(capsys, files):
     code, err = run(capsys, "train", "--dev", files[1])
-    assert (code, err) == (2, "jaxbackprop: error: --dev/--test need --train (without files the embedded synthetic corpus is used)")
+    assert (code, err) == (
+        2,
+        "jaxbackprop: error: --dev/--test need --train (without files the embedded synthetic corpus is used)",
+    )
     code, err = run(capsys, "sweep", "--train", files[0])
     assert (code, err) == (2, "jaxbackprop: error: --train needs --dev (the best epoch is chosen on dev F1)")
 
@@ -130,7 +146,9 @@ def test_files_need_train_and_dev_together(capsys, files):
 def test_an_unknown_optimizer_lists_optax_optimizers(capsys):
     for command in ("train", "sweep"):
         code, err = run(capsys, command, "--optimizer", "adamm")
-        assert code == 2 and err.startswith(f"jaxbackprop {command}: error: argument --optimizer: invalid choice: 'adamm' (choose from ")
+        assert code == 2 and err.startswith(
+            f"jaxbackprop {command}: error: argument --optimizer: invalid choice: 'adamm' (choose from "
+        )
         assert all(f"'{name}'" in err for name in ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad"))
     assert "'lbfgs'" not in err and "'scale_by_rprop'" not in err  # needs the loss function / climbs the loss
 
@@ -139,13 +157,21 @@ def test_an_unknown_optimizer_lists_optax_optimizers(capsys):
     "argv, problem",
     [
         (["train", "--dropout", "1.5"], "argument --dropout: must be a number in [0, 1), got 1.5"),
-        (["train", "--window", "4"], "argument --window: must be an odd integer >= 1 (a centre word and equal context), got 4"),
+        (
+            ["train", "--window", "4"],
+            "argument --window: must be an odd integer >= 1 (a centre word and equal context), got 4",
+        ),
         (["train", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
         (["train", "--learning-rate", "-1"], "argument --learning-rate: must be a number > 0, got -1.0"),
         (["train", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
         (["train", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
-        (["train", "--activation", "swish"], ("argument --activation: invalid choice: 'swish' (choose from "
-                                               "'sigmoid', 'tanh', 'hardtanh', 'relu', 'leaky_relu', 'prelu')")),
+        (
+            ["train", "--activation", "swish"],
+            (
+                "argument --activation: invalid choice: 'swish' (choose from "
+                "'sigmoid', 'tanh', 'hardtanh', 'relu', 'leaky_relu', 'prelu')"
+            ),
+        ),
         (["sweep", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
         (["sweep", "--learning-rate", "0"], "argument --learning-rate: must be a number > 0, got 0.0"),
         (["sweep", "--chunk", "0"], "argument --chunk: must be an integer >= 1, got 0"),
@@ -159,15 +185,25 @@ def test_an_option_out_of_range_names_the_option_and_the_range(capsys, argv, pro
 
 def test_settings_that_do_not_go_together_are_one_line(capsys):
     code, err = run(capsys, "train", "--sparse", "--grad", "autodiff")
-    assert (code, err) == (2, "jaxbackprop: error: sparse=True needs grad='manual': only the hand-derived gradient yields E's rows")
+    assert (code, err) == (
+        2,
+        "jaxbackprop: error: sparse=True needs grad='manual': only the hand-derived gradient yields E's rows",
+    )
 
 
 def test_every_range_the_cli_checks_is_the_configs():
     """The options are checked by TrainConfig itself, so the library and the command agree."""
-    for bad in ({"dropout": 1.5}, {"window": 4}, {"epochs": 0}, {"optimizer": "adamm"}, {"l2": float("nan")}, {"seed": -1}):
+    for bad in (
+        {"dropout": 1.5},
+        {"window": 4},
+        {"epochs": 0},
+        {"optimizer": "adamm"},
+        {"l2": float("nan")},
+        {"seed": -1},
+    ):
         with pytest.raises(ValueError, match=f"^{next(iter(bad))} must "):
-            train.TrainConfig(**bad)
-    assert "momentum" in train.optimizer_names() and "lbfgs" not in train.optimizer_names()
+            train.configure(**bad)
+    assert "momentum" in optim.optimizer_names() and "lbfgs" not in optim.optimizer_names()
 
 
 # ----------------------------------------------------------------------------- run directories
@@ -183,18 +219,27 @@ def test_evaluate_and_predict_name_a_directory_that_is_not_a_run(capsys, tmp_pat
 @pytest.mark.parametrize(
     "content, problem",
     [
-        ("EU B-ORG\nParis B-LOC\n", ":2: tag 'B-LOC' is not among the training tags (O, B-MISC, I-MISC, B-ORG, I-ORG, B-PER, I-PER)"),
+        (
+            "EU B-ORG\nParis B-LOC\n",
+            ":2: tag 'B-LOC' is not among the training tags (O, B-MISC, I-MISC, B-ORG, I-ORG, B-PER, I-PER)",
+        ),
         ("EU NNP B-ORG\nrejects VBZ\n", ":2: expected 3 columns like the first token line, got 2: 'rejects VBZ'"),
     ],
 )
 def test_evaluate_names_the_line_of_a_bad_data_file(capsys, run_dir, tmp_path, content, problem):
     test_file = write(tmp_path / "test.txt", content)
-    assert run(capsys, "evaluate", "--run", run_dir, "--data", test_file) == (2, f"jaxbackprop: error: {test_file}{problem}")
+    assert run(capsys, "evaluate", "--run", run_dir, "--data", test_file) == (
+        2,
+        f"jaxbackprop: error: {test_file}{problem}",
+    )
 
 
 def test_predict_names_a_missing_input(capsys, run_dir, tmp_path):
     missing = tmp_path / "text.txt"
-    assert run(capsys, "predict", "--run", run_dir, "--input", missing) == (2, f"jaxbackprop: error: {missing}: No such file or directory")
+    assert run(capsys, "predict", "--run", run_dir, "--input", missing) == (
+        2,
+        f"jaxbackprop: error: {missing}: No such file or directory",
+    )
 
 
 def test_training_into_a_finished_run_needs_overwrite(capsys, run_dir):
@@ -222,7 +267,10 @@ def test_a_diverged_run_is_one_line(capsys, files, tmp_path, monkeypatch):
 
     monkeypatch.setattr(train, "train_and_evaluate", diverge)
     code, err = run(capsys, "train", "--train", files[0], "--dev", files[1], "--run-dir", tmp_path / "run", *TINY)
-    assert (code, err) == (2, "jaxbackprop: error: epoch 1: the training loss became nan (learning rate 1e+30 too large?)")
+    assert (code, err) == (
+        2,
+        "jaxbackprop: error: epoch 1: the training loss became nan (learning rate 1e+30 too large?)",
+    )
 
 
 # ----------------------------------------------------------------------------- gradient check
@@ -244,11 +292,16 @@ def test_a_wrongly_shaped_gradient_names_its_tensor():
 
 def test_check_names_the_tensor_whose_gradient_has_the_wrong_shape(capsys, monkeypatch):
     def broken_matrix(**kwargs):
-        yield gradcheck.check_gradients(gradcheck.check_params(0, CFG), BATCH, CFG, value_and_grad=transposed_U, label="tanh / softmax")
+        yield gradcheck.check_gradients(
+            gradcheck.check_params(0, CFG), BATCH, CFG, value_and_grad=transposed_U, label="tanh / softmax"
+        )
 
     monkeypatch.setattr(gradcheck, "check_matrix", broken_matrix)
     code, err = run(capsys, "check")
-    assert (code, err) == (2, "jaxbackprop: error: tanh / softmax: gradient of 'U' has shape (4, 3), parameter has (3, 4)")
+    assert (code, err) == (
+        2,
+        "jaxbackprop: error: tanh / softmax: gradient of 'U' has shape (4, 3), parameter has (3, 4)",
+    )
 
 
 # ----------------------------------------------------------------------------- how errors print
@@ -257,13 +310,17 @@ def test_check_names_the_tensor_whose_gradient_has_the_wrong_shape(capsys, monke
 @pytest.mark.parametrize(
     "error, code, line",
     [
-        (ZeroDivisionError("float division by zero"), 3,
-         "jaxbackprop: error: internal error: ZeroDivisionError: float division by zero (run with --debug for the traceback)"),
+        (
+            ZeroDivisionError("float division by zero"),
+            3,
+            "jaxbackprop: error: internal error: ZeroDivisionError: float division by zero "
+            "(run with --debug for the traceback)",
+        ),
         (ValueError("a message\n  on two lines"), 2, "jaxbackprop: error: a message on two lines"),
         (PermissionError(13, "Permission denied", "runs/x"), 2, "jaxbackprop: error: runs/x: Permission denied"),
         (KeyboardInterrupt(), 130, "jaxbackprop: interrupted"),
     ],
-)  # fmt: skip
+)
 def test_how_each_kind_of_error_prints(capsys, monkeypatch, error, code, line):
     def fail():
         raise error
@@ -291,5 +348,15 @@ def test_the_installed_command_prints_one_line(tmp_path):
     script = Path(sys.executable).parent / "jaxbackprop"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "jaxbackprop.cli"]
     env = {k: v for k, v in os.environ.items() if k != "JAXBACKPROP_DEBUG"}
-    done = subprocess.run([*command, "train", "--train", str(missing), "--dev", str(missing)], check=False, capture_output=True, text=True, env=env)
-    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"jaxbackprop: error: {missing}: No such file or directory\n")
+    done = subprocess.run(
+        [*command, "train", "--train", str(missing), "--dev", str(missing)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        f"jaxbackprop: error: {missing}: No such file or directory\n",
+    )

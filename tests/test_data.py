@@ -1,4 +1,4 @@
-"""CoNLL reading, vocabulary, casing, windows and pretrained vectors (jaxbackprop.data)."""
+"""CoNLL reading, per-word features, vocabulary, windows and pretrained vectors (data, features, vocab, embeddings)."""
 
 import logging
 import re
@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxbackprop import data, embeddings
-from jaxbackprop.data import CASINGS, DataError, Sentence, Vocab
+from jaxbackprop.data import DataError, Sentence
+from jaxbackprop.features import CASINGS, NUM_CASINGS, PAD_CASING, casing_id, normalize_word
+from jaxbackprop.vocab import END_ID, RESERVED, START_ID, UNK_ID, Vocab, build_vocab
 
 CONLL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"
 
@@ -134,31 +136,43 @@ def test_data_error_is_a_value_error():
     assert str(DataError("f.txt", 7, "boom")) == "f.txt:7: boom"
 
 
-# ----------------------------------------------------------------------------- words, casing
+# ----------------------------------------------------------------------------- words, casing categories
 
 
 @pytest.mark.parametrize(
     "token, expected", [("1996-08-22", "0000-00-00"), ("EU", "eu"), ("3.5%", "0.0%"), ("Mr.", "mr."), ("A4", "a0")]
 )
 def test_normalize_word(token, expected):
-    assert data.normalize_word(token) == expected
+    assert normalize_word(token) == expected
 
 
 @pytest.mark.parametrize(
     "token, casing",
     [
-        ("rejects", "lower"), ("eu-wide", "lower"), ("EU", "upper"), ("U.S.", "upper"), ("BRUSSELS", "upper"),
-        ("Peter", "title"), ("Mr.", "title"), ("I", "title"), ("McDonald", "mixed"), ("iPhone", "mixed"),
-        ("1996-08-22", "digit"), ("A4", "digit"), (".", "other"), ("--", "other"), ("(", "other"),
+        ("rejects", "lower"),
+        ("eu-wide", "lower"),
+        ("EU", "upper"),
+        ("U.S.", "upper"),
+        ("BRUSSELS", "upper"),
+        ("Peter", "title"),
+        ("Mr.", "title"),
+        ("I", "title"),
+        ("McDonald", "mixed"),
+        ("iPhone", "mixed"),
+        ("1996-08-22", "digit"),
+        ("A4", "digit"),
+        (".", "other"),
+        ("--", "other"),
+        ("(", "other"),
     ],
 )
 def test_casing_id(token, casing):
-    assert CASINGS[data.casing_id(token)] == casing
+    assert CASINGS[casing_id(token)] == casing
 
 
 def test_casings_table():
-    assert data.NUM_CASINGS == len(CASINGS) == len(set(CASINGS))
-    assert CASINGS[data.PAD_CASING] == "pad"
+    assert NUM_CASINGS == len(CASINGS) == len(set(CASINGS))
+    assert CASINGS[PAD_CASING] == "pad"
 
 
 # ----------------------------------------------------------------------------- vocabulary and tags
@@ -170,52 +184,52 @@ TINY = [
 
 
 def test_build_vocab_exact_ids():
-    v = data.build_vocab(TINY)
+    v = build_vocab(TINY)
     # the: 3, eu: 2, 0000: 2, then count-1 words alphabetically
-    assert v.words == data.RESERVED + ("the", "0000", "eu", "and", "deal", "in", "said")
+    assert v.words == RESERVED + ("the", "0000", "eu", "and", "deal", "in", "said")
     assert v.index["the"] == 4 and len(v) == 11
-    assert v.ids(["THE", "Eu", "2001", "unseen"]).tolist() == [4, 6, 5, data.UNK_ID]
+    assert v.ids(["THE", "Eu", "2001", "unseen"]).tolist() == [4, 6, 5, UNK_ID]
     assert v.ids([]).dtype == np.int32
 
 
 def test_build_vocab_min_count_and_extra_words():
-    v = data.build_vocab(TINY, min_count=2, extra_words=["cat", "The", "said", "2020", "cat", "Dog"])
-    assert v.words == data.RESERVED + ("the", "0000", "eu", "cat", "said", "dog")
-    assert v.ids(["deal", "said"]).tolist() == [data.UNK_ID, 8]
+    v = build_vocab(TINY, min_count=2, extra_words=["cat", "The", "said", "2020", "cat", "Dog"])
+    assert v.words == RESERVED + ("the", "0000", "eu", "cat", "said", "dog")
+    assert v.ids(["deal", "said"]).tolist() == [UNK_ID, 8]
 
 
 @pytest.mark.parametrize("min_count", [0, -1, 1.5, True])
 def test_build_vocab_rejects_bad_min_count(min_count):
     with pytest.raises(ValueError, match="min_count"):
-        data.build_vocab(TINY, min_count=min_count)
+        build_vocab(TINY, min_count=min_count)
 
 
 def test_vocab_json_round_trip_and_checks():
-    v = data.build_vocab(TINY, extra_words=["café"])
+    v = build_vocab(TINY, extra_words=["café"])
     back = Vocab.from_json(v.to_json())
     assert back == v and back.index == v.index and repr(back) == "Vocab(size=12)"
     with pytest.raises(ValueError, match="reserved"):
         Vocab(("a", "b"))
     with pytest.raises(ValueError, match="duplicate word 'x'"):
-        Vocab(data.RESERVED + ("x", "y", "x"))
+        Vocab(RESERVED + ("x", "y", "x"))
     with pytest.raises(ValueError, match="words"):
         Vocab.from_json('["a"]')
 
 
 def test_suffix_features_are_counted_in_training_and_survive_json():
     sentences = [Sentence(("Bonn", "Berlin", "Dublin", "the", "EU"), ("B-LOC",) * 3 + ("O", "B-ORG"))]
-    v = data.build_vocab(sentences, suffix_len=2, suffix_min_count=2)
-    assert v.suffixes == ("in",) and v.features_per_word == 2 and v.feature_size == data.NUM_CASINGS + 3
+    v = build_vocab(sentences, suffix_len=2, suffix_min_count=2)
+    assert v.suffixes == ("in",) and v.features_per_word == 2 and v.feature_vocab_size == NUM_CASINGS + 3
     # title casing, then: "in" (known), "nn" (seen once: the unseen-suffix row), "he" (unseen)
-    title, unseen, known = data.CASINGS.index("title"), data.NUM_CASINGS + 1, data.NUM_CASINGS + 2
+    title, unseen, known = CASINGS.index("title"), NUM_CASINGS + 1, NUM_CASINGS + 2
     assert v.features(["Berlin", "Bonn", "The"]).tolist() == [[title, known], [title, unseen], [title, unseen]]
     back = Vocab.from_json(v.to_json())
     assert back == v and back.suffix_index == v.suffix_index
     assert Vocab.from_json('{"words": ["<pad>", "<s>", "</s>", "<unk>"]}').features_per_word == 1  # older runs
     with pytest.raises(ValueError, match="suffix_len must be an integer >= 0"):
-        Vocab(data.RESERVED, suffix_len=-1)
+        Vocab(RESERVED, suffix_len=-1)
     with pytest.raises(ValueError, match="suffix_min_count"):
-        data.build_vocab(sentences, suffix_len=2, suffix_min_count=0)
+        build_vocab(sentences, suffix_len=2, suffix_min_count=0)
 
 
 def test_tags_from_is_sorted_with_o_first():
@@ -227,20 +241,26 @@ def test_tags_from_is_sorted_with_o_first():
 # ----------------------------------------------------------------------------- windows
 
 TWO = [Sentence(("EU", "rejects", "Bonn"), ("B-ORG", "O", "B-LOC")), Sentence(("Peter", "."), ("B-PER", "O"))]
-TWO_VOCAB = Vocab(data.RESERVED + ("eu", "rejects", "peter"))  # bonn and . are unknown
+TWO_VOCAB = Vocab(RESERVED + ("eu", "rejects", "peter"))  # bonn and . are unknown
 TWO_TAGS = {"O": 0, "B-ORG": 1, "B-LOC": 2, "B-PER": 3}
-S, E, U = data.START_ID, data.END_ID, data.UNK_ID
+S, E, U = START_ID, END_ID, UNK_ID
 LOW, UP, TITLE, OTHER = (CASINGS.index(c) for c in ("lower", "upper", "title", "other"))
 
 
 def test_windows_of_three():
     ds = data.make_windows(TWO, TWO_VOCAB, TWO_TAGS, 3)
     assert ds.windows.tolist() == [[S, 4, 5], [4, 5, U], [5, U, E], [S, 6, U], [6, U, E]]
-    assert ds.casing.tolist() == [[0, UP, LOW], [UP, LOW, TITLE], [LOW, TITLE, 0], [0, TITLE, OTHER], [TITLE, OTHER, 0]]
+    assert ds.features.tolist() == [
+        [0, UP, LOW],
+        [UP, LOW, TITLE],
+        [LOW, TITLE, 0],
+        [0, TITLE, OTHER],
+        [TITLE, OTHER, 0],
+    ]
     assert ds.labels.tolist() == [1, 0, 2, 3, 0]
     assert ds.sentence_lengths.tolist() == [3, 2]
     assert ds.tokens == [s.tokens for s in TWO]
-    assert {a.dtype for a in (ds.windows, ds.casing, ds.labels, ds.sentence_lengths)} == {np.dtype(np.int32)}
+    assert {a.dtype for a in (ds.windows, ds.features, ds.labels, ds.sentence_lengths)} == {np.dtype(np.int32)}
 
 
 def test_windows_of_five_pad_both_edges_of_every_sentence():
@@ -252,7 +272,7 @@ def test_windows_of_five_pad_both_edges_of_every_sentence():
         [S, S, 6, U, E],
         [S, 6, U, E, E],
     ]
-    assert ds.casing[3].tolist() == [0, 0, TITLE, OTHER, 0]
+    assert ds.features[3].tolist() == [0, 0, TITLE, OTHER, 0]
 
 
 def test_window_of_one_is_the_word_itself():
@@ -278,14 +298,18 @@ def test_vectorised_windows_equal_a_plain_loop(token_lists, window):
     ds = data.windows_for_tokens(token_lists, TWO_VOCAB, window)
     np.testing.assert_array_equal(ds.windows, naive_windows(token_lists, TWO_VOCAB, window))
     assert ds.labels is None and ds.sentence_lengths.tolist() == [len(t) for t in token_lists]
-    assert ds.casing.shape == ds.windows.shape
+    assert ds.features.shape == ds.windows.shape
     # with suffixes: k = 2 feature ids per word, word-major, edge ids beyond the sentence
     vocab = Vocab(TWO_VOCAB.words, suffix_len=2, suffixes=("er", "eu"))
     h, rows = window // 2, []
     for tokens in token_lists:
-        padded = [vocab.edge_features().tolist()] * h + vocab.features(tokens).tolist() + [vocab.edge_features().tolist()] * h
+        padded = (
+            [vocab.edge_features().tolist()] * h
+            + vocab.features(tokens).tolist()
+            + [vocab.edge_features().tolist()] * h
+        )
         rows += [sum(padded[i : i + window], []) for i in range(len(tokens))]
-    features = data.windows_for_tokens(token_lists, vocab, window).casing
+    features = data.windows_for_tokens(token_lists, vocab, window).features
     np.testing.assert_array_equal(features, np.array(rows, np.int32).reshape(-1, 2 * window))
 
 
@@ -336,7 +360,9 @@ def test_bad_dimension_names_the_line(tmp_path):
         embeddings.read_embeddings(path)
 
 
-@pytest.mark.parametrize("value, problem", [("x1", "value 'x1' is not a number"), ("nan", "non-finite"), ("inf", "non-finite")])
+@pytest.mark.parametrize(
+    "value, problem", [("x1", "value 'x1' is not a number"), ("nan", "non-finite"), ("inf", "non-finite")]
+)
 def test_bad_values_name_the_line(tmp_path, value, problem):
     with pytest.raises(DataError, match=rf":2: {problem}"):
         embeddings.read_embeddings(write(tmp_path, f"a 1 2\nb 1 {value}\n"))
@@ -356,7 +382,7 @@ def test_repeated_words_keep_the_first_vector(tmp_path, caplog):
 
 
 def test_embedding_matrix_rows_and_coverage():
-    vocab = Vocab(data.RESERVED + ("the", "0000", "eu", "cat"))
+    vocab = Vocab(RESERVED + ("the", "0000", "eu", "cat"))
     words = ["The", "the", "1996", "eu", "dog"]
     vectors = np.arange(10, dtype=np.float32).reshape(5, 2)
     E, coverage = embeddings.embedding_matrix(vocab, words, vectors, 0)
@@ -371,7 +397,7 @@ def test_embedding_matrix_rows_and_coverage():
 
 
 def test_embedding_matrix_random_rows_follow_the_pretrained_spread():
-    vocab = Vocab(data.RESERVED + tuple(f"w{i}" for i in range(4000)))
+    vocab = Vocab(RESERVED + tuple(f"w{i}" for i in range(4000)))
     vectors = 3.0 * np.random.default_rng(0).standard_normal((10, 20)).astype(np.float32)
     E, coverage = embeddings.embedding_matrix(vocab, [f"p{i}" for i in range(10)], vectors, 0)
     assert coverage["found"] == 0
@@ -381,7 +407,7 @@ def test_embedding_matrix_random_rows_follow_the_pretrained_spread():
 def test_embedding_matrix_accepts_a_jax_key():
     import jax
 
-    vocab = Vocab(data.RESERVED)
+    vocab = Vocab(RESERVED)
     E1, _ = embeddings.embedding_matrix(vocab, ["a"], np.ones((1, 3)), jax.random.key(3))
     E2, _ = embeddings.embedding_matrix(vocab, ["a"], np.ones((1, 3)), jax.random.key(3))
     np.testing.assert_array_equal(E1, E2)

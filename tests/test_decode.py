@@ -70,7 +70,9 @@ def test_viterbi_keeps_a_valid_argmax_and_skips_empty_sentences():
     rng = np.random.default_rng(0)
     # one-hot-ish scores of a valid sequence: B-LOC I-LOC O B-PER | (empty) | I-PER is invalid at a start
     valid = [3, 4, 0, 1]
-    log_probs = np.log(np.full((5, len(TAGS)), 0.02) + 0.9 * np.eye(len(TAGS))[valid + [2]]) + rng.normal(0, 1e-3, (5, len(TAGS)))
+    log_probs = np.log(np.full((5, len(TAGS)), 0.02) + 0.9 * np.eye(len(TAGS))[valid + [2]]) + rng.normal(
+        0, 1e-3, (5, len(TAGS))
+    )
     pred = decode.decode(log_probs, [4, 0, 1], TAGS, "viterbi")
     assert pred[:4].tolist() == valid and TAGS[pred[4]] != "I-PER"
 

@@ -26,7 +26,7 @@ def test_e06_l2_shrinks_weights_and_costs_training_fit(e06):
     assert strong["final_w_norm"] < 0.5 * base["final_w_norm"]  # the penalty keeps W small
     assert strong["final_train_loss"] > base["final_train_loss"]  # ... and the training set is fit worse
     curve = r["runs"][0]["curve"]
-    assert len(curve) == r["config"]["epochs"]
+    assert len(curve) == r["training"]["epochs"]
     assert curve[-1]["train_loss"] < 0.5 * curve[0]["train_loss"]  # without L2 the training loss keeps falling
     assert all(row["penalty"] == 0 for row in curve)  # lambda = 0: nothing added to the objective
     s = r["runs"][-1]["curve"][-1]  # the recorded penalty is lambda/2 (||W||^2 + ||U||^2)
@@ -42,7 +42,7 @@ def test_e07_too_large_rate_is_marked_diverged_and_the_sweep_goes_on(e07):
     largest, *rest = r["rates"][::-1]
     assert largest["diverged"] and largest["best_dev_f1"] is None and r["checks"]["largest_rate_diverged"]
     assert all(not x["diverged"] and 0 <= x["best_dev_f1"] <= 1 for x in rest)
-    assert len(rest[-1]["curve"]) == r["config"]["epochs"]  # the smallest rate ran every epoch
+    assert len(rest[-1]["curve"]) == r["training"]["epochs"]  # the smallest rate ran every epoch
     for sub in ("sweep_rates", "sweep_schedules"):  # run_sweep's own files
         assert (out / sub / "results.csv").stat().st_size > 0 and (out / sub / "curves.png").stat().st_size > 0
     rows = json.loads((out / "sweep_rates" / "results.json").read_text())

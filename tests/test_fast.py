@@ -78,17 +78,17 @@ def make_batch(cfg, rng, B):
         batch["labels"] = rng.integers(0, cfg.num_classes, B, dtype=np.int32)
     else:
         batch["corrupt"] = rng.integers(0, cfg.vocab_size, (B, cfg.window), dtype=np.int32)
-    if cfg.uses_casing:
-        batch["casing"] = rng.integers(0, cfg.casing_size, (B, cfg.feature_width), dtype=np.int32)
+    if cfg.uses_features:
+        batch["features"] = rng.integers(0, cfg.feature_vocab_size, (B, cfg.feature_width), dtype=np.int32)
         if cfg.head == "score":
-            batch["corrupt_casing"] = rng.integers(0, cfg.casing_size, (B, cfg.feature_width), dtype=np.int32)
+            batch["corrupt_features"] = rng.integers(0, cfg.feature_vocab_size, (B, cfg.feature_width), dtype=np.int32)
     batch["weights"] = rng.uniform(0.5, 2.0, B)
     return batch
 
 
 CONFIGS = {
-    "softmax-casing": ModelConfig(
-        30, embed_dim=4, hidden_dim=9, l2=0.1, casing_size=6, casing_dim=2, features_per_word=2
+    "softmax-features": ModelConfig(
+        30, embed_dim=4, hidden_dim=9, l2=0.1, feature_vocab_size=6, feature_dim=2, features_per_word=2
     ),
     "score-prelu": ModelConfig(30, embed_dim=3, window=3, hidden_dim=7, head="score", activation="prelu"),
 }
@@ -103,7 +103,7 @@ def test_fast_changes_nothing_without_dropout(x64, name, B):
     batch = make_batch(plain_cfg, np.random.default_rng(B), B)
     outputs = []
     for cfg in (plain_cfg, fast_cfg):
-        logits = model.forward(params, batch["windows"], cfg, batch.get("casing"))
+        logits = model.forward(params, batch["windows"], cfg, batch.get("features"))
         J, grads = manual_value_and_grad(params, batch, cfg)
         outputs.append({"forward": logits, "loss": loss(params, batch, cfg), "manual": (J, grads)})
     for a, b in zip(jax.tree.leaves(outputs[0]), jax.tree.leaves(outputs[1])):

@@ -1,5 +1,5 @@
 """The Flax NNX module is the same model as the pure functions: same outputs, loss and
-gradients (float64, relative 1e-10) for every activation x head x casing x dropout, and the
+gradients (float64, relative 1e-10) for every activation x head x features x dropout, and the
 conversions between the two parameter layouts are exact."""
 
 import itertools
@@ -19,15 +19,25 @@ from tests.helpers import assert_trees_close
 RTOL = gradcheck.MANUAL_VS_AUTODIFF_RTOL  # 1e-10, relative to each tensor's largest entry
 B, USED_WORDS = 8, 12  # windows use word ids < 12 only, so rows 12..19 of E must get zero gradient
 
-# activation x head x casing x dropout: every combination is a row
+# activation x head x features x dropout: every combination is a row
 CASES = list(itertools.product(nl.ACTIVATIONS, ("softmax", "score"), (False, True), (False, True)))
 CASE_IDS = [f"{a}-{h}-{'case' if c else 'nocase'}-{'drop' if d else 'nodrop'}" for a, h, c, d in CASES]
 
 
-def make_cfg(activation, head, casing):
+def make_cfg(activation, head, features):
     return ModelConfig(
-        vocab_size=20, embed_dim=4, window=3, hidden_dim=7, num_classes=5, activation=activation, head=head,
-        l2=0.1, dropout=0.3, casing_size=3 if casing else 0, casing_dim=2 if casing else 0, features_per_word=2 if casing else 1,
+        vocab_size=20,
+        embed_dim=4,
+        window=3,
+        hidden_dim=7,
+        num_classes=5,
+        activation=activation,
+        head=head,
+        l2=0.1,
+        dropout=0.3,
+        feature_vocab_size=3 if features else 0,
+        feature_dim=2 if features else 0,
+        features_per_word=2 if features else 1,
     )
 
 
@@ -49,30 +59,30 @@ def make_batch(cfg, *, weights):
         batch["labels"] = jnp.asarray(rng.integers(0, cfg.num_classes, (B,), dtype=np.int32))
     else:
         batch["corrupt"] = ids(USED_WORDS)
-    if cfg.uses_casing:
-        batch["casing"] = ids(cfg.casing_size, cfg.feature_width)
+    if cfg.uses_features:
+        batch["features"] = ids(cfg.feature_vocab_size, cfg.feature_width)
         if cfg.head == "score":
-            batch["corrupt_casing"] = ids(cfg.casing_size, cfg.feature_width)
+            batch["corrupt_features"] = ids(cfg.feature_vocab_size, cfg.feature_width)
     if weights:
         batch["weights"] = jnp.asarray(rng.uniform(0.5, 2.0, (B,))).at[1].set(0.0)  # one padding row
     return batch
 
 
-@pytest.mark.parametrize("activation,head,casing,dropout", CASES, ids=CASE_IDS)
-def test_flax_module_equals_pure_model(x64, activation, head, casing, dropout):
-    cfg = make_cfg(activation, head, casing)
+@pytest.mark.parametrize("activation,head,features,dropout", CASES, ids=CASE_IDS)
+def test_flax_module_equals_pure_model(x64, activation, head, features, dropout):
+    cfg = make_cfg(activation, head, features)
     params = make_params(cfg)
-    batch = make_batch(cfg, weights=casing)  # weighted mean in half the rows, plain mean in the other
+    batch = make_batch(cfg, weights=features)  # weighted mean in half the rows, plain mean in the other
     key = jax.random.key(7) if dropout else None
     module = from_params(params, cfg)
 
     # forward: logits (B, C) or scores (B,), with the same dropout masks for the same key
-    out = module(batch["windows"], batch.get("casing"), key=key)
-    expected = forward(params, batch["windows"], cfg, batch.get("casing"), key=key)
+    out = module(batch["windows"], batch.get("features"), key=key)
+    expected = forward(params, batch["windows"], cfg, batch.get("features"), key=key)
     assert out.shape == ((B, cfg.num_classes) if head == "softmax" else (B,))
     assert_trees_close(out, expected, rtol=RTOL)
     if dropout:  # the key really switches dropout on
-        assert not np.allclose(out, forward(params, batch["windows"], cfg, batch.get("casing")))
+        assert not np.allclose(out, forward(params, batch["windows"], cfg, batch.get("features")))
 
     # loss and gradients against autodiff of the pure loss and the hand-derived backprop
     J_ref, g_ref = jax.value_and_grad(loss)(params, batch, cfg, key=key)
@@ -99,9 +109,9 @@ def test_score_cases_exercise_both_sides_of_the_hinge(x64):
     assert np.any(margin > 0) and np.any(margin < 0), margin
 
 
-@pytest.mark.parametrize("activation,head,casing", sorted({c[:3] for c in CASES}))  # dropout: no params
-def test_params_round_trip_exactly(x64, activation, head, casing):
-    cfg = make_cfg(activation, head, casing)
+@pytest.mark.parametrize("activation,head,features", sorted({c[:3] for c in CASES}))  # dropout: no params
+def test_params_round_trip_exactly(x64, activation, head, features):
+    cfg = make_cfg(activation, head, features)
     params = make_params(cfg)
     module = from_params(params, cfg)
     back = to_params(module)
@@ -165,5 +175,5 @@ def test_bad_params_and_config_mismatch_are_reported(x64):
     with pytest.raises(ValueError, match="module was built for"):
         flax_loss(from_params(params, cfg), make_batch(cfg, weights=False), make_cfg("tanh", "softmax", False))
     cased = make_cfg("relu", "softmax", True)
-    with pytest.raises(ValueError, match="casing"):
+    with pytest.raises(ValueError, match="features"):
         from_params(make_params(cased), cased)(make_batch(cased, weights=False)["windows"])

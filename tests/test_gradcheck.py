@@ -125,7 +125,9 @@ def test_wrong_gradient_structure_raises():
 
 @pytest.mark.parametrize("case", gradcheck.MATRIX_CASES)
 def test_case_batches_are_what_they_say(case):
-    cfg = ModelConfig(vocab_size=30, embed_dim=2, window=5, hidden_dim=3, head="score", casing_size=4, casing_dim=2)
+    cfg = ModelConfig(
+        vocab_size=30, embed_dim=2, window=5, hidden_dim=3, head="score", feature_vocab_size=4, feature_dim=2
+    )
     batch, key = gradcheck.case_batch(case, 0, cfg)
     model.check_batch(batch, cfg)
     if case == "batch of 1":

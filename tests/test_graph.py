@@ -48,13 +48,32 @@ def test_lecture_example_other_point():
 def test_demo_text_shows_the_numbers():
     text = graph_demo.demo_text()
     assert text.isascii()
-    for piece in ["a = x + y", "= 3", "b = max(y, z)", "f = a * b", "= 6",
-                  "df/da = b = 2", "df/db = a = 3", "db/dy = [y >= z] = 1", "db/dz = [z > y] = 0",
-                  "df/dx = 2", "df/dy = 2 + 3 = 5", "df/dz = 0",
-                  "f(1, 2.1, 0) - f(1, 2, 0)", "= 6.51 - 6", "= 0.51", "0.1 * 5", "= 0.5",
-                  "gradients sum: 2 + 3 = 5", "+ distributes", "a = x + y sends 2 to x and 2 to y",
-                  "max routes", "b = max(y, z) sends 3 to y and 0 to z",
-                  "* switches", "f = a * b sends 1 * 2 = 2 to a and 1 * 3 = 3 to b"]:
+    for piece in [
+        "a = x + y",
+        "= 3",
+        "b = max(y, z)",
+        "f = a * b",
+        "= 6",
+        "df/da = b = 2",
+        "df/db = a = 3",
+        "db/dy = [y >= z] = 1",
+        "db/dz = [z > y] = 0",
+        "df/dx = 2",
+        "df/dy = 2 + 3 = 5",
+        "df/dz = 0",
+        "f(1, 2.1, 0) - f(1, 2, 0)",
+        "= 6.51 - 6",
+        "= 0.51",
+        "0.1 * 5",
+        "= 0.5",
+        "gradients sum: 2 + 3 = 5",
+        "+ distributes",
+        "a = x + y sends 2 to x and 2 to y",
+        "max routes",
+        "b = max(y, z) sends 3 to y and 0 to z",
+        "* switches",
+        "f = a * b sends 1 * 2 = 2 to a and 1 * 3 = 3 to b",
+    ]:
         assert piece in text, piece
     assert max(len(line) for line in text.splitlines()) <= 80  # fits a terminal
 
@@ -97,15 +116,23 @@ OPS = [
     ("transpose", [(3, 4)], graph.transpose, lambda a: a.T),
     ("reshape", [(2, 3, 2)], lambda a: graph.reshape(a, (3, 4)), lambda a: a.reshape(3, 4)),
     ("concat_0", [(2, 3), (1, 3)], lambda a, b: graph.concat([a, b]), lambda a, b: jnp.concatenate([a, b])),
-    ("concat_1", [(2, 3), (2, 1), (2, 2)], lambda *xs: graph.concat(xs, axis=1),
-     lambda *xs: jnp.concatenate(xs, axis=1)),
+    (
+        "concat_1",
+        [(2, 3), (2, 1), (2, 2)],
+        lambda *xs: graph.concat(xs, axis=1),
+        lambda *xs: jnp.concatenate(xs, axis=1),
+    ),
     ("sum_all", [(3, 4)], graph.sum, jnp.sum),
     ("sum_0", [(3, 4)], lambda a: graph.sum(a, axis=0), lambda a: jnp.sum(a, axis=0)),
     ("sum_last", [(2, 3, 4)], lambda a: graph.sum(a, axis=-1), lambda a: jnp.sum(a, axis=-1)),
     *[(f, [(3, 5)], getattr(graph, f), lambda z, f=f: nl.apply(f, z)) for f in nl.ACTIVATIONS[:-1]],
     ("prelu", [(3, 5), ()], graph.prelu, lambda z, alpha: nl.apply("prelu", z, alpha)),
-    ("softmax_cross_entropy", [(4, 3)], lambda l: graph.softmax_cross_entropy(l, LABELS),
-     lambda l: _take(jax.nn.log_softmax(l, axis=-1), LABELS)),
+    (
+        "softmax_cross_entropy",
+        [(4, 3)],
+        lambda l: graph.softmax_cross_entropy(l, LABELS),
+        lambda l: _take(jax.nn.log_softmax(l, axis=-1), LABELS),
+    ),
     ("embedding_repeated_ids", [(5, 2)], lambda E: graph.embedding(E, IDS), lambda E: E[IDS]),
 ]
 
@@ -231,10 +258,10 @@ def make_batch(rng, cfg, B, weighted):
         batch["labels"] = jnp.asarray(rng.integers(0, cfg.num_classes, (B,)))
     else:
         batch["corrupt"] = ids(cfg.vocab_size)
-    if cfg.uses_casing:
-        batch["casing"] = ids(cfg.casing_size, cfg.feature_width)
+    if cfg.uses_features:
+        batch["features"] = ids(cfg.feature_vocab_size, cfg.feature_width)
         if cfg.head == "score":
-            batch["corrupt_casing"] = ids(cfg.casing_size, cfg.feature_width)
+            batch["corrupt_features"] = ids(cfg.feature_vocab_size, cfg.feature_width)
     if weighted:
         batch["weights"] = jnp.asarray(rng.uniform(0.1, 1.0, (B,)))
     return batch
@@ -258,13 +285,13 @@ def small_config(**changes):
     return ModelConfig(**{**base, **changes})
 
 
-@pytest.mark.parametrize("casing", [False, True], ids=["words", "casing"])
+@pytest.mark.parametrize("features", [False, True], ids=["words", "features"])
 @pytest.mark.parametrize("head", ["softmax", "score"])
 @pytest.mark.parametrize("activation", nl.ACTIVATIONS)
-def test_window_model_graph_equals_jax_grad(x64, activation, head, casing):
-    cfg = small_config(activation=activation, head=head, casing_size=3 * casing, casing_dim=2 * casing)
+def test_window_model_graph_equals_jax_grad(x64, activation, head, features):
+    cfg = small_config(activation=activation, head=head, feature_vocab_size=3 * features, feature_dim=2 * features)
     rng = np.random.default_rng(0)
-    batch = make_batch(rng, cfg, B=6, weighted=casing)  # a weighted mean in half of the cases
+    batch = make_batch(rng, cfg, B=6, weighted=features)  # a weighted mean in half of the cases
     grads = check_against_jax(random_params(rng, cfg), batch, cfg)
     used = np.unique(np.concatenate([np.ravel(batch[k]) for k in ("windows", "corrupt") if k in batch]))
     unused = np.setdiff1d(np.arange(cfg.vocab_size), used)
@@ -280,14 +307,36 @@ def _graph_and_reference(params, batch, cfg):
 
 
 @settings(max_examples=15, deadline=None, database=None)
-@given(V=st.integers(1, 6), d=st.integers(1, 3), window=st.sampled_from([1, 3, 5]), H=st.integers(1, 4),
-       C=st.integers(2, 4), B=st.integers(1, 4), activation=st.sampled_from(nl.ACTIVATIONS),
-       head=st.sampled_from(model.HEADS), casing=st.integers(0, 3), k=st.integers(1, 2), weighted=st.booleans(),
-       l2=st.sampled_from([0.0, 0.3]), seed=st.integers(0, 2**16))
-def test_window_model_graph_property(V, d, window, H, C, B, activation, head, casing, k, weighted, l2, seed):
+@given(
+    V=st.integers(1, 6),
+    d=st.integers(1, 3),
+    window=st.sampled_from([1, 3, 5]),
+    H=st.integers(1, 4),
+    C=st.integers(2, 4),
+    B=st.integers(1, 4),
+    activation=st.sampled_from(nl.ACTIVATIONS),
+    head=st.sampled_from(model.HEADS),
+    features=st.integers(0, 3),
+    k=st.integers(1, 2),
+    weighted=st.booleans(),
+    l2=st.sampled_from([0.0, 0.3]),
+    seed=st.integers(0, 2**16),
+)
+def test_window_model_graph_property(V, d, window, H, C, B, activation, head, features, k, weighted, l2, seed):
     with jax.enable_x64(True):
-        cfg = ModelConfig(vocab_size=V, embed_dim=d, window=window, hidden_dim=H, num_classes=C, activation=activation,
-                          head=head, l2=l2, casing_size=casing, casing_dim=min(casing, 2), features_per_word=k)  # fmt: skip
+        cfg = ModelConfig(
+            vocab_size=V,
+            embed_dim=d,
+            window=window,
+            hidden_dim=H,
+            num_classes=C,
+            activation=activation,
+            head=head,
+            l2=l2,
+            feature_vocab_size=features,
+            feature_dim=min(features, 2),
+            features_per_word=k,
+        )
         rng = np.random.default_rng(seed)
         batch = make_batch(rng, cfg, B, weighted)
         (J, grads), (J_ref, grads_ref) = _graph_and_reference(random_params(rng, cfg), batch, cfg)

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_experiments import _load
+from helpers import load_script
 
 from jaxbackprop.provenance import portable_argv, portable_path
 
@@ -59,7 +59,13 @@ def test_patterns_catch_machine_paths_and_spare_relative_ones():
     win = "C:" + "\\" + "Users" + "\\" + "bob" + "\\" + "glove.txt"
     for text in (f"--conll {home}", f'"command": "{work}"', f"files in {temp}", f"({work})", f"--out={temp}", win):
         assert absolute_paths(text), text
-    for text in ("--conll path/to/conll2003", "experiments/tmp/x", "runs/conll_manual", "https://example.org/home/page", "a/root/b"):
+    for text in (
+        "--conll path/to/conll2003",
+        "experiments/tmp/x",
+        "runs/conll_manual",
+        "https://example.org/home/page",
+        "a/root/b",
+    ):
         assert not absolute_paths(text), text
 
 
@@ -80,10 +86,28 @@ def test_result_writers_record_paths_relative_to_the_project_or_by_name(tmp_path
     outside.mkdir()
     inside = ROOT / "experiments" / "results"
     assert portable_path(outside) == "conll2003" and portable_path(inside) == "experiments/results"
-    argv = [str(ROOT / "experiments" / "e04_nonlinearities.py"), "--conll", str(outside), f"--out={inside}", "--lr", "0.1"]
-    assert portable_argv(argv) == ["experiments/e04_nonlinearities.py", "--conll", "conll2003", "--out=experiments/results", "--lr", "0.1"]
+    argv = [
+        str(ROOT / "experiments" / "e04_nonlinearities.py"),
+        "--conll",
+        str(outside),
+        f"--out={inside}",
+        "--lr",
+        "0.1",
+    ]
+    assert portable_argv(argv) == [
+        "experiments/e04_nonlinearities.py",
+        "--conll",
+        "conll2003",
+        "--out=experiments/results",
+        "--lr",
+        "0.1",
+    ]
     # an experiment's recorded command (experiments/common.py), as result.json and section.md hold it
-    args = _load("common").parse_args(
-        "e04_nonlinearities", "E04.", ["--conll", str(outside), "--embeddings", str(tmp_path / "glove.txt"), "--out", str(tmp_path / "o")], real_data=True
+    common = load_script(ROOT / "experiments" / "common.py", "experiments_common")
+    args = common.parse_args(
+        "e04_nonlinearities",
+        "E04.",
+        ["--conll", str(outside), "--embeddings", str(tmp_path / "glove.txt"), "--out", str(tmp_path / "o")],
+        real_data=True,
     )
     assert args.command == "python experiments/e04_nonlinearities.py --conll conll2003 --embeddings glove.txt --out o"

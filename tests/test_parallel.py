@@ -26,7 +26,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp
 from helpers import assert_trees_close
-from jaxbackprop import backprop, gradcheck, model, parallel, train
+from jaxbackprop import backprop, gradcheck, model, parallel
+from jaxbackprop.step import make_train_step
 
 STEPS, B = 5, 8
 assert jax.device_count() == 4, f"expected 4 forced host devices, got {jax.device_count()}"
@@ -50,7 +51,7 @@ def run(step, params, opt_state, put):
     return params, J
 
 for name, value_and_grad in (("manual", backprop.manual_value_and_grad), ("autodiff", jax.value_and_grad(model.loss))):
-    step = train.make_train_step(cfg, tx, value_and_grad)
+    step = make_train_step(cfg, tx, value_and_grad)
     single, J1 = run(step, params, tx.init(params), lambda b: b)
 
     sharded_batch = parallel.shard_batch(batches[0], mesh)
@@ -58,12 +59,14 @@ for name, value_and_grad in (("manual", backprop.manual_value_and_grad), ("autod
         assert len(x.sharding.device_set) == 4, f"{key}: on {len(x.sharding.device_set)} devices, expected 4"
         shapes = {s.data.shape for s in x.addressable_shards}
         assert shapes == {(2,) + batches[0][key].shape[1:]}, f"{key}: shard shapes {shapes}"
-    step = train.make_train_step(cfg, tx, value_and_grad)
-    sharded, J4 = run(step, *parallel.replicate((params, tx.init(params)), mesh), lambda b: parallel.shard_batch(b, mesh))
+    step = make_train_step(cfg, tx, value_and_grad)
+    replicated = parallel.replicate((params, tx.init(params)), mesh)
+    sharded, J4 = run(step, *replicated, lambda b: parallel.shard_batch(b, mesh))
 
     assert step._cache_size() == 1, f"{name}: the sharded step compiled {step._cache_size()} times"
     for key, p in sharded.items():
-        assert p.sharding.is_fully_replicated and len(p.sharding.device_set) == 4, f"{name}: {key} not replicated: {p.sharding}"
+        where = f"{name}: {key} not replicated: {p.sharding}"
+        assert p.sharding.is_fully_replicated and len(p.sharding.device_set) == 4, where
     assert float(np.max(np.abs(np.asarray(sharded["W"]) - np.asarray(params["W"])))) > 1e-3, f"{name}: W did not train"
     assert all(p.dtype == np.float64 for p in sharded.values()), f"{name}: not float64"
     assert_trees_close(sharded, single, rtol=RTOL)
@@ -80,10 +83,18 @@ print("PARALLEL OK")
 
 def test_data_parallel_training_matches_one_device():
     tests = Path(__file__).parent
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", CHECK], check=False, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and "PARALLEL OK" in done.stdout, f"subprocess failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK], check=False, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and "PARALLEL OK" in done.stdout, (
+        f"subprocess failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    )
 
 
 def test_shard_batch_needs_equal_row_counts():

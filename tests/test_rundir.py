@@ -10,11 +10,20 @@ import shutil
 import numpy as np
 import pytest
 
-from jaxbackprop import checkpoint, synthetic, train
+from jaxbackprop import checkpoint, files, pipeline, resume, rundir, step, synthetic, train
 
 # explicit, so the tests do not depend on the (CoNLL-tuned) defaults; "step" does not span the epochs
-TINY = dict(window=3, hidden_dim=16, casing_dim=4, epochs=3, batch_size=64, learning_rate=1e-2, schedule="step",
-            decay_epochs=1, min_count=1)  # fmt: skip
+TINY = dict(
+    window=3,
+    hidden_dim=16,
+    feature_dim=4,
+    epochs=3,
+    batch_size=64,
+    learning_rate=1e-2,
+    schedule="step",
+    decay_epochs=1,
+    min_count=1,
+)
 TIMINGS = ("seconds", "train_seconds")
 
 
@@ -25,26 +34,26 @@ class Killed(BaseException):
 @pytest.fixture(scope="module")
 def corpus():
     c = synthetic.synthetic_corpus(seed=1, n_train=200, n_dev=40, n_test=40)
-    return train.prepare(c["train"], c["dev"], c["test"], synthetic.synthetic_vectors(dim=12), window=3)
+    return pipeline.prepare(c["train"], c["dev"], c["test"], synthetic.synthetic_vectors(dim=12), window=3)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def shared_steps():
     """Compiling the step is most of a TINY run's time, and every run here would compile its own;
     the step is a pure function of the configuration, so runs with equal ones share it."""
-    steps, make_step_for = {}, train.make_step_for
+    steps, make_step = {}, step.make_step
 
-    def make_step_once(cfg, mcfg, params, steps_per_epoch):
-        opt_state, step = make_step_for(cfg, mcfg, params, steps_per_epoch)
-        return opt_state, steps.setdefault((cfg, mcfg, steps_per_epoch), step)
+    def make_step_once(config, model_cfg, params, steps_per_epoch):
+        opt_state, train_step = make_step(config, model_cfg, params, steps_per_epoch)
+        return opt_state, steps.setdefault((config, model_cfg, steps_per_epoch), train_step)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train, "make_step_for", make_step_once)
+        mp.setattr(train, "make_step", make_step_once)
         yield
 
 
-def run(cfg, corpus, run_dir, **kwargs):
-    return train.train_and_evaluate(cfg, corpus, run_dir, progress=False, log=lambda *_: None, **kwargs)
+def run(config, corpus, run_dir, **kwargs):
+    return train.train_and_evaluate(config, corpus, run_dir, progress=False, log=lambda *_: None, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +62,7 @@ def finished(corpus, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("finished")
     with pytest.MonkeyPatch.context() as mp:
         writes = count_writes(mp, run_dir)
-        run(train.TrainConfig(**TINY), corpus, run_dir)
+        run(train.configure(**TINY), corpus, run_dir)
     return run_dir, writes
 
 
@@ -96,7 +105,7 @@ def assert_same_run(got_dir, want_dir):
     assert sorted(p.name for p in got_dir.iterdir()) == sorted(p.name for p in want_dir.iterdir())
     for name in ("config.json", "vocab.json"):
         assert (got_dir / name).read_bytes() == (want_dir / name).read_bytes(), name
-    got, want = (without_timings(checkpoint.read_jsonl(d / "metrics.jsonl")) for d in (got_dir, want_dir))
+    got, want = (without_timings(files.read_jsonl(d / "metrics.jsonl")) for d in (got_dir, want_dir))
     assert got == want, "metrics.jsonl"
     got, want = (without_timings(json.loads((d / "summary.json").read_text())) for d in (got_dir, want_dir))
     assert got == want, "summary.json"
@@ -119,19 +128,21 @@ def test_resume_without_a_checkpoint_is_an_error_that_changes_nothing(finished, 
     run_dir = copy_of(finished[0], tmp_path)
     (run_dir / "checkpoint.npz").unlink()
     before = file_bytes(run_dir)
-    with pytest.raises(train.RunDirError, match=r"checkpoint\.npz: no checkpoint to resume from .*--overwrite"):
-        run(train.TrainConfig(**TINY), corpus, run_dir, resume=True)
+    with pytest.raises(rundir.RunDirError, match=r"checkpoint\.npz: no checkpoint to resume from .*--overwrite"):
+        run(train.configure(**TINY), corpus, run_dir, resume=True)
     assert file_bytes(run_dir) == before
-    with pytest.raises(train.RunDirError, match=r"checkpoint\.npz: no checkpoint to resume from \(.*holds no run\)"):
-        run(train.TrainConfig(**TINY), corpus, tmp_path / "new", resume=True)
+    with pytest.raises(rundir.RunDirError, match=r"checkpoint\.npz: no checkpoint to resume from \(.*holds no run\)"):
+        run(train.configure(**TINY), corpus, tmp_path / "new", resume=True)
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("name", train.RESULT_FILES)
+@pytest.mark.parametrize("name", rundir.RESULT_FILES)
 def test_a_directory_holding_any_result_is_not_overwritten_unasked(name, corpus, tmp_path):
     (tmp_path / name).write_text("precious\n")
-    with pytest.raises(train.RunDirError, match=rf"already holds a run \({name}\); use --resume .* --overwrite .* --run-dir"):
-        run(train.TrainConfig(**TINY), corpus, tmp_path)
+    with pytest.raises(
+        rundir.RunDirError, match=rf"already holds a run \({name}\); use --resume .* --overwrite .* --run-dir"
+    ):
+        run(train.configure(**TINY), corpus, tmp_path)
     assert file_bytes(tmp_path) == {name: b"precious\n"}
 
 
@@ -140,35 +151,40 @@ def test_overwrite_replaces_only_the_run_files(finished, corpus, tmp_path):
     (run_dir / "metrics.jsonl").write_text("an earlier run's rows\n")
     (run_dir / "notes.txt").write_text("mine\n")
     before = file_bytes(run_dir)
-    with pytest.raises(train.RunDirError, match="already holds a run"):
-        run(train.TrainConfig(**TINY), corpus, run_dir)
+    with pytest.raises(rundir.RunDirError, match="already holds a run"):
+        run(train.configure(**TINY), corpus, run_dir)
     assert file_bytes(run_dir) == before
-    run(train.TrainConfig(**TINY), corpus, run_dir, overwrite=True)
+    run(train.configure(**TINY), corpus, run_dir, overwrite=True)
     assert (run_dir / "notes.txt").read_text() == "mine\n"
     (run_dir / "notes.txt").unlink()
     assert_same_run(run_dir, finished[0])
     # an empty directory, or one holding only the user's files, needs no flag
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine\n")
-    run(train.TrainConfig(**TINY), corpus, tmp_path / "mine")
+    run(train.configure(**TINY), corpus, tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine\n"
 
 
-# ----------------------------------------------------------------------------- resume continues exactly the recorded run
+# ----------------------------------------------------------------------------- resume continues exactly the run
 
 
 @pytest.mark.parametrize(
     "change, expected",
     [
-        (dict(activation="tanh", learning_rate=1e-3), r"activation: run has 'relu', given 'tanh'; learning_rate: run has 0\.01, given 0\.001\)"),
+        (
+            dict(activation="tanh", learning_rate=1e-3),
+            r"activation: run has 'relu', given 'tanh'; learning_rate: run has 0\.01, given 0\.001\)",
+        ),
         (dict(dropout=0.5, seed=3), r"dropout: run has 0\.3, given 0\.5; seed: run has 0, given 3\)"),
         (dict(epochs=2), r"epochs: run has 3, given 2 \(epochs may only grow\)"),
     ],
-)  # fmt: skip
+)
 def test_resume_with_other_settings_lists_the_differences_and_changes_nothing(finished, corpus, change, expected):
     before = file_bytes(finished[0])
-    with pytest.raises(train.RunDirError, match=r"cannot resume with other settings or data than the run's \(" + expected):
-        run(train.TrainConfig(**{**TINY, **change}), corpus, finished[0], resume=True)
+    with pytest.raises(
+        rundir.RunDirError, match=r"cannot resume with other settings or data than the run's \(" + expected
+    ):
+        run(train.configure(**{**TINY, **change}), corpus, finished[0], resume=True)
     assert file_bytes(finished[0]) == before
 
 
@@ -177,26 +193,43 @@ def test_resume_with_other_data_names_what_differs(finished, corpus):
     other_train = synthetic.synthetic_corpus(seed=7, n_train=200, n_dev=40, n_test=40)["train"]
     vectors = synthetic.synthetic_vectors(dim=12)
     before = file_bytes(finished[0])
-    with pytest.raises(train.RunDirError, match=r"vocab\.json: run has \d+ words, given \d+, first different at \d+ \(.+ vs .+\)") as error:
-        run(train.TrainConfig(**TINY), train.prepare(other_train, c["dev"], c["test"], vectors, window=3), finished[0], resume=True)
+    with pytest.raises(
+        rundir.RunDirError, match=r"vocab\.json: run has \d+ words, given \d+, first different at \d+ \(.+ vs .+\)"
+    ) as error:
+        run(
+            train.configure(**TINY),
+            pipeline.prepare(other_train, c["dev"], c["test"], vectors, window=3),
+            finished[0],
+            resume=True,
+        )
     assert "fingerprint" not in str(error.value), "the windows' ids follow the vocabulary: their hashes add nothing"
     # the same vocabulary and tags, another dev set: only the fingerprint tells
-    with pytest.raises(train.RunDirError, match=r"\(dev data: run has fingerprint \w+, given \w+\)"):
-        run(train.TrainConfig(**TINY), train.prepare(c["train"], c["dev"][:-1], c["test"], vectors, window=3), finished[0], resume=True)
+    with pytest.raises(rundir.RunDirError, match=r"\(dev data: run has fingerprint \w+, given \w+\)"):
+        run(
+            train.configure(**TINY),
+            pipeline.prepare(c["train"], c["dev"][:-1], c["test"], vectors, window=3),
+            finished[0],
+            resume=True,
+        )
     assert file_bytes(finished[0]) == before
 
 
 def test_more_epochs_are_allowed_only_where_the_schedule_does_not_span_them():
     step = dict(TINY, schedule="step")
-    assert train.config_differences(dataclasses.asdict(train.TrainConfig(**step)), train.TrainConfig(**{**step, "epochs": 9})) == []
+    assert (
+        resume.config_differences(dataclasses.asdict(train.configure(**step)), train.configure(**{**step, "epochs": 9}))
+        == []
+    )
     cosine = dict(TINY, schedule="cosine")
-    (problem,) = train.config_differences(dataclasses.asdict(train.TrainConfig(**cosine)), train.TrainConfig(**{**cosine, "epochs": 9}))
+    (problem,) = resume.config_differences(
+        dataclasses.asdict(train.configure(**cosine)), train.configure(**{**cosine, "epochs": 9})
+    )
     assert problem.startswith("epochs: run has 3, given 9 (the cosine schedule spans all epochs")
 
 
 def test_resume_with_more_epochs_equals_the_longer_run(finished, corpus, tmp_path):
-    run(train.TrainConfig(**{**TINY, "epochs": 2}), corpus, tmp_path)
-    run(train.TrainConfig(**TINY), corpus, tmp_path, resume=True)
+    run(train.configure(**{**TINY, "epochs": 2}), corpus, tmp_path)
+    run(train.configure(**TINY), corpus, tmp_path, resume=True)
     assert json.loads((tmp_path / "config.json").read_text())["train"]["epochs"] == 3
     assert_same_run(tmp_path, finished[0])
 
@@ -208,20 +241,20 @@ def test_a_run_killed_before_any_write_resumes_to_the_uninterrupted_files(finish
     """For every k, kill the run before its k-th write, resume it, compare every file."""
     reference, writes = finished
     assert writes.count("checkpoint.npz") == TINY["epochs"] and writes[-2:] == ["summary.json", "learning_curve.png"]
-    cfg = train.TrainConfig(**TINY)
+    config = train.configure(**TINY)
     for k, name in enumerate(writes, 1):
         run_dir = tmp_path / f"killed-before-write-{k}-{name}"
         with pytest.MonkeyPatch.context() as mp, pytest.raises(Killed):
             count_writes(mp, run_dir, kill_at=k)
-            run(cfg, corpus, run_dir)
+            run(config, corpus, run_dir)
         if (run_dir / "checkpoint.npz").exists():
-            run(cfg, corpus, run_dir, resume=True)
+            run(config, corpus, run_dir, resume=True)
         else:  # killed in epoch 1: nothing to resume, and saying so changes nothing
             before = file_bytes(run_dir) if run_dir.exists() else None
-            with pytest.raises(train.RunDirError, match="no checkpoint to resume from"):
-                run(cfg, corpus, run_dir, resume=True)
+            with pytest.raises(rundir.RunDirError, match="no checkpoint to resume from"):
+                run(config, corpus, run_dir, resume=True)
             assert (file_bytes(run_dir) if run_dir.exists() else None) == before
-            run(cfg, corpus, run_dir, overwrite=True)
+            run(config, corpus, run_dir, overwrite=True)
         assert_same_run(run_dir, reference)
 
 
@@ -231,16 +264,20 @@ def test_divergence_names_the_checkpoint_only_when_there_is_one(corpus, tmp_path
     def diverge_in(epoch_to_fail):
         def fake(*args, **kwargs):
             params, opt_state, loss = run_epoch(*args, **kwargs)
-            return params, opt_state, float("nan") if args[6] == epoch_to_fail else loss
+            return params, opt_state, float("nan") if args[5] == epoch_to_fail else loss
 
         return fake
 
     monkeypatch.setattr(train, "run_epoch", diverge_in(1))
-    with pytest.raises(train.TrainingDiverged, match=r"^epoch 1: .*; stopped, no epoch had finished, so there is no checkpoint$"):
-        run(train.TrainConfig(**TINY), corpus, tmp_path / "first")
+    with pytest.raises(
+        train.TrainingDiverged, match=r"^epoch 1: .*; stopped, no epoch had finished, so there is no checkpoint$"
+    ):
+        run(train.configure(**TINY), corpus, tmp_path / "first")
     monkeypatch.setattr(train, "run_epoch", diverge_in(2))
-    with pytest.raises(train.TrainingDiverged, match=r"^epoch 2: .*the last good checkpoint \(epoch 1\) is kept in .*checkpoint\.npz$"):
-        run(train.TrainConfig(**TINY), corpus, tmp_path / "second")
+    with pytest.raises(
+        train.TrainingDiverged, match=r"^epoch 2: .*the last good checkpoint \(epoch 1\) is kept in .*checkpoint\.npz$"
+    ):
+        run(train.configure(**TINY), corpus, tmp_path / "second")
     assert checkpoint.read_meta(tmp_path / "second" / "checkpoint.npz")["epoch"] == 1
 
 
@@ -252,14 +289,20 @@ def npz_variants(good: bytes, tmp_path):
     np.save(tmp_path / "array.npy", np.ones(3))
     middle = bytearray(good)
     middle[len(good) // 2] ^= 0xFF
-    return {"empty": b"", "text": b"not a checkpoint\n", "truncated": good[: len(good) // 2], "last byte missing": good[:-1],
-            "flipped byte": bytes(middle), "foreign npz": (tmp_path / "foreign.npz").read_bytes(),
-            "npy": (tmp_path / "array.npy").read_bytes()}  # fmt: skip
+    return {
+        "empty": b"",
+        "text": b"not a checkpoint\n",
+        "truncated": good[: len(good) // 2],
+        "last byte missing": good[:-1],
+        "flipped byte": bytes(middle),
+        "foreign npz": (tmp_path / "foreign.npz").read_bytes(),
+        "npy": (tmp_path / "array.npy").read_bytes(),
+    }
 
 
 def test_load_tree_names_a_file_that_is_not_a_checkpoint(finished, tmp_path):
     good = (finished[0] / "best.npz").read_bytes()
-    template = train.load_params(finished[0], train.load_run(finished[0])[1])[0]
+    template = rundir.load_params(finished[0], rundir.load_run(finished[0])[1])[0]
     for what, content in npz_variants(good, tmp_path).items():
         path = tmp_path / "best.npz"
         path.write_bytes(content)
@@ -277,7 +320,29 @@ def test_load_run_names_a_missing_or_damaged_file(finished, tmp_path, name):
     run_dir = copy_of(finished[0], tmp_path)
     (run_dir / name).unlink()
     with pytest.raises(FileNotFoundError, match=rf"{name}: no such file|{name}: no best checkpoint"):
-        train.load_run(run_dir)
+        rundir.load_run(run_dir)
     (run_dir / name).write_text('{"train": ')
     with pytest.raises(ValueError, match=rf"{name}:(1:11: not valid JSON| not a jaxbackprop)"):
-        train.load_run(run_dir)
+        rundir.load_run(run_dir)
+
+
+def test_a_run_written_before_the_features_rename_still_loads(finished, tmp_path):
+    """Older runs recorded a flat "train" section with casing_dim, casing_size in "model", and the
+    feature table as "Ecase" in their checkpoints; evaluate and predict still read them."""
+    run_dir = copy_of(finished[0], tmp_path)
+    conf = json.loads((run_dir / "config.json").read_text())
+    old_names = {"feature_dim": "casing_dim", "feature_vocab_size": "casing_size"}
+    flat = {old_names.get(k, k): v for k, v in train.flatten(rundir.config_from_json(conf["train"])).items()}
+    model_section = {old_names.get(k, k): v for k, v in conf["model"].items()}
+    files.write_json(run_dir / "config.json", {**conf, "train": flat, "model": model_section})
+    with np.load(run_dir / "best.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(bytes(arrays["__meta__"]).decode())
+    meta["treedef"] = meta["treedef"].replace("'F'", "'Ecase'")
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(run_dir / "best.npz", **arrays)
+    config, model_cfg, _, _, params = rundir.load_run(run_dir)
+    want_config, want_model_cfg, _, _, want_params = rundir.load_run(finished[0])
+    assert (config, model_cfg) == (want_config, want_model_cfg) and "F" in params
+    for k in want_params:
+        np.testing.assert_array_equal(params[k], want_params[k])

@@ -27,13 +27,22 @@ V, D = 12, 3
 STEPS = 5
 FAST_COMPILE = gradcheck.FAST_COMPILE  # reference programs only: XLA's optimisation passes off
 
-# (name, config, dropout key?): the step must match the dense path for both heads, with casing
+# (name, config, dropout key?): the step must match the dense path for both heads, with features
 CONFIGS = [
     ("softmax", ModelConfig(vocab_size=20, embed_dim=4, window=3, hidden_dim=6, num_classes=4, l2=0.1), False),
     (
-        "score-casing-dropout",
-        ModelConfig(vocab_size=20, embed_dim=4, window=3, hidden_dim=6, head="score", activation="tanh",
-                    dropout=0.2, casing_size=3, casing_dim=2),
+        "score-features-dropout",
+        ModelConfig(
+            vocab_size=20,
+            embed_dim=4,
+            window=3,
+            hidden_dim=6,
+            head="score",
+            activation="tanh",
+            dropout=0.2,
+            feature_vocab_size=3,
+            feature_dim=2,
+        ),
         True,
     ),
 ]
@@ -53,10 +62,10 @@ def make_batch(cfg, rng, B=4, used=12):
         batch["labels"] = rng.integers(0, cfg.num_classes, B, dtype=np.int32)
     else:
         batch["corrupt"] = rng.integers(0, used, (B, cfg.window), dtype=np.int32)
-    if cfg.uses_casing:
-        batch["casing"] = rng.integers(0, cfg.casing_size, (B, cfg.window), dtype=np.int32)
+    if cfg.uses_features:
+        batch["features"] = rng.integers(0, cfg.feature_vocab_size, (B, cfg.window), dtype=np.int32)
         if cfg.head == "score":
-            batch["corrupt_casing"] = rng.integers(0, cfg.casing_size, (B, cfg.window), dtype=np.int32)
+            batch["corrupt_features"] = rng.integers(0, cfg.feature_vocab_size, (B, cfg.window), dtype=np.int32)
     return batch
 
 
@@ -166,7 +175,9 @@ def test_lazy_adam_equals_numpy_sparse_adam(x64):
 def test_lazy_adam_equals_optax_adam_when_every_row_is_present(x64):
     rng = np.random.default_rng(2)
     # every id in every batch (plus 4 repeats): lazy Adam has nothing to skip
-    batches = [(np.concatenate([np.arange(V), rng.integers(0, V, 4)]), rng.normal(size=(V + 4, D))) for _ in range(STEPS)]
+    batches = [
+        (np.concatenate([np.arange(V), rng.integers(0, V, 4)]), rng.normal(size=(V + 4, D))) for _ in range(STEPS)
+    ]
     E_sparse, E_dense, _, _ = run_rule(sparse.adam(), optax.adam(0.1), 0.1, batches)
     assert_trees_close(E_sparse, E_dense, rtol=RTOL)
 
@@ -214,7 +225,7 @@ def sparse_run(cfg, dense_tx, rule, lr, params, batches, keys, **kw):
     return params, state
 
 
-# (rule, config) rows; the rule does not interact with head, casing or dropout, so the second
+# (rule, config) rows; the rule does not interact with head, features or dropout, so the second
 # config runs once (each row compiles two programs)
 STEP_CASES = [("sgd", CONFIGS[0]), ("adagrad", CONFIGS[0]), ("adagrad", CONFIGS[1])]
 
@@ -226,8 +237,11 @@ def test_sparse_step_equals_dense_step(rule, case, x64):
     params = make_params(cfg)
     batches = [make_batch(cfg, rng) for _ in range(STEPS)]
     keys = list(jax.random.split(jax.random.key(0), STEPS)) if dropout else [None] * STEPS
+
     # a schedule for E's rate: it is called with the count of steps taken, as optax calls it
-    lr = lambda count: 0.5 * 0.8**count  # float64 under x64, unlike optax schedules (float32)
+    def lr(count):  # float64 under x64, unlike optax schedules (float32)
+        return 0.5 * 0.8**count
+
     make_tx = {"sgd": optax.sgd, "adagrad": optax.adagrad}[rule]
     got, state = sparse_run(cfg, make_tx(lr), rule, lr, params, batches, keys)
     want = dense_reference(cfg, make_tx(lr), params, batches, keys)
@@ -283,4 +297,6 @@ def test_frozen_embeddings_keep_E_and_train_the_rest(x64):
     assert state["E"] == ()
     np.testing.assert_array_equal(np.asarray(new["E"]), np.asarray(params["E"]))
     want = dense_reference(cfg, optax.sgd(0.1), params, batches, [None])
-    assert_trees_close({k: v for k, v in new.items() if k != "E"}, {k: v for k, v in want.items() if k != "E"}, rtol=RTOL)
+    assert_trees_close(
+        {k: v for k, v in new.items() if k != "E"}, {k: v for k, v in want.items() if k != "E"}, rtol=RTOL
+    )

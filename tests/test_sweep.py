@@ -1,7 +1,6 @@
 """Sweeps: one literal table drives the run, the vmapped-vs-alone check, divergence and the files."""
 
 import csv
-import dataclasses
 import json
 import os
 import subprocess
@@ -14,9 +13,9 @@ import numpy as np
 import pytest
 from helpers import assert_trees_close, float32_tolerance
 
-from jaxbackprop import sweep, synthetic, train
+from jaxbackprop import pipeline, rundir, step, sweep, synthetic, train
 
-BASE = train.TrainConfig(hidden_dim=8, casing_dim=2, window=3, batch_size=64, epochs=2, schedule="constant")
+BASE = train.configure(hidden_dim=8, feature_dim=2, window=3, batch_size=64, epochs=2, schedule="constant")
 # Two groups (sgd, adam). The adam rows vary every per-member field: rate, schedule, L2 and seed.
 TABLE = [
     {"optimizer": "sgd", "learning_rate": 0.1},
@@ -30,7 +29,7 @@ DIVERGING = [1]
 @pytest.fixture(scope="module")
 def corpus():
     c = synthetic.synthetic_corpus(seed=1, n_train=150, n_dev=30, n_test=30)
-    return train.prepare(c["train"], c["dev"], c["test"], window=3)
+    return pipeline.prepare(c["train"], c["dev"], c["test"], window=3)
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +44,23 @@ def adam_rows():
 
 @pytest.fixture(scope="module")
 def adam_group(corpus):
-    return sweep.train_group([sweep.configure(TABLE[i], BASE) for i in adam_rows()], corpus, data_seed=BASE.seed, log=lambda *_: None)
+    return sweep.train_group(
+        [sweep.configure(TABLE[i], BASE) for i in adam_rows()], corpus, data_seed=BASE.seed, log=lambda *_: None
+    )
 
 
-def train_alone(cfg, corpus, data_seed):
-    """The reference: train.make_step_for (L2 inside the model, optax schedule), one member at a
+def train_alone(config, corpus, data_seed):
+    """The reference: step.make_step (L2 inside the model, optax schedule), one member at a
     time, with the sweep's shared data order and the member's own init and dropout keys."""
-    mcfg, params = train.init_run_params(cfg, corpus)
-    steps = -(-len(corpus.train.windows) // cfg.batch_size)
-    opt_state, step = train.make_step_for(cfg, mcfg, params, steps)
+    model_cfg, params = rundir.init_run_params(config, corpus)
+    steps = -(-len(corpus.train.windows) // config.batch_size)
+    opt_state, train_step = step.make_step(config, model_cfg, params, steps)
     losses = []
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, config.epochs + 1):
         order = np.random.default_rng([data_seed, epoch]).permutation(len(corpus.train.windows))
-        key = jax.random.fold_in(jax.random.key(cfg.seed), epoch)
-        for i, batch in enumerate(train.padded_batches(corpus.train, cfg.batch_size, order)):
-            params, opt_state, J = step(params, opt_state, train._model_batch(batch, mcfg), jax.random.fold_in(key, i))
+        key = jax.random.fold_in(jax.random.key(config.seed), epoch)
+        for i, batch in enumerate(pipeline.padded_batches(corpus.train, config.batch_size, order)):
+            params, opt_state, J = train_step(params, opt_state, batch, jax.random.fold_in(key, i))
             losses.append(float(J))
     return params, float(np.mean(losses[-steps:]))
 
@@ -83,12 +84,12 @@ def test_vmapped_group_matches_training_each_member_alone(corpus, adam_group):
 
 
 def test_a_new_learning_rate_reuses_the_compiled_step(corpus, adam_group):
-    cfgs = [sweep.configure({**TABLE[i], "learning_rate": 0.5}, BASE) for i in adam_rows()]
-    mcfg = train.model_config(dataclasses.replace(cfgs[0], l2=0.0), corpus)
-    _, step = sweep.group_step(mcfg, "adam", "manual", "pure", BASE.word_dropout, False, True)  # as train_group
-    before = step._cache_size()
-    sweep.train_group(cfgs, corpus, data_seed=BASE.seed, log=lambda *_: None)
-    assert step._cache_size() == before == 1
+    configs = [sweep.configure({**TABLE[i], "learning_rate": 0.5}, BASE) for i in adam_rows()]
+    model_cfg = pipeline.model_config(train.configure(configs[0], l2=0.0), corpus)
+    _, group = sweep.group_step(model_cfg, "adam", "manual", "pure", BASE.word_dropout, False, True)  # as train_group
+    before = group._cache_size()
+    sweep.train_group(configs, corpus, data_seed=BASE.seed, log=lambda *_: None)
+    assert group._cache_size() == before == 1
 
 
 def test_a_diverging_member_is_recorded_and_the_others_finish(swept):
@@ -119,9 +120,22 @@ def test_the_sweep_writes_every_file(swept):
     assert sorted(g["group"] for g in config["plan"]) == [0, 1]
 
 
+def test_a_sweep_replaces_earlier_results_only_when_asked(swept, corpus, tmp_path):
+    out, _ = swept
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(rundir.RunDirError, match=r"already holds a sweep's results \(results\.csv, .*--overwrite"):
+        sweep.run_sweep(TABLE, corpus, out, base=BASE, log=lambda *_: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (tmp_path / "results.json").write_text("[]\n")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    rows = sweep.run_sweep(TABLE[:1], corpus, tmp_path, base=BASE, epochs=1, log=lambda *_: None, overwrite=True)
+    assert json.loads((tmp_path / "results.json").read_text()) == rows
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
 def test_rows_group_by_optimizer_and_shapes():
-    cfgs = [sweep.configure(row, BASE) for row in TABLE]
-    assert sweep.group_indices(cfgs) == [[0, 1], [2, 3]]
+    configs = [sweep.configure(row, BASE) for row in TABLE]
+    assert sweep.group_indices(configs) == [[0, 1], [2, 3]]
     default = [sweep.configure(row, BASE) for row in sweep.default_table()]
     assert [len(g) for g in sweep.group_indices(default)] == [len(sweep.LEARNING_RATES)] * len(sweep.OPTIMIZERS)
     with pytest.raises(ValueError, match="unknown TrainConfig fields \\['lr'\\]"):
@@ -150,12 +164,13 @@ def test_choose_chunk_rejects_nonsense():
 SHARDED = """
 import json, sys
 import numpy as np
-from jaxbackprop import synthetic, sweep, train
+from jaxbackprop import pipeline, synthetic, sweep
 sys.path.insert(0, {tests!r})
 import test_sweep as t
 c = synthetic.synthetic_corpus(seed=1, n_train=150, n_dev=30, n_test=30)
-corpus = train.prepare(c["train"], c["dev"], c["test"], window=3)
-run = sweep.train_group([sweep.configure(t.TABLE[i], t.BASE) for i in t.adam_rows()], corpus, data_seed=t.BASE.seed, log=lambda *_: None)
+corpus = pipeline.prepare(c["train"], c["dev"], c["test"], window=3)
+configs = [sweep.configure(t.TABLE[i], t.BASE) for i in t.adam_rows()]
+run = sweep.train_group(configs, corpus, data_seed=t.BASE.seed, log=lambda *_: None)
 np.savez({out!r}, **{{k: np.asarray(v) for k, v in run.params.items()}})
 print(json.dumps({{"devices": run.devices}}))
 """
@@ -167,7 +182,9 @@ def test_members_shard_across_devices(corpus, adam_group, tmp_path):
     out = tmp_path / "params.npz"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     script = textwrap.dedent(SHARDED).format(tests=str(Path(__file__).parent), out=str(out))
-    proc = subprocess.run([sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"devices": 4}
     with np.load(out) as sharded:

@@ -1,4 +1,4 @@
-"""The embedded synthetic corpus, its synonym vectors, and atomic file writing."""
+"""The embedded synthetic corpus, its synonym vectors, and writing them as files (data, embeddings, files)."""
 
 import collections
 import os
@@ -6,8 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from jaxbackprop import data, embeddings, synthetic
-from jaxbackprop.data import Sentence, normalize_word
+from jaxbackprop import data, embeddings, files, synthetic
+from jaxbackprop.data import Sentence
+from jaxbackprop.features import CASINGS, casing_id, normalize_word
+from jaxbackprop.vocab import RESERVED, build_vocab
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_sentences_are_valid_iob2_with_all_four_types(corpus):
 
 def test_corpus_looks_like_text(corpus):
     tokens = [t for s in corpus["train"] for t in s.tokens]
-    casings = collections.Counter(data.CASINGS[data.casing_id(t)] for t in tokens)
+    casings = collections.Counter(CASINGS[casing_id(t)] for t in tokens)
     assert all(casings[c] > 100 for c in ("lower", "upper", "title", "digit", "other"))
     assert sum(all(not ch.isalpha() or ch.isupper() for t in s.tokens for ch in t) for s in corpus["train"]) > 100
     assert all(s.tokens[0][0] == s.tokens[0][0].upper() for s in corpus["train"])  # capitalised start
@@ -99,9 +101,9 @@ def test_vectors_depend_on_the_word_not_on_the_list():
 
 def test_pipeline_gives_held_out_words_their_own_pretrained_rows(corpus):
     words, vectors = synthetic.synthetic_vectors()
-    vocab = data.build_vocab(corpus["train"], extra_words=words)
+    vocab = build_vocab(corpus["train"], extra_words=words)
     E, coverage = embeddings.embedding_matrix(vocab, words, vectors, 0)
-    assert coverage["found"] == len(vocab) - len(data.RESERVED)
+    assert coverage["found"] == len(vocab) - len(RESERVED)
     for word in synthetic.held_out_words():
         np.testing.assert_array_equal(E[vocab.index[word]], vectors[words.index(word)])
 
@@ -112,7 +114,7 @@ def test_pipeline_gives_held_out_words_their_own_pretrained_rows(corpus):
 def test_write_conll_round_trip(tmp_path, corpus):
     path = tmp_path / "train.txt"
     path.write_text("old contents\n")
-    synthetic.write_conll(corpus["dev"], path)
+    data.write_conll(corpus["dev"], path)
     assert data.read_conll(path) == corpus["dev"]
     assert os.listdir(tmp_path) == ["train.txt"]  # no temporary file left behind
     assert oct(path.stat().st_mode & 0o777) == oct(0o644)
@@ -121,7 +123,7 @@ def test_write_conll_round_trip(tmp_path, corpus):
 def test_write_embeddings_round_trip(tmp_path):
     words, vectors = synthetic.synthetic_vectors()
     path = tmp_path / "vectors.txt"
-    synthetic.write_embeddings(words, vectors, path)
+    embeddings.write_embeddings(words, vectors, path)
     back_words, back_vectors = embeddings.read_embeddings(path)
     assert back_words == words
     np.testing.assert_array_equal(back_vectors, vectors)  # float32 written exactly
@@ -131,11 +133,11 @@ def test_write_embeddings_round_trip(tmp_path):
 def test_bad_rows_are_rejected_before_writing(tmp_path):
     path = tmp_path / "out.txt"
     with pytest.raises(ValueError, match="sentence 1: token 'New York' .* whitespace"):
-        synthetic.write_conll([Sentence(("a",), ("O",)), Sentence(("New York",), ("B-LOC",))], path)
+        data.write_conll([Sentence(("a",), ("O",)), Sentence(("New York",), ("B-LOC",))], path)
     with pytest.raises(ValueError, match="illegal tag 'LOC'"):
-        synthetic.write_conll([Sentence(("a",), ("LOC",))], path)
+        data.write_conll([Sentence(("a",), ("LOC",))], path)
     with pytest.raises(ValueError, match="shape"):
-        synthetic.write_embeddings(["a", "b"], np.zeros((3, 2)), path)
+        embeddings.write_embeddings(["a", "b"], np.zeros((3, 2)), path)
     assert os.listdir(tmp_path) == []
 
 
@@ -147,6 +149,6 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         yield "new line\n"
         raise RuntimeError("disk on fire")
 
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        synthetic._atomic_write(path, lines())
+    with pytest.raises(RuntimeError, match="disk on fire"), files.atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.writelines(lines())
     assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["keep.txt"]

@@ -1,0 +1,1 @@
+"""One config per experiment: what it changes from the pinned base (``base.BASE``), and its --quick."""

@@ -1,0 +1,247 @@
+"""The ``jaxbackprop`` command line's arguments: every subcommand and option, and their checks.
+
+The training options are read off the configuration itself: one flag per field of
+:class:`~jaxbackprop.config.TrainConfig` and per architecture field of its model, with the help
+text and allowed values declared next to each field, and the value ranges checked by the
+configuration (so the library and the command agree on what is allowed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from jaxbackprop import config, decode, model, optim, sweep
+from jaxbackprop.nonlinearities import ACTIVATIONS
+
+DEBUG_HELP = "on an error, print the full traceback as well (also: environment variable JAXBACKPROP_DEBUG=1)"
+# old names of options, still accepted
+ALIASES = {"feature_dim": ("--casing-dim",)}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines joined by single spaces (an error is one line on stderr)."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line: ``jaxbackprop train: error: argument --window: ...``.
+
+    The usage argparse prints first would bury the error under train's 30 options.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def config_value(name: str, kind: type):
+    """An argparse ``type`` for a flat TrainConfig field: ``kind(text)``, in the range the config checks.
+
+    The range lives in the configuration alone; its message, which starts with the field's name,
+    becomes ``argument --dropout: must be a number in [0, 1), got 1.5``.
+    """
+
+    def parse(text: str):
+        value = kind(text)  # a ValueError here reads "invalid int value: 'x'"
+        try:
+            config.configure(**{name: value})
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix(name + " ")) from None
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+positive_int.__name__ = "int"  # argparse's "invalid int value: 'x'"
+
+
+def _option_specs():
+    """``(name, default, help, choices)`` of every flat training option: the model's, then the run's."""
+    defaults = config.TrainConfig()
+    for name, text in config.MODEL_HELP.items():
+        yield name, getattr(defaults.model, name), text, config.MODEL_CHOICES.get(name)
+    for f in dataclasses.fields(config.TrainConfig):
+        if f.name != "model":
+            yield f.name, getattr(defaults, f.name), f.metadata["help"], f.metadata.get("choices")
+
+
+def add_train_options(parser) -> None:
+    """One flag per flat TrainConfig field (``--hidden-dim``, ``--learning-rate``, ...), default None:
+    an option not given keeps the configuration's default."""
+    group = parser.add_argument_group("model and training (defaults: the best configuration found on CoNLL-2003)")
+    for name, default, text, choices in _option_specs():
+        flags = ["--" + name.replace("_", "-"), *ALIASES.get(name, ())]
+        text = f"{text} (default: {default})"
+        if isinstance(default, bool):
+            group.add_argument(*flags, action="store_true", default=None, help=text)
+        elif name == "optimizer":  # too many choices for the usage line: the help lists them
+            names = optim.optimizer_names()
+            group.add_argument(*flags, choices=names, metavar="NAME", help=f"{text}; one of: {' '.join(names)}")
+        elif choices is not None:
+            group.add_argument(*flags, choices=choices, help=text)
+        else:  # a number, in the range the configuration checks
+            kind = float if default is None else type(default)  # optional rates default to None
+            group.add_argument(*flags, type=config_value(name, kind), help=text)
+
+
+def _add_corpus_options(parser) -> None:
+    parser.add_argument("--train", help="training data (CoNLL: token ... tag per line, IOB1 or IOB2)")
+    parser.add_argument("--dev", help="dev data, for choosing the best epoch")
+    parser.add_argument("--embeddings", help="pretrained vectors, GloVe or word2vec text format")
+
+
+def _add_check(sub, debug) -> None:
+    check = sub.add_parser(
+        "check",
+        parents=[debug],
+        help="prove the hand-derived gradients: manual vs jax.grad vs numeric, every activation and head",
+        description="Runs the gradient-check matrix (6 activations x 2 heads x [random windows, windows "
+        "with repeated words and padding, batch of 1]) in float64 and prints, per check, the largest "
+        "relative error of manual vs jax.grad and of both vs two-sided numeric differences. Exits 1 "
+        "if any tensor exceeds its tolerance.",
+    )
+    check.add_argument("--activation", action="append", choices=ACTIVATIONS, help="only this activation (repeatable)")
+    check.add_argument("--head", action="append", choices=model.HEADS, help="only this head (repeatable)")
+    check.add_argument("--verbose", "-v", action="store_true", help="print the per-tensor table of every check")
+    check.add_argument("--large", action="store_true", help="also check a V=20k, d=50 model along random directions")
+    check.add_argument(
+        "--directions", type=positive_int, default=8, help="random directions per large tensor (default 8)"
+    )
+
+
+def _add_train(sub, debug) -> None:
+    train = sub.add_parser(
+        "train",
+        parents=[debug],
+        help="train the window classifier (without files: on the embedded synthetic corpus)",
+        description="Trains the window-based NER classifier with a jitted optax step, evaluates entity F1 "
+        "on dev every epoch, keeps the best epoch, and reports test F1. Writes config.json, vocab.json, "
+        "metrics.jsonl, checkpoint.npz, best.npz, learning_curve.png and summary.json into --out. "
+        "Field meanings: see jaxbackprop.config.TrainConfig.",
+    )
+    _add_corpus_options(train)
+    train.add_argument("--test", help="test data, evaluated once with the best epoch")
+    train.add_argument("--out", "--run-dir", dest="out", help="where the run's files go (default: runs/train-<time>)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out after its last finished epoch, with exactly its recorded "
+        "configuration (only --epochs may grow, where the schedule allows)",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_train_options(train)
+
+
+def _add_evaluate_and_predict(sub, debug) -> None:
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[debug],
+        help="entity F1 of a trained run on a CoNLL file",
+        description="Loads the best checkpoint of --run and prints entity-level P/R/F1 (CoNLL rules), "
+        "per-type scores and token accuracy on --data.",
+    )
+    evaluate.add_argument("--run", required=True, help="a run directory written by `jaxbackprop train`")
+    evaluate.add_argument("--data", required=True, help="a CoNLL file with gold tags")
+    predict = sub.add_parser(
+        "predict",
+        parents=[debug],
+        help="tag whitespace-tokenised text (one sentence per line)",
+        description="Reads text from --input or stdin, one sentence per line, tokens separated by "
+        "whitespace, and prints `token TAG` per line with a blank line between sentences.",
+    )
+    predict.add_argument("--run", required=True, help="a run directory written by `jaxbackprop train`")
+    predict.add_argument("--input", help="a text file (default: stdin)")
+    for command in (evaluate, predict):
+        command.add_argument(
+            "--decode", choices=decode.DECODERS, help="how tags are read off the softmax (default: the run's --decode)"
+        )
+
+
+def _add_sweep(sub, debug) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        parents=[debug],
+        help="train a table of configurations (optimizer x learning rate x schedule x l2 x seed)",
+        description="Trains every combination of the given optimizers, learning rates, schedules, L2 "
+        "strengths and seeds; configurations that share shapes train together in one jitted, vmapped "
+        "step. Writes results.csv/.json, curves.json, curves.png and heatmap.png to --out. Diverging "
+        "configurations are recorded, never fatal. Without --train: the embedded synthetic corpus.",
+    )
+    _add_corpus_options(sw)
+    sw.add_argument("--test", help=argparse.SUPPRESS)
+    sw.add_argument("--out", help="output directory (default: runs/sweep-<time>)")
+    sw.add_argument("--overwrite", action="store_true", help="replace the results of an earlier sweep in --out")
+    names = optim.optimizer_names()
+    sw.add_argument(
+        "--optimizer",
+        action="append",
+        choices=names,
+        metavar="NAME",
+        help=f"optax optimizer (repeatable; default: {' '.join(sweep.OPTIMIZERS)}), one of: {' '.join(names)}",
+    )
+    rates = " ".join(f"{r:g}" for r in sweep.LEARNING_RATES)
+    sw.add_argument(
+        "--learning-rate",
+        action="append",
+        type=config_value("learning_rate", float),
+        help=f"repeatable (default: {rates})",
+    )
+    sw.add_argument("--schedule", action="append", choices=optim.SCHEDULES, help="repeatable (default: constant)")
+    sw.add_argument("--l2", action="append", type=config_value("l2", float), help="repeatable (default: 0)")
+    sw.add_argument("--seed", action="append", type=config_value("seed", int), help="repeatable (default: 0)")
+    sw.add_argument(
+        "--epochs", type=config_value("epochs", int), default=3, help="epochs per configuration (default: 3)"
+    )
+    sw.add_argument(
+        "--hidden-dim", type=config_value("hidden_dim", int), default=100, help="hidden units (default: 100)"
+    )
+    sw.add_argument(
+        "--batch-size", type=config_value("batch_size", int), default=128, help="windows per step (default: 128)"
+    )
+    sw.add_argument(
+        "--chunk",
+        type=positive_int,
+        help="configurations per vmapped program (default: chosen so it is never slower than sequential)",
+    )
+    sw.add_argument(
+        "--quick", action="store_true", help="a tiny sweep (sgd, adam x 1e-2, 1e-1; 1 epoch; small model) in seconds"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand; ``args.command`` names the one given."""
+    parser = OneLineParser(
+        prog="jaxbackprop",
+        description="Backpropagation for the window-based NER classifier: hand-derived gradients, "
+        "checked against jax.grad and numeric differences.",
+        epilog="An error prints one line, 'jaxbackprop: error: <file>:<line>: <problem>' or the option and what it "
+        "allows, and exits with 2 (1: `check` found a wrong gradient; 3: an internal error; 130: interrupted).",
+    )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    # the same flag after the subcommand; SUPPRESS keeps a subcommand from resetting it to False
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_check(sub, debug)
+    sub.add_parser(
+        "graph-demo",
+        parents=[debug],
+        help="the lecture's worked example f = (x + y) max(y, z) on the computation-graph engine",
+        description="Runs f(x, y, z) = (x + y) * max(y, z) at x=1, y=2, z=0 forward and backward on "
+        "jaxbackprop.graph and prints each edge's value, each node's upstream, local and downstream "
+        "gradients, the wiggle check, and the three gradient-flow patterns.",
+    )
+    _add_train(sub, debug)
+    _add_evaluate_and_predict(sub, debug)
+    _add_sweep(sub, debug)
+    return parser

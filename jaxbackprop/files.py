@@ -1,0 +1,98 @@
+"""Atomic file writes, and JSON / JSON-lines reading with errors that name the file and line.
+
+Every write goes to a temporary file in the same directory and is then renamed over the target
+(``os.replace`` is atomic on POSIX), so an interrupted write never leaves a half-written file
+and never destroys the previous version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+# mkstemp makes its files private (0600); results are meant to be read like any file open() makes
+FILE_MODE = 0o644
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """Yield a temporary path next to ``path``; when the block succeeds, rename it over ``path``.
+
+    Args:
+      path: the file to (re)place; its directory is created if needed.
+      suffix: appended to the temporary name before ``.tmp`` (e.g. ``".npz"``, for writers that
+        look at the extension).
+
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "note.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> target.read_text()
+    'done'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def remove_temporaries(path) -> None:
+    """Delete the temporary files :func:`atomic_path` left next to ``path`` when a process was
+    killed mid-write (SIGKILL, power loss: no ``finally`` ran)."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> None:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as indented JSON with sorted keys, atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl(path, rows) -> None:
+    """Write one JSON object per line (keys sorted), atomically."""
+    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def read_json(path):
+    """The JSON value in ``path``; a malformed file is a ValueError that names it and the position."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
+
+
+def read_jsonl(path) -> list:
+    """The objects of a JSON-lines file (blank lines skipped; a missing file is empty).
+
+    Raises:
+      ValueError: a line that is not JSON, named ``"{path}:{line}: ..."``.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not a JSON object: {e.msg}") from None
+    return rows

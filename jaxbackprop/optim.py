@@ -1,0 +1,114 @@
+"""Optimisation: the learning-rate schedules and the optax optimizer of a run.
+
+Every optax optimizer that takes a learning rate can be named (:func:`optimizer_names`);
+``"momentum"`` is SGD with momentum 0.9. With frozen embeddings, ``E``'s updates are set to zero.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import jax.numpy as jnp
+import optax
+
+SCHEDULES = ("constant", "step", "exponential", "cosine", "cyclic", "warmup_cosine")
+EMBEDDING_MODES = ("finetune", "frozen")
+
+
+def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
+    """The learning rate of every step: ``config.schedule`` from ``config.learning_rate``.
+
+    Args:
+      config: the run's :class:`~jaxbackprop.config.TrainConfig` (its schedule, learning_rate,
+        decay_epochs, decay_rate and epochs).
+      steps_per_epoch: optimizer steps per epoch; the schedules count in steps.
+
+    Returns:
+      ``schedule(step) -> rate``, step counted from 0.
+
+    >>> from jaxbackprop.config import configure
+    >>> lr = make_schedule(configure(learning_rate=0.1, schedule="step", decay_epochs=1), steps_per_epoch=10)
+    >>> round(float(lr(9)), 6), round(float(lr(10)), 6)
+    (0.1, 0.05)
+    """
+    lr, k = config.learning_rate, config.decay_epochs * steps_per_epoch
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "constant":
+        return optax.constant_schedule(lr)
+    if config.schedule == "step":
+        return optax.exponential_decay(lr, transition_steps=k, decay_rate=config.decay_rate, staircase=True)
+    if config.schedule == "exponential":
+        return optax.exponential_decay(lr, transition_steps=k, decay_rate=config.decay_rate)
+    if config.schedule == "cosine":
+        return optax.cosine_decay_schedule(lr, decay_steps=total)
+    if config.schedule == "cyclic":
+        low = lr * config.decay_rate
+        return lambda step: low + (lr - low) * (1 - jnp.abs((step % (2 * k)) / k - 1))
+    # the decay must span more steps than the warm-up, even in a one-epoch run
+    decay_steps = max(total, steps_per_epoch + 1)
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup_steps=steps_per_epoch, decay_steps=decay_steps)
+
+
+def make_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
+    """An optax optimizer by name; ``"momentum"`` is SGD with momentum 0.9.
+
+    Args:
+      name: one of :func:`optimizer_names`.
+      learning_rate: a float or an optax schedule.
+    """
+    if name == "momentum":
+        return optax.sgd(learning_rate, momentum=0.9)
+    return getattr(optax, name)(learning_rate)
+
+
+@functools.cache
+def optimizer_names() -> tuple[str, ...]:
+    """Every name :func:`make_optimizer` accepts: optax's optimizers that take a learning rate.
+
+    Read off optax itself: the functions of ``optax.__all__`` whose first parameter is a
+    ``learning_rate`` that may be a schedule (runs pass one), whose other parameters all have
+    defaults and which return a ``GradientTransformation``; not the ``scale_by_*`` building
+    blocks (``scale_by_rprop`` lacks the final sign flip and would climb the loss) and not
+    ``lbfgs``, whose update needs the loss function for its line search. Then ``"momentum"``.
+
+    >>> {"sgd", "adam", "adamw", "rmsprop", "adagrad", "momentum"} <= set(optimizer_names())
+    True
+    """
+    names = []
+    for name in sorted(optax.__all__):
+        fn = vars(optax).get(name)  # not getattr: the deprecated names warn
+        if name.startswith("scale_by_") or name == "lbfgs" or not inspect.isfunction(fn):
+            continue
+        if _takes_a_schedule(inspect.signature(fn)):
+            names.append(name)
+    return (*names, "momentum")
+
+
+def _takes_a_schedule(sig: inspect.Signature) -> bool:
+    """``f(learning_rate, <defaults>...) -> GradientTransformation`` with a rate that may be callable."""
+    first, *rest = list(sig.parameters.values()) or [None]
+    returns = sig.return_annotation
+    return (
+        first is not None
+        and first.name == "learning_rate"
+        and "Callable" in str(first.annotation)
+        and all(p.default is not p.empty for p in rest)
+        and isinstance(returns, type)
+        and issubclass(returns, optax.GradientTransformation)
+    )
+
+
+def make_transform(config, params, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The run's optimizer on its schedule; with ``embeddings_mode="frozen"``, E's updates are zero.
+
+    Args:
+      config: the run's :class:`~jaxbackprop.config.TrainConfig` (optimizer, schedule, embeddings_mode, ...).
+      params: the parameters (their keys label E apart from the rest).
+      steps_per_epoch: optimizer steps per epoch, for the schedule.
+    """
+    tx = make_optimizer(config.optimizer, make_schedule(config, steps_per_epoch))
+    if config.embeddings_mode == "frozen":
+        labels = {k: ("frozen" if k == "E" else "trained") for k in params}
+        tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+    return tx

@@ -1,0 +1,192 @@
+"""A run directory: the files a training run writes, the check that keeps a run from being lost,
+and loading a finished run back (resuming one: :mod:`jaxbackprop.resume`).
+
+A run writes only :data:`RUN_FILES`; a directory holding any of :data:`RESULT_FILES` is not
+replaced unasked. Run directories written before the casing -> features rename (config.json with
+``casing_dim``/``casing_size`` and a flat ``"train"`` section; checkpoints with ``"Ecase"``) still load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxbackprop import checkpoint, data, files, model, pipeline
+from jaxbackprop.config import TrainConfig, configure
+from jaxbackprop.provenance import environment, portable_argv
+from jaxbackprop.vocab import Vocab
+
+
+class RunDirError(ValueError):
+    """A run directory cannot be used as asked: it holds another run, lacks a file, or records other
+    settings or data than the given ones. The message is one sentence that names the path."""
+
+
+# Every file a run writes; nothing else in a run directory is ever touched. A directory holding any
+# of RESULT_FILES holds a run that training must not replace unasked (vocab.json and the plot are
+# remade from the data and the metrics).
+RUN_FILES = (
+    "checkpoint.npz",
+    "best.npz",
+    "metrics.jsonl",
+    "summary.json",
+    "learning_curve.png",
+    "config.json",
+    "vocab.json",
+)
+RESULT_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "summary.json")
+# names that older run directories recorded: config fields, and parameter keys in checkpoints
+OLD_NAMES = {"casing_dim": "feature_dim", "casing_size": "feature_vocab_size"}
+OLD_PARAM_NAMES = {"Ecase": "F"}
+
+
+# ----------------------------------------------------------------------------- starting a run
+
+
+def init_run_params(config: TrainConfig, prepared: pipeline.Prepared):
+    """``(model_cfg, params)``: the sized model config and the run's initial parameters."""
+    model_cfg = pipeline.model_config(config, prepared)
+    return model_cfg, compiled_init_params(jax.random.key(config.seed), model_cfg, config.init, prepared.embeddings)
+
+
+def compiled_init_params(key, model_cfg: model.ModelConfig, init: str, embeddings=None):
+    """``model.init_params`` as one compiled program (equal to 1 ulp: XLA fuses the N(0, 0.01^2)
+    scaling); run eagerly, each random op would compile on its own."""
+    return _compiled_init_params(key, embeddings, model_cfg, init)
+
+
+@functools.partial(jax.jit, static_argnames=("model_cfg", "init"))
+def _compiled_init_params(key, embeddings, model_cfg, init):
+    return model.init_params(key, model_cfg, init=init, embeddings=embeddings)
+
+
+def check_writable(run_dir: Path, overwrite: bool) -> None:
+    """Refuse a ``run_dir`` that is a file, or holds a run's results when ``overwrite`` is not given."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: exists and is not a directory; choose another --out")
+    found = [name for name in RESULT_FILES if (run_dir / name).exists()]
+    if found and not overwrite:
+        raise RunDirError(
+            f"{run_dir}: already holds a run ({', '.join(found)}); use --resume to continue it, "
+            f"--overwrite to replace its files, or another --out (alias --run-dir)"
+        )
+
+
+def start_run(run_dir: Path, config: TrainConfig, model_cfg: model.ModelConfig, prepared: pipeline.Prepared) -> None:
+    """Delete the run files of an earlier run in ``run_dir`` (only those); write config.json and vocab.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:  # checkpoint.npz first: a kill midway leaves nothing to resume by mistake
+        (run_dir / name).unlink(missing_ok=True)
+        files.remove_temporaries(run_dir / name)
+    # vocab.json first: a directory with a config.json has both
+    files.write_text(run_dir / "vocab.json", prepared.vocab.to_json())
+    files.write_json(
+        run_dir / "config.json",
+        {
+            "train": dataclasses.asdict(config),
+            "model": dataclasses.asdict(model_cfg),
+            "tags": list(prepared.tags),
+            "data": {split: data_fingerprint(getattr(prepared, split)) for split in ("train", "dev", "test")},
+            "embedding_coverage": prepared.coverage,
+            "environment": environment(),
+            "command": portable_argv(sys.argv),
+        },
+    )
+
+
+def data_fingerprint(ds: data.Dataset | None) -> str | None:
+    """A short hash of a split's arrays (None for a missing split), so a resumed run can tell
+    that it is given the recorded data: a different dev or test file can share the vocabulary."""
+    if ds is None:
+        return None
+    digest = hashlib.sha256()
+    for a in (ds.windows, ds.features, ds.labels, ds.sentence_lengths):
+        if a is not None:
+            digest.update(f"{a.dtype}{a.shape}".encode())
+            digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def commit_epoch(run_dir: Path, params, opt_state, history: list, best: dict) -> None:
+    """Record a finished epoch: ``checkpoint.npz`` is the record (state, every epoch's metrics row,
+    the best epoch), replaced by one atomic rename; ``metrics.jsonl`` is a readable copy of its rows."""
+    meta = {"epoch": history[-1]["epoch"], "best": best, "history": history}
+    checkpoint.save_tree(run_dir / "checkpoint.npz", (params, opt_state), meta)
+    files.write_jsonl(run_dir / "metrics.jsonl", history)
+
+
+# ----------------------------------------------------------------------------- reloading a run
+
+
+def with_new_names(fields: dict) -> dict:
+    """``fields`` with the names older run directories recorded (:data:`OLD_NAMES`) replaced by today's."""
+    return {OLD_NAMES.get(k, k): v for k, v in fields.items()}
+
+
+def load_run(run_dir):
+    """``(config, model_cfg, vocab, tags, best_params)`` of a finished (or running) run.
+
+    Raises:
+      FileNotFoundError: config.json, vocab.json or best.npz is missing (the message names it).
+      ValueError: one of them is malformed (the message names it).
+    """
+    run_dir = Path(run_dir)
+    conf = read_config(run_dir)
+    try:
+        config, model_cfg = config_from_json(conf["train"]), model.ModelConfig(**with_new_names(conf["model"]))
+    except (TypeError, ValueError) as e:  # fields of another version of jaxbackprop
+        raise RunDirError(f"{run_dir / 'config.json'}: not a configuration this version can read ({e})") from None
+    vocab = read_vocab(run_dir)
+    params, _ = load_params(run_dir, model_cfg)
+    return config, model_cfg, vocab, tuple(conf["tags"]), params
+
+
+def config_from_json(section: dict) -> TrainConfig:
+    """The TrainConfig of a config.json ``"train"`` section (nested, or the flat one of older runs)."""
+    if isinstance(section.get("model"), dict):
+        rest = {k: v for k, v in section.items() if k != "model"}
+        return TrainConfig(model=model.ModelConfig(**with_new_names(section["model"])), **rest)
+    return configure(**with_new_names(section))
+
+
+def read_config(run_dir) -> dict:
+    """The parsed config.json of a run.
+
+    Raises:
+      FileNotFoundError: there is no config.json (the message names it).
+      ValueError: it is not JSON, or not a run's configuration (RunDirError); the message names it.
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file -- {run_dir} is not a jaxbackprop run directory")
+    conf = files.read_json(path)
+    missing = [key for key in ("train", "model", "tags") if not isinstance(conf, dict) or key not in conf]
+    if missing:
+        raise RunDirError(f"{path}: not a jaxbackprop run configuration (no {', '.join(missing)} entry)")
+    return conf
+
+
+def read_vocab(run_dir) -> Vocab:
+    """The vocabulary of a run (vocab.json); errors as :func:`read_config`'s."""
+    path = Path(run_dir) / "vocab.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file -- the run's vocabulary is missing")
+    try:
+        return Vocab.from_json(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise RunDirError(f"{path}: not a jaxbackprop vocabulary ({' '.join(str(e).split())})") from None
+
+
+def load_params(run_dir, model_cfg: model.ModelConfig):
+    """``(params, meta)`` of the run's best epoch (best.npz), in the shapes of ``model_cfg``."""
+    path = Path(run_dir) / "best.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no best checkpoint yet (did an epoch finish?)")
+    template = jax.eval_shape(lambda: model.init_params(jax.random.key(0), model_cfg))
+    return checkpoint.load_tree(path, template, renamed=OLD_PARAM_NAMES)
