@@ -24,7 +24,7 @@ from configs import base, e02
 from figures import e02 as figure
 from numerics import flat_index, loglog_slope, looped, losses_at, numeric_gradient, time_round_robin
 
-from jaxbackprop import backprop, gradcheck, model
+from jaxbackprop import backprop, check_matrix, model
 
 NAME = "e02_gradient_checks"
 CLAIM = "two-sided differences beat one-sided (O(h^2) vs O(h)), accurate at h~1e-4; a numeric gradient costs 2P passes"
@@ -34,7 +34,7 @@ EPS64 = float(np.finfo(np.float64).eps)
 def setup(V: int, d: int, H: int, B: int, seed: int, K: int = 1):
     """A tanh window model in float64 (gradients O(0.01 .. 1)), K random batches of B windows, and the first."""
     model_cfg = model.ModelConfig(vocab_size=V, embed_dim=d, window=5, hidden_dim=H, num_classes=5, activation="tanh")
-    params = {k: jnp.asarray(v, jnp.float64) for k, v in gradcheck.check_params(seed, model_cfg).items()}
+    params = {k: jnp.asarray(v, jnp.float64) for k, v in check_matrix.check_params(seed, model_cfg).items()}
     rng = np.random.default_rng(seed + V)
     windows, labels = rng.integers(0, V, (K, B, 5), dtype=np.int32), rng.integers(0, 5, (K, B), dtype=np.int32)
     return model_cfg, params, (jnp.asarray(windows), jnp.asarray(labels)), {"windows": windows[0], "labels": labels[0]}

@@ -16,13 +16,13 @@ LARGE_VOCAB = 100_000  # above this, a dense embedding update dominates the step
 
 def _check(args) -> int:
     """``jaxbackprop check``: the gradient-check matrix, one row per check; exit 1 on a failure."""
-    from jaxbackprop import gradcheck, model
+    from jaxbackprop import check_matrix, gradcheck, model
     from jaxbackprop.nonlinearities import ACTIVATIONS
 
     activations = args.activation or ACTIVATIONS
     heads = args.head or model.HEADS
     print(
-        f"gradient check: {len(activations)} activations x {len(heads)} heads x {len(gradcheck.MATRIX_CASES)} "
+        f"gradient check: {len(activations)} activations x {len(heads)} heads x {len(check_matrix.MATRIX_CASES)} "
         f"cases, float64; tolerances: manual~autodiff <= {gradcheck.MANUAL_VS_AUTODIFF_RTOL:g}, "
         f"numeric <= {gradcheck.NUMERIC_RTOL:g} (relative)\n"
     )
@@ -31,7 +31,7 @@ def _check(args) -> int:
     )
     worst: dict = {}
     failed = 0
-    for result in gradcheck.check_matrix(activations=activations, heads=heads, directions=args.directions):
+    for result in check_matrix.check_matrix(activations=activations, heads=heads, directions=args.directions):
         _print_row(result)
         failed += not result.passed
         if args.verbose or not result.passed:
@@ -68,12 +68,12 @@ def _track_worst(worst: dict, result) -> None:
 
 def _large_check(directions: int):
     """A realistic size (V = 20,000, d = 50, H = 200, B = 64): random directions for E and W."""
-    from jaxbackprop import gradcheck, model
+    from jaxbackprop import check_matrix, gradcheck, model
 
     cfg = model.ModelConfig(vocab_size=20_000, embed_dim=50, window=5, hidden_dim=200, activation="tanh", l2=1e-3)
-    batch, _ = gradcheck.case_batch("repeated words", 0, cfg, batch_size=64)
+    batch, _ = check_matrix.case_batch("repeated words", 0, cfg, batch_size=64)
     label = "large: V=20000 d=50 H=200 B=64 tanh/softmax, repeated words"
-    return gradcheck.check_gradients(gradcheck.check_params(0, cfg), batch, cfg, directions=directions, label=label)
+    return gradcheck.check_gradients(check_matrix.check_params(0, cfg), batch, cfg, directions=directions, label=label)
 
 
 def _graph_demo(args) -> int:

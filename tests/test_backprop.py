@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxbackprop import ModelConfig, backprop, gradcheck, init_params, loss, manual_value_and_grad, model
+from jaxbackprop import ModelConfig, backprop, check_matrix, gradcheck, init_params, loss, manual_value_and_grad, model
 from jaxbackprop.nonlinearities import ACTIVATIONS
 from tests.helpers import EPS64, assert_trees_close
 
@@ -81,7 +81,7 @@ def test_manual_equals_jax_grad_over_shapes(
     )
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
-        params = gradcheck.check_params(seed, cfg)
+        params = check_matrix.check_params(seed, cfg)
         batch = make_batch(cfg, rng, B, repeat=repeat, pad=repeat, weights=seed % 2 == 0)
         key = jax.random.key(seed) if dropout else None
         (J_m, g_m), (J_a, g_a) = both_grads(params, batch, cfg, key)
@@ -93,7 +93,7 @@ def test_manual_equals_jax_grad_over_shapes(
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_every_activation_and_head_jitted(x64, activation, head):
     cfg = ModelConfig(vocab_size=25, embed_dim=4, window=5, hidden_dim=6, activation=activation, head=head, l2=0.05)
-    params = gradcheck.check_params(1, cfg)
+    params = check_matrix.check_params(1, cfg)
     batch = make_batch(cfg, np.random.default_rng(0), 7, repeat=True, pad=True)
     J_m, g_m = jax.jit(manual_value_and_grad, static_argnums=2)(params, batch, cfg)
     J_a, g_a = jax.jit(jax.value_and_grad(loss), static_argnums=2)(params, batch, cfg)
@@ -104,7 +104,7 @@ def test_every_activation_and_head_jitted(x64, activation, head):
 @pytest.mark.parametrize("head", ["softmax", "score"])
 def test_untouched_embedding_rows_are_exactly_zero(x64, head):
     cfg = ModelConfig(vocab_size=80, embed_dim=3, window=3, hidden_dim=5, head=head, activation="tanh")
-    params = gradcheck.check_params(0, cfg)
+    params = check_matrix.check_params(0, cfg)
     batch = make_batch(cfg, np.random.default_rng(3), 4)
     _, g = manual_value_and_grad(params, batch, cfg)
     used = np.unique(np.concatenate([batch["windows"].ravel(), batch.get("corrupt", np.zeros(0, int)).ravel()]))
@@ -118,7 +118,7 @@ def test_repeated_word_gets_both_updates(x64):
     """A word twice in a window gets the sum of both slices' gradients: split it into two ids
     holding the same vector and the loss is unchanged while the two rows' gradients add up."""
     cfg = ModelConfig(vocab_size=10, embed_dim=3, window=3, hidden_dim=4, activation="sigmoid")
-    params = gradcheck.check_params(2, cfg)
+    params = check_matrix.check_params(2, cfg)
     params["E"][9] = params["E"][4]  # id 9 is a copy of id 4
     together = {"windows": np.array([[4, 7, 4]], np.int32), "labels": np.array([1], np.int32)}
     apart = {"windows": np.array([[4, 7, 9]], np.int32), "labels": np.array([1], np.int32)}
@@ -145,7 +145,7 @@ def test_grads_have_params_structure_shapes_dtypes_and_are_finite():
 
 def test_jit_and_no_jit_agree_and_second_call_does_not_recompile(x64):
     cfg = ModelConfig(vocab_size=20, embed_dim=4, window=3, hidden_dim=6, activation="hardtanh", head="score", l2=0.1)
-    params = gradcheck.check_params(5, cfg)
+    params = check_matrix.check_params(5, cfg)
     rng = np.random.default_rng(0)
     step = jax.jit(manual_value_and_grad, static_argnums=2)
     J_eager, g_eager = manual_value_and_grad(params, make_batch(cfg, rng, 4), cfg)
@@ -161,7 +161,7 @@ def test_jit_and_no_jit_agree_and_second_call_does_not_recompile(x64):
 
 def test_weighted_mean_ignores_zero_weight_rows(x64):
     cfg = ModelConfig(vocab_size=20, embed_dim=3, window=3, hidden_dim=4, activation="relu")
-    params = gradcheck.check_params(0, cfg)
+    params = check_matrix.check_params(0, cfg)
     batch = make_batch(cfg, np.random.default_rng(1), 5)
     padded = {k: np.concatenate([v, v[:2]]) for k, v in batch.items()}
     padded["weights"] = np.array([1, 1, 1, 1, 1, 0, 0], np.float64)
@@ -178,7 +178,7 @@ def test_manual_path_calls_no_autodiff(monkeypatch, x64):
     for name in ("grad", "value_and_grad", "vjp", "jvp", "linearize", "custom_vjp", "custom_jvp"):
         monkeypatch.setattr(jax, name, forbidden)
     cfg = ModelConfig(vocab_size=20, embed_dim=3, window=3, hidden_dim=4, activation="prelu", head="score", dropout=0.2)
-    params = gradcheck.check_params(0, cfg)
+    params = check_matrix.check_params(0, cfg)
     J, g = manual_value_and_grad(params, make_batch(cfg, np.random.default_rng(0), 3), cfg, key=jax.random.key(0))
     assert np.isfinite(J) and set(g) == set(params)
 
@@ -194,7 +194,7 @@ def test_lecture_score_head_delta_is_u_times_fprime(x64):
     With a corrupt window scoring far lower the hinge is active, J = 1 - s + s_c, so dJ/db for
     the true window alone is -u o f'(z) -- checked against the formula written out here."""
     cfg = ModelConfig(vocab_size=6, embed_dim=2, window=1, hidden_dim=3, activation="sigmoid", head="score")
-    params = {k: np.asarray(v) for k, v in gradcheck.check_params(0, cfg).items()}
+    params = {k: np.asarray(v) for k, v in check_matrix.check_params(0, cfg).items()}
     batch = {"windows": np.array([[1]], np.int32), "corrupt": np.array([[1]], np.int32)}
     # same window as its own corruption: s = s_c, so J = 1 and the two windows' gradients cancel
     # (to float64 round-off of s and of delta x^T: a few eps64 of their size)
@@ -223,7 +223,7 @@ def test_lecture_score_head_delta_is_u_times_fprime(x64):
 def test_softmax_gradient_rows_sum_to_zero(x64):
     """dJ/dlogits = y_hat - y: each row sums to 1 - 1 = 0, so dJ/dc sums to zero too."""
     cfg = ModelConfig(vocab_size=15, embed_dim=3, window=3, hidden_dim=5, num_classes=4)
-    params = gradcheck.check_params(0, cfg)
+    params = check_matrix.check_params(0, cfg)
     batch = make_batch(cfg, np.random.default_rng(2), 6)
     h = model.hidden(params, batch["windows"], cfg)
     _, res = backprop.softmax_head_fwd(params, h, batch["labels"], None)
@@ -241,7 +241,7 @@ def test_separate_input_dropout_rate(x64):
     cfg = ModelConfig(
         vocab_size=20, embed_dim=4, window=3, hidden_dim=400, activation="relu", dropout=0.5, input_dropout=0.1
     )
-    params = gradcheck.check_params(0, cfg)
+    params = check_matrix.check_params(0, cfg)
     mx, mh = model.dropout_masks(jax.random.key(0), cfg, 50, jnp.float64)
     assert abs(float(np.mean(mx == 0)) - 0.1) < 0.02 and abs(float(np.mean(mh == 0)) - 0.5) < 0.02
     batch = make_batch(cfg, np.random.default_rng(0), 5)

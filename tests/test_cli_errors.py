@@ -19,6 +19,7 @@ import pytest
 from jaxbackprop import (
     ModelConfig,
     backprop,
+    check_matrix,
     checkpoint,
     cli,
     data,
@@ -287,16 +288,18 @@ def transposed_U(params, batch, cfg, *, key=None):
 
 def test_a_wrongly_shaped_gradient_names_its_tensor():
     with pytest.raises(ValueError, match=r"^demo: gradient of 'U' has shape \(4, 3\), parameter has \(3, 4\)$"):
-        gradcheck.check_gradients(gradcheck.check_params(0, CFG), BATCH, CFG, value_and_grad=transposed_U, label="demo")
+        gradcheck.check_gradients(
+            check_matrix.check_params(0, CFG), BATCH, CFG, value_and_grad=transposed_U, label="demo"
+        )
 
 
 def test_check_names_the_tensor_whose_gradient_has_the_wrong_shape(capsys, monkeypatch):
     def broken_matrix(**kwargs):
         yield gradcheck.check_gradients(
-            gradcheck.check_params(0, CFG), BATCH, CFG, value_and_grad=transposed_U, label="tanh / softmax"
+            check_matrix.check_params(0, CFG), BATCH, CFG, value_and_grad=transposed_U, label="tanh / softmax"
         )
 
-    monkeypatch.setattr(gradcheck, "check_matrix", broken_matrix)
+    monkeypatch.setattr(check_matrix, "check_matrix", broken_matrix)
     code, err = run(capsys, "check")
     assert (code, err) == (
         2,

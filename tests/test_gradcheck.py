@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbackprop import ModelConfig, backprop, gradcheck, model
+from jaxbackprop import ModelConfig, backprop, check_matrix, model
 from jaxbackprop import nonlinearities as nl
 from jaxbackprop.gradcheck import check_gradients
 
@@ -28,7 +28,7 @@ def with_bad_E(make_E):
 
 
 def test_correct_gradients_pass_with_small_errors():
-    result = check_gradients(gradcheck.check_params(0, CFG), repeated_batch(), CFG)
+    result = check_gradients(check_matrix.check_params(0, CFG), repeated_batch(), CFG)
     assert result.passed
     for t in result.tensors:
         assert t.manual_vs_autodiff.max_rel <= 1e-12, t
@@ -40,7 +40,7 @@ def test_correct_gradients_pass_with_small_errors():
 def test_missing_scatter_add_is_caught():
     """Assigning instead of adding the rows of a repeated word loses one of its updates."""
     broken = with_bad_E(lambda ids, rows, V: jnp.zeros((V, rows.shape[1]), rows.dtype).at[ids].set(rows))
-    result = check_gradients(gradcheck.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=broken)
+    result = check_gradients(check_matrix.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=broken)
     assert not result.passed
     assert not result["E"].manual_vs_autodiff.passed and not result["E"].numeric_vs_manual.passed
     assert result["E"].numeric_vs_manual.worst[0] == 5  # the word used 5 times
@@ -56,7 +56,7 @@ def test_transposed_weight_gradient_is_caught():
         g["W"] = g["W"].T.reshape(g["W"].shape)
         return J, g
 
-    result = check_gradients(gradcheck.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=broken)
+    result = check_gradients(check_matrix.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=broken)
     assert not result["W"].passed and result["E"].passed and not result.passed
 
 
@@ -65,13 +65,13 @@ def test_missing_local_gradient_is_caught(monkeypatch):
     monkeypatch.setattr(nl, "derivative", lambda name, z, h, alpha=None: jnp.ones_like(z))
     # a fresh callable, so the check traces the patched code instead of reusing a compiled one
     patched = lambda *args, **kwargs: backprop.manual_value_and_grad(*args, **kwargs)  # noqa: E731
-    result = check_gradients(gradcheck.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=patched)
+    result = check_gradients(check_matrix.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=patched)
     assert {t.name for t in result.tensors if not t.passed} == {"E", "W", "b"}
 
 
 def test_directions_catch_a_bug_in_a_large_embedding():
     cfg = ModelConfig(vocab_size=5000, embed_dim=8, window=3, hidden_dim=6, num_classes=3)
-    params = gradcheck.check_params(1, cfg)
+    params = check_matrix.check_params(1, cfg)
     good = check_gradients(params, repeated_batch(), cfg, max_full=500, directions=4)
     assert good.passed and good["E"].probes == "4 directions"
     halved = with_bad_E(lambda ids, rows, V: backprop.scatter_rows(ids, 0.5 * rows, V))
@@ -80,7 +80,7 @@ def test_directions_catch_a_bug_in_a_large_embedding():
 
 
 def test_check_is_scoped_float64_and_does_not_mutate_inputs():
-    params = {k: np.asarray(v, np.float32) for k, v in gradcheck.check_params(3, CFG).items()}
+    params = {k: np.asarray(v, np.float32) for k, v in check_matrix.check_params(3, CFG).items()}
     before = {k: v.copy() for k, v in params.items()}
     batch = repeated_batch()
     batch_before = {k: v.copy() for k, v in batch.items()}
@@ -96,7 +96,7 @@ def test_check_is_scoped_float64_and_does_not_mutate_inputs():
 
 
 def test_table_names_every_tensor_and_its_errors():
-    result = check_gradients(gradcheck.check_params(0, CFG), repeated_batch(), CFG, label="demo")
+    result = check_gradients(check_matrix.check_params(0, CFG), repeated_batch(), CFG, label="demo")
     text = str(result)
     assert text.splitlines()[0] == "demo"
     for name in ("E", "W", "b", "U", "c"):
@@ -109,7 +109,7 @@ def test_nan_gradient_fails():
         g["c"] = g["c"] * jnp.nan
         return J, g
 
-    result = check_gradients(gradcheck.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=nan_grad)
+    result = check_gradients(check_matrix.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=nan_grad)
     assert not result["c"].passed and result["c"].manual_vs_autodiff.max_rel == np.inf
 
 
@@ -120,15 +120,15 @@ def test_wrong_gradient_structure_raises():
         return J, g
 
     with pytest.raises(ValueError, match="gradient keys"):
-        check_gradients(gradcheck.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=missing_key)
+        check_gradients(check_matrix.check_params(0, CFG), repeated_batch(), CFG, value_and_grad=missing_key)
 
 
-@pytest.mark.parametrize("case", gradcheck.MATRIX_CASES)
+@pytest.mark.parametrize("case", check_matrix.MATRIX_CASES)
 def test_case_batches_are_what_they_say(case):
     cfg = ModelConfig(
         vocab_size=30, embed_dim=2, window=5, hidden_dim=3, head="score", feature_vocab_size=4, feature_dim=2
     )
-    batch, key = gradcheck.case_batch(case, 0, cfg)
+    batch, key = check_matrix.case_batch(case, 0, cfg)
     model.check_batch(batch, cfg)
     if case == "batch of 1":
         assert batch["windows"].shape == (1, 5)
@@ -140,7 +140,7 @@ def test_case_batches_are_what_they_say(case):
 
 def test_full_matrix_passes():
     """`jaxbackprop check`: 6 activations x 2 heads x 3 cases, every tensor within tolerance."""
-    results = list(gradcheck.check_matrix())
+    results = list(check_matrix.check_matrix())
     assert len(results) == 36
     failures = [r.label for r in results if not r.passed]
     assert not failures, failures
