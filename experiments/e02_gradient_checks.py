@@ -22,38 +22,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_args, result_head, verdict_of, write_result
 from configs import base, e02
 from figures import e02 as figure
-from numerics import flat_index, loglog_slope, looped, losses_at, numeric_gradient, time_round_robin
+from numerics import (
+    error_slopes,
+    flat_index,
+    loglog_slope,
+    looped,
+    losses_at,
+    numeric_gradient,
+    pick_coordinates,
+    time_round_robin,
+)
+from problems import gradient_check_problem
 
-from jaxbackprop import backprop, check_matrix, model
+from jaxbackprop import backprop, model
 
 NAME = "e02_gradient_checks"
 CLAIM = "two-sided differences beat one-sided (O(h^2) vs O(h)), accurate at h~1e-4; a numeric gradient costs 2P passes"
 EPS64 = float(np.finfo(np.float64).eps)
-
-
-def setup(V: int, d: int, H: int, B: int, seed: int, K: int = 1):
-    """A tanh window model in float64 (gradients O(0.01 .. 1)), K random batches of B windows, and the first."""
-    model_cfg = model.ModelConfig(vocab_size=V, embed_dim=d, window=5, hidden_dim=H, num_classes=5, activation="tanh")
-    params = {k: jnp.asarray(v, jnp.float64) for k, v in check_matrix.check_params(seed, model_cfg).items()}
-    rng = np.random.default_rng(seed + V)
-    windows, labels = rng.integers(0, V, (K, B, 5), dtype=np.int32), rng.integers(0, 5, (K, B), dtype=np.int32)
-    return model_cfg, params, (jnp.asarray(windows), jnp.asarray(labels)), {"windows": windows[0], "labels": labels[0]}
-
-
-def pick_coordinates(rng, grad, k: int, rows=None) -> list:
-    """k coordinates whose |gradient| is above the tensor's median (so a relative error means something)."""
-    g, allowed = np.abs(grad), np.zeros(grad.shape, bool)
-    allowed[... if rows is None else rows] = True
-    candidates = np.argwhere(allowed & (g >= np.median(g[allowed])) & (g > 0))
-    return [tuple(map(int, i)) for i in candidates[rng.choice(len(candidates), k, replace=False)]]
+value_and_grad = jax.jit(backprop.manual_value_and_grad, static_argnames="cfg")
 
 
 def difference_errors(config: e02.Config) -> dict:
     """(a) Relative error of one- and two-sided differences at chosen coordinates of W and E."""
     c = config
-    model_cfg, params, _, batch = setup(c.vocab_size, c.embed_dim, c.hidden_dim, c.batch_size, c.seed)
-    vag = jax.jit(backprop.manual_value_and_grad, static_argnames="cfg")
-    grads = jax.device_get(vag(params, batch, model_cfg)[1])
+    model_cfg, params, _, batch = gradient_check_problem(c.vocab_size, c.embed_dim, c.hidden_dim, c.batch_size, c.seed)
+    grads = jax.device_get(value_and_grad(params, batch, model_cfg)[1])
     rng = np.random.default_rng(c.seed)
     coords = [("W", i) for i in pick_coordinates(rng, grads["W"], c.coords_per_tensor)]
     in_batch = np.unique(batch["windows"])  # E: only rows of words in the batch have a gradient
@@ -75,24 +68,8 @@ def difference_errors(config: e02.Config) -> dict:
     one, two = (J[:, 0] - f0) / hs, (J[:, 0] - J[:, 1]) / (2 * hs)
     for label, estimate, theory in (("one_sided", one, EPS64**0.5), ("two_sided", two, EPS64 ** (1 / 3))):
         rel = np.abs(estimate - exact) / np.abs(exact)
-        out[label] = {"rel_error": rel, **fit(hs, np.median(rel, axis=0)), "h_opt_theory": theory}
+        out[label] = {"rel_error": rel, **error_slopes(hs, np.median(rel, axis=0)), "h_opt_theory": theory}
     return out
-
-
-def fit(hs, med) -> dict:
-    """Slopes of log(error) vs log(h): truncation region h in [10 h_opt, 1e-2], round-off h <= h_opt / 10."""
-    h_opt = float(hs[int(np.argmin(med))])
-    trunc = (hs >= 10 * h_opt * (1 - 1e-9)) & (hs <= 1e-2 * (1 + 1e-9))
-    rnd = (hs <= h_opt / 10 * (1 + 1e-9)) & (med > 0)
-    return {
-        "median_rel_error": med,
-        "h_opt": h_opt,
-        "min_median_rel_error": float(med.min()),
-        "truncation_range": [float(hs[trunc].min()), float(hs[trunc].max())] if trunc.any() else None,
-        "truncation_slope": loglog_slope(hs[trunc], med[trunc]) if trunc.sum() >= 2 else float("nan"),
-        "roundoff_slope": loglog_slope(hs[rnd], med[rnd]) if rnd.sum() >= 2 else float("nan"),
-        "rel_error_at_1e-4": float(np.interp(-4, np.log10(hs[::-1]), med[::-1])),
-    }
 
 
 LOOPS = {
@@ -109,17 +86,16 @@ RATIOS += (("numeric", "backprop_loop"), ("numeric", "backprop_call"))
 def cost_table(config: e02.Config) -> list:
     """(b) Median seconds of each pass at each vocabulary size (loops: per pass), all timed round-robin."""
     c, fns, sizes, numeric = config, {}, {}, {}
-    vag = jax.jit(backprop.manual_value_and_grad, static_argnames="cfg")
     call = lambda f, *a: lambda: jax.block_until_ready(f(*a))  # noqa: E731
     for V in c.vocab_sizes:
-        model_cfg, params, batches, batch = setup(
+        model_cfg, params, batches, batch = gradient_check_problem(
             V, c.cost_embed_dim, c.cost_hidden_dim, c.cost_batch_size, c.seed, c.loop_batches
         )
         fns |= {(V, k): call(loop, params, *batches, model_cfg) for k, loop in LOOPS.items()}
         fns[V, "forward_call"] = call(jax.jit(model.loss, static_argnames="cfg"), params, batch, model_cfg)
-        fns[V, "backprop_call"] = call(vag, params, batch, model_cfg)
+        fns[V, "backprop_call"] = call(value_and_grad, params, batch, model_cfg)
         numeric[V, "numeric"] = call(numeric_gradient, params, batch, model_cfg, c.step)
-        num, exact = numeric_gradient(params, batch, model_cfg, c.step), vag(params, batch, model_cfg)[1]
+        num, exact = numeric_gradient(params, batch, model_cfg, c.step), value_and_grad(params, batch, model_cfg)[1]
         worst = max(float(jnp.max(jnp.abs(num[k] - exact[k])) / jnp.max(jnp.abs(exact[k]))) for k in params)
         sizes[V] = {"P": int(sum(v.size for v in params.values())), "numeric_vs_manual_rel": worst}
     t = time_round_robin(fns, repeats=c.repeats)
@@ -163,8 +139,7 @@ def main(argv=None) -> dict:
     P, ratio = [r["P"] for r in cost], [r["ratios"]["numeric/backprop_loop"] for r in cost]
     growth = loglog_slope(P, ratio) if len(cost) > 1 else float("nan")
     checks = judge(accuracy, cost, growth)
-    held = [checks["accuracy"], checks["cost"]]
-    verdict = verdict_of(held)
+    verdict = verdict_of([checks["accuracy"], checks["cost"]])
     result = {**result_head(NAME, CLAIM, config), "accuracy": accuracy, "cost": cost}
     result.update(numeric_over_backprop_slope=growth, checks=checks, verdict=verdict, seeds=[config.seed])
     result["plots"] = figure.draw(result, args.out)

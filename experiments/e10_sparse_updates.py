@@ -20,35 +20,18 @@ from common import parse_args, result_head, verdict_of, write_result
 from configs import base, e10
 from figures import e10 as figure
 from numerics import roundoff_tolerance
+from problems import sgd_step, sparse_step_problem
 
-from jaxbackprop import manual_value_and_grad, model, sparse
+from jaxbackprop import manual_value_and_grad, sparse
 
 NAME = "e10_sparse_updates"
 CLAIM = "an SGD step moves only the embedding rows of words in the batch; a word twice in a window gets both updates"
 value_and_grad = jax.jit(manual_value_and_grad, static_argnames="cfg")
 
 
-def setup(config: e10.Config, V: int):
-    """A tanh model over V words, its params, and B random windows; window 0 holds one word twice."""
-    c = config
-    model_cfg = model.ModelConfig(
-        vocab_size=V, embed_dim=c.embed_dim, window=c.window, hidden_dim=c.hidden_dim, activation="tanh"
-    )
-    rng = np.random.default_rng(c.seed)
-    windows = rng.integers(0, V, (c.batch_size, c.window), dtype=np.int32)
-    windows[0, 2] = windows[0, 0]  # positions 1 and 3 of the first window: the same word
-    batch = {"windows": windows, "labels": rng.integers(0, 5, c.batch_size, dtype=np.int32)}
-    return model_cfg, model.init_params(jax.random.key(c.seed), model_cfg), batch
-
-
-def sgd_step(params, grads, lr):
-    """The plain step of the lecture: theta <- theta - lr dJ/dtheta, every tensor, densely."""
-    return {k: params[k] - lr * grads[k] for k in params}
-
-
 def changed_rows(config: e10.Config, V: int) -> dict:
     """After one dense SGD step (float32), which rows of E moved, against the rows in the batch."""
-    model_cfg, params, batch = setup(config, V)
+    model_cfg, params, batch = sparse_step_problem(config, V)
     grads = value_and_grad(params, batch, model_cfg)[1]
     new = sgd_step(params, grads, config.learning_rate)
     E0, E1, gE = (np.asarray(a) for a in (params["E"], new["E"], grads["E"]))
@@ -71,7 +54,7 @@ def changed_rows(config: e10.Config, V: int) -> dict:
 
 def repeated_word(config: e10.Config, V: int) -> dict:
     """The word twice in window 0, vs the same model with its 2nd occurrence a new id (row V, a copy)."""
-    model_cfg, params, batch = setup(config, V)
+    model_cfg, params, batch = sparse_step_problem(config, V)
     a, lr = int(batch["windows"][0, 0]), config.learning_rate
     params = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
     twin = {**params, "E": jnp.concatenate([params["E"], params["E"][a][None, :]], axis=0)}
@@ -110,7 +93,7 @@ def rows_only_step(config: e10.Config, V: int) -> dict:
     tensor k may differ by ``tolerance[k]``, derived from float32's epsilon. Rows no id touches
     must be bit-identical: that is the claim.
     """
-    model_cfg, params, batch = setup(config, V)
+    model_cfg, params, batch = sparse_step_problem(config, V)
     lr = config.learning_rate
     grads = value_and_grad(params, batch, model_cfg)[1]
     dense = sgd_step(params, grads, lr)

@@ -1,5 +1,5 @@
 """The numerics of the measuring experiments: timing medians, round-off tolerances, log-log
-slopes, and finite differences over flattened parameters (E02, E03, E10)."""
+slopes, finite differences over flattened parameters, and their error slopes (E02, E03, E10)."""
 
 from __future__ import annotations
 
@@ -121,3 +121,27 @@ def looped(fn):
         return jax.lax.fori_loop(0, windows.shape[0], lambda i, acc: jax.tree.map(jnp.add, acc, one(i)), zeros)
 
     return loop
+
+
+def pick_coordinates(rng, grad, k: int, rows=None) -> list:
+    """k coordinates whose |gradient| is above the tensor's median (so a relative error means something)."""
+    g, allowed = np.abs(grad), np.zeros(grad.shape, bool)
+    allowed[... if rows is None else rows] = True
+    candidates = np.argwhere(allowed & (g >= np.median(g[allowed])) & (g > 0))
+    return [tuple(map(int, i)) for i in candidates[rng.choice(len(candidates), k, replace=False)]]
+
+
+def error_slopes(hs, med) -> dict:
+    """Slopes of log(error) vs log(h): truncation region h in [10 h_opt, 1e-2], round-off h <= h_opt / 10."""
+    h_opt = float(hs[int(np.argmin(med))])
+    trunc = (hs >= 10 * h_opt * (1 - 1e-9)) & (hs <= 1e-2 * (1 + 1e-9))
+    rnd = (hs <= h_opt / 10 * (1 + 1e-9)) & (med > 0)
+    return {
+        "median_rel_error": med,
+        "h_opt": h_opt,
+        "min_median_rel_error": float(med.min()),
+        "truncation_range": [float(hs[trunc].min()), float(hs[trunc].max())] if trunc.any() else None,
+        "truncation_slope": loglog_slope(hs[trunc], med[trunc]) if trunc.sum() >= 2 else float("nan"),
+        "roundoff_slope": loglog_slope(hs[rnd], med[rnd]) if rnd.sum() >= 2 else float("nan"),
+        "rel_error_at_1e-4": float(np.interp(-4, np.log10(hs[::-1]), med[::-1])),
+    }
