@@ -1,0 +1,82 @@
+"""One compiled epoch (lax.scan on the device) against train.run_epoch's Python loop, in float64."""
+
+import jax
+import numpy as np
+import pytest
+from helpers import assert_trees_close
+
+from jaxbackprop import compiled_epoch, pipeline, rundir, synthetic, train
+from jaxbackprop.step import make_step
+
+TINY = dict(
+    window=3,
+    hidden_dim=16,
+    feature_dim=4,
+    epochs=2,
+    batch_size=64,
+    learning_rate=1e-2,
+    schedule="step",
+    decay_epochs=1,
+    min_count=1,
+    optimizer="adam",
+    dropout=0.2,
+    word_dropout=0.1,
+)
+
+# the step variants the compiled epoch must reproduce (a literal table, as the sweeps are)
+VARIANTS = {
+    "manual": dict(grad="manual"),
+    "autodiff": dict(grad="autodiff"),
+    "flax": dict(grad="autodiff", impl="flax"),
+    "sparse-adagrad": dict(sparse=True, optimizer="adagrad", learning_rate=0.1),
+    "sparse-adam": dict(sparse=True),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    c = synthetic.synthetic_corpus(seed=1, n_train=60, n_dev=10, n_test=10)
+    return pipeline.prepare(c["train"], c["dev"], c["test"], synthetic.synthetic_vectors(dim=12), window=3)
+
+
+def _fresh_params(config, corpus):
+    model_cfg, params = rundir.init_run_params(config, corpus)
+    return model_cfg, jax.tree.map(lambda x: x.astype(np.float64), params)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_compiled_epoch_equals_run_epoch(corpus, name):
+    config = train.configure(**{**TINY, **VARIANTS[name]})
+    n = len(corpus.train.windows)
+    assert n % config.batch_size, "the last batch should be padded"
+    steps = -(-n // config.batch_size)
+    epoch = 2  # not the first, so the schedule and the epoch's key are not their defaults
+    with jax.enable_x64(True):
+        model_cfg, params = _fresh_params(config, corpus)
+        opt_state, step = make_step(config, model_cfg, params, steps)
+        expected = train.run_epoch(step, params, opt_state, corpus.train, config, epoch)
+
+        # fresh arrays: both the sparse step and the compiled epoch donate theirs
+        model_cfg, params = _fresh_params(config, corpus)
+        opt_state, epoch_fn = compiled_epoch.make_compiled_epoch(config, model_cfg, params, steps)
+        order = np.random.default_rng([config.seed, epoch]).permutation(n)
+        key = jax.random.fold_in(jax.random.key(config.seed), epoch)
+        data = compiled_epoch.device_data(corpus.train)
+        actual = epoch_fn(params, opt_state, data, order, key)
+
+    assert_trees_close(actual[:2], expected[:2], rtol=1e-10)
+    assert float(actual[2]) == pytest.approx(expected[2], rel=1e-10)
+    initial = rundir.init_run_params(config, corpus)[1]
+    assert not np.allclose(actual[0]["W"], initial["W"]), "nothing trained"
+
+
+def test_epoch_batches_match_padded_batches(corpus):
+    order = np.random.default_rng(3).permutation(len(corpus.train.windows))
+    idx, weights = compiled_epoch.epoch_batches(order, 64)
+    data = compiled_epoch.device_data(corpus.train)
+    batches = list(pipeline.padded_batches(corpus.train, 64, order))
+    assert idx.shape == weights.shape == (len(batches), 64)
+    for rows, w, batch in zip(np.asarray(idx), np.asarray(weights), batches):
+        np.testing.assert_array_equal(w, batch["weights"])
+        for k in compiled_epoch.DATA_KEYS:
+            np.testing.assert_array_equal(np.asarray(data[k])[rows], batch[k])
