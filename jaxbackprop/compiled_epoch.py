@@ -13,6 +13,9 @@ and step i's key ``fold_in(key, i)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,3 +102,21 @@ def make_compiled_epoch(config, model_cfg, params, steps_per_epoch: int):
         return params, opt_state, jnp.mean(losses)
 
     return opt_state, jax.jit(epoch_fn, donate_argnums=(0, 1))
+
+
+class CompiledEpoch(NamedTuple):
+    """A compiled epoch with its training split already on the device; what :func:`compile_epoch` returns."""
+
+    epoch_fn: Callable
+    data: dict
+
+    def __call__(self, params, opt_state, order, key):
+        """One epoch in ``order`` (int (N,)) from the epoch's ``key``: ``(params, opt_state, mean loss)``."""
+        params, opt_state, loss = self.epoch_fn(params, opt_state, self.data, jnp.asarray(order), key)
+        return params, opt_state, float(loss)
+
+
+def compile_epoch(config, model_cfg, params, steps_per_epoch: int, ds: data_lib.Dataset):
+    """``(opt_state, CompiledEpoch)`` for training on ``ds``: :func:`make_compiled_epoch` plus :func:`device_data`."""
+    opt_state, epoch_fn = make_compiled_epoch(config, model_cfg, params, steps_per_epoch)
+    return opt_state, CompiledEpoch(epoch_fn, device_data(ds))

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbackprop import checkpoint, files, optim, pipeline, rundir
+from jaxbackprop import checkpoint, compiled_epoch, files, optim, pipeline, rundir
 from jaxbackprop.config import TrainConfig, configure, flatten  # noqa: F401 (the API: train.TrainConfig, ...)
 from jaxbackprop.evaluate import evaluate
 from jaxbackprop.resume import check_resumable, reopen_run
@@ -87,7 +87,10 @@ def train_and_evaluate(
         rundir.check_writable(run_dir, overwrite)
     _, params = rundir.init_run_params(config, prepared)
     steps_per_epoch = math.ceil(len(prepared.train.windows) / config.batch_size)
-    opt_state, step = make_step(config, model_cfg, params, steps_per_epoch)
+    if on_step is None:  # the whole epoch as one compiled program, the training split on the device
+        opt_state, step = compiled_epoch.compile_epoch(config, model_cfg, params, steps_per_epoch, prepared.train)
+    else:  # a Python loop, so on_step can watch the parameters between steps
+        opt_state, step = make_step(config, model_cfg, params, steps_per_epoch)
     if resume:
         (params, opt_state), history, best = reopen_run(run_dir, conf, config, (params, opt_state))
         log(f"resuming {run_dir} after epoch {len(history)} (best dev F1 {best['f1']:.4f} at epoch {best['epoch']})")
@@ -139,7 +142,9 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
 
     Args:
       step: ``step(params, opt_state, batch, key) -> (params, opt_state, loss)`` taking the
-        batches of :func:`jaxbackprop.pipeline.padded_batches` (:func:`jaxbackprop.step.make_step`).
+        batches of :func:`jaxbackprop.pipeline.padded_batches` (:func:`jaxbackprop.step.make_step`),
+        or a :class:`jaxbackprop.compiled_epoch.CompiledEpoch`, which runs the same steps in the
+        same order with the same keys as one compiled program (no progress bar, no ``on_step``).
       params, opt_state: the state before the epoch.
       ds: the training split.
       config: the run's configuration (seed, batch_size).
@@ -153,6 +158,10 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
     """
     order = np.random.default_rng([config.seed, epoch]).permutation(len(ds.windows))
     key = jax.random.fold_in(jax.random.key(config.seed), epoch)
+    if isinstance(step, compiled_epoch.CompiledEpoch):
+        if on_step is not None:
+            raise ValueError("on_step needs the step-by-step loop: pass the step of step.make_step")
+        return step(params, opt_state, order, key)
     losses = []
     batches = pipeline.padded_batches(ds, config.batch_size, order)
     if progress:
