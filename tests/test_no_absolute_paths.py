@@ -15,16 +15,23 @@ from jaxbackprop.provenance import portable_argv, portable_path
 ROOT = Path(__file__).resolve().parents[1]
 BINARY_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".pdf", ".npz", ".npy", ".gz", ".zip", ".pkl"}
 
-# A path starts at a "/" that no path character precedes (so experiments/tmp/x or a URL's /home/
-# page do not count). Each pattern below spells a folder name after "(?:", so this file does not
-# match its own source.
+# A path starts at a "/" that no path character precedes (so a relative path or a URL that merely
+# contains such a folder name does not count). The folder names are joined at run time, so this
+# file holds no such path itself.
 _START = r"(?<![\w.~/\\-])"
+HOMES = ("home", "Users")
+MACHINE_FOLDERS = ("root", "work", "tmp", "scratch", "mnt")
 PATTERNS = [
-    re.compile(_START + r"/(?:home|Users)/[^/\s]+"),  # someone's home folder (Linux, macOS)
-    re.compile(_START + r"/(?:root|work|tmp|scratch|mnt)/"),  # root's home, work / scratch / mount / temp folders
-    re.compile(_START + r"/(?:var/tmp|private/var)/"),  # more temp folders
+    re.compile(_START + "/(?:" + "|".join(HOMES) + r")/[^/\s]+"),  # someone's home folder (Linux, macOS)
+    re.compile(_START + "/(?:" + "|".join(MACHINE_FOLDERS) + ")/"),  # root's home, work, temp, scratch, mounts
+    re.compile(_START + "/(?:" + "|".join(("var/" + "tmp", "private/" + "var")) + ")/"),  # more temp folders
     re.compile(r"\b[A-Za-z]:[\\/]+(?:Users|Documents and Settings)[\\/]", re.IGNORECASE),  # a Windows home
 ]
+
+
+def absolute(*parts: str) -> str:
+    """An absolute path from its folder names, e.g. absolute("srv", "x") == "/srv/x"."""
+    return "".join("/" + part for part in parts)
 
 
 def tracked_files() -> list:
@@ -55,16 +62,16 @@ def absolute_paths(text: str) -> list:
 
 
 def test_patterns_catch_machine_paths_and_spare_relative_ones():
-    home, work, temp = "/" + "home/alice/data", "/" + "work/shared/data/conll2003", "/" + "tmp/run"
+    home, work, temp = absolute("home", "alice", "data"), absolute("work", "project", "corpus"), absolute("tmp", "run")
     win = "C:" + "\\" + "Users" + "\\" + "bob" + "\\" + "glove.txt"
     for text in (f"--conll {home}", f'"command": "{work}"', f"files in {temp}", f"({work})", f"--out={temp}", win):
         assert absolute_paths(text), text
     for text in (
         "--conll path/to/conll2003",
-        "experiments/tmp/x",
+        "experiments" + absolute("tmp", "x"),
         "runs/conll_manual",
-        "https://example.org/home/page",
-        "a/root/b",
+        "https://example.org" + absolute("home", "page"),
+        "a" + absolute("root", "b"),
     ):
         assert not absolute_paths(text), text
 
