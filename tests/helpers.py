@@ -62,3 +62,18 @@ def load_script(path: Path, name: str):
     sys.modules[name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+# A tiny training run, explicit so tests do not depend on the (CoNLL-tuned) defaults; "step" does not
+# span the epochs, so a resumed run may grow them.
+TINY = dict(
+    window=3,
+    hidden_dim=16,
+    feature_dim=4,
+    epochs=2,
+    batch_size=64,
+    learning_rate=1e-2,
+    schedule="step",
+    decay_epochs=1,
+    min_count=1,
+)

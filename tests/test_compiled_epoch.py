@@ -1,5 +1,6 @@
 """One compiled epoch (lax.scan on the device) against train.run_epoch's Python loop, in float64."""
 
+import helpers
 import jax
 import numpy as np
 import pytest
@@ -8,20 +9,7 @@ from helpers import assert_trees_close
 from jaxbackprop import compiled_epoch, pipeline, rundir, synthetic, train
 from jaxbackprop.step import make_step
 
-TINY = dict(
-    window=3,
-    hidden_dim=16,
-    feature_dim=4,
-    epochs=2,
-    batch_size=64,
-    learning_rate=1e-2,
-    schedule="step",
-    decay_epochs=1,
-    min_count=1,
-    optimizer="adam",
-    dropout=0.2,
-    word_dropout=0.1,
-)
+TINY = dict(helpers.TINY, optimizer="adam", dropout=0.2, word_dropout=0.1)
 
 # the step variants the compiled epoch must reproduce (a literal table, as the sweeps are)
 VARIANTS = {

@@ -9,21 +9,11 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import TINY as TINY_RUN
 
 from jaxbackprop import checkpoint, files, pipeline, resume, rundir, step, synthetic, train
 
-# explicit, so the tests do not depend on the (CoNLL-tuned) defaults; "step" does not span the epochs
-TINY = dict(
-    window=3,
-    hidden_dim=16,
-    feature_dim=4,
-    epochs=3,
-    batch_size=64,
-    learning_rate=1e-2,
-    schedule="step",
-    decay_epochs=1,
-    min_count=1,
-)
+TINY = dict(TINY_RUN, epochs=3)
 TIMINGS = ("seconds", "train_seconds")
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import helpers
 import jax
 import numpy as np
 import pytest
@@ -11,18 +12,7 @@ from jaxbackprop import checkpoint, cli, data, files, gradcheck, optim, pipeline
 from jaxbackprop.evaluate import evaluate
 from jaxbackprop.step import make_step
 
-# explicit, so the tests do not depend on the (CoNLL-tuned) defaults
-TINY = dict(
-    window=3,
-    hidden_dim=16,
-    feature_dim=4,
-    epochs=2,
-    batch_size=64,
-    learning_rate=1e-2,
-    schedule="step",
-    decay_epochs=1,
-    min_count=1,
-)
+TINY = helpers.TINY
 
 
 @pytest.fixture(scope="module")
