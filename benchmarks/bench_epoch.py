@@ -1,4 +1,5 @@
-"""One training epoch three ways: the Python loop, the compiled lax.scan epoch, the same steps one by one.
+"""One training epoch three ways (the Python loop, the compiled lax.scan epoch, the same steps one by one),
+and whole sweeps: N members vmapped in one program against the same N trained one after another.
 
     python benchmarks/bench_epoch.py            # the default TrainConfig sizes on the synthetic corpus (minutes)
     python benchmarks/bench_epoch.py --quick    # tiny model (H=32), a few hundred sentences, seconds
@@ -12,17 +13,32 @@ sparse step) it times, on the embedded synthetic corpus (:func:`jaxbackprop.synt
   ``epoch_fn`` after a warm-up call, waited for with ``block_until_ready``;
 * ``steps_sum_s``: the same steps of :func:`jaxbackprop.step.make_step` on batches already on the
   device, each timed on its own with ``block_until_ready``, summed: the device work alone;
+* ``compiled_progress_s``: the compiled epoch with the progress bar's host callback (every
+  1/50 of the epoch, as ``jaxbackprop train`` on a terminal), to show what the bar costs;
 * ``compile_s``: the first call of ``epoch_fn`` minus a warm call.
 
-Medians over a few repeats, interleaved round-robin across the three timings so load from other
-processes lands on all alike. Ratios > 1 mean the compiled epoch is faster. Writes
-benchmarks/results/bench_epoch.json (``--out``; with ``--quick`` and no ``--out``, a temporary
-folder, never over committed results) and prints a markdown table.
+Medians over a few repeats, interleaved round-robin across the timings so load from other
+processes lands on all alike. Ratios > 1 mean the compiled epoch is faster.
+
+The sweep table (``"sweep"``), for N = 1, 4, 16, 64 Adam members (seeds and learning rates
+differ), each trained for ``SWEEP_EPOCHS`` epochs with dev evaluation
+(:func:`jaxbackprop.sweep_group.train_group`), every program compiled beforehand:
+
+* ``sequential_s``: the N members one after another, each its own unstacked program;
+* ``vmapped_s``: the N members as one vmapped program;
+* ``one_member_s``: the first member alone (the GPU target: 64 members within 3x of it);
+* ``default_s``: what ``jaxbackprop sweep`` does by default: :func:`jaxbackprop.sweep_group.measure_chunk`
+  (its compiles and timing included) and then the members in chunks of the size it chose.
+
+Writes benchmarks/results/bench_epoch.json (``--out``; with ``--quick`` and no ``--out``, a
+temporary folder, never over committed results) and, on a full run, its section of BENCHMARKS.md;
+prints markdown tables.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import tempfile
 import time
@@ -32,19 +48,22 @@ import harness
 import jax
 import numpy as np
 
-from jaxbackprop import compiled_epoch, pipeline, rundir, synthetic, train
+from jaxbackprop import compiled_epoch, pipeline, rundir, sweep_group, synthetic, train
 from jaxbackprop.step import make_step
 
 # the timed variants: TrainConfig changes on top of the base configuration
 VARIANTS = {
     "grad_manual": dict(grad="manual"),
     "grad_autodiff": dict(grad="autodiff"),
+    "impl_flax": dict(grad="autodiff", impl="flax"),
     "sparse": dict(grad="manual", sparse=True),
 }
+PROGRESS_UPDATES = 50  # as jaxbackprop.train's progress bar
 EPOCH = 2  # the epoch number whose order and key are used (any but the default is fine)
 
-FULL = dict(sentences=3000, base=dict(epochs=1), repeats=3)
-QUICK = dict(sentences=300, base=dict(epochs=1, hidden_dim=32, batch_size=128), repeats=5)
+FULL = dict(sentences=3000, base=dict(epochs=1), repeats=3, members=(1, 4, 16, 64))
+QUICK = dict(sentences=300, base=dict(epochs=1, hidden_dim=32, batch_size=128), repeats=5, members=(1, 4, 16))
+SWEEP_EPOCHS = 2
 
 
 def corpus(config, sentences):
@@ -69,8 +88,8 @@ def bench_variant(name, config, prepared, repeats) -> dict:
     ds = prepared.train
     n = len(ds.windows)
     steps = math.ceil(n / config.batch_size)
-    order = np.random.default_rng([config.seed, EPOCH]).permutation(n)
-    key = jax.random.fold_in(jax.random.key(config.seed), EPOCH)
+    key = compiled_epoch.epoch_key(config.seed, EPOCH)
+    order = np.asarray(compiled_epoch.epoch_order(key, n))
 
     # the Python loop: train.run_epoch, its state carried from call to call
     model_cfg, params = fresh(config, prepared)
@@ -82,23 +101,31 @@ def bench_variant(name, config, prepared, repeats) -> dict:
         loop_state[:] = [p, o]
         return p
 
-    # the compiled epoch
-    _, params = fresh(config, prepared)
-    epoch_opt, epoch_fn = compiled_epoch.make_compiled_epoch(config, model_cfg, params, steps)
     data = compiled_epoch.device_data(ds)
-    device_order = jax.device_put(order)
-    epoch_state = [params, epoch_opt]
 
-    def compiled():
-        p, o, loss = epoch_fn(*epoch_state, data, device_order, key)
-        epoch_state[:] = [p, o]
-        return p, o, loss
+    def compiled_epoch_fn(progress=None):
+        _, params = fresh(config, prepared)
+        opt, epoch_fn = compiled_epoch.make_compiled_epoch(config, model_cfg, params, steps, progress=progress)
+        state = [params, opt]
+
+        def run():
+            p, o, loss = epoch_fn(*state, data, key)
+            state[:] = [p, o]
+            return p, o, loss
+
+        return run
+
+    compiled = compiled_epoch_fn()
+    # as `jaxbackprop train` on a terminal: a host callback moves the progress bar PROGRESS_UPDATES times
+    callbacks = []
+    with_progress = compiled_epoch_fn((max(1, steps // PROGRESS_UPDATES), callbacks.append))
 
     # the same steps one by one, on batches and keys made beforehand
     _, params = fresh(config, prepared)
     step_opt, step = make_step(config, model_cfg, params, steps)
     batches = [jax.device_put(b) for b in pipeline.padded_batches(ds, config.batch_size, order)]
-    keys = [jax.random.fold_in(key, i) for i in range(len(batches))]
+    steps_key = compiled_epoch.epoch_keys(key)[1]
+    keys = [jax.random.fold_in(steps_key, i) for i in range(len(batches))]
     jax.block_until_ready((batches, keys))
     step_state = [params, step_opt]
 
@@ -115,12 +142,14 @@ def bench_variant(name, config, prepared, repeats) -> dict:
 
     first, _ = timed(compiled)  # compiles
     warm, _ = timed(compiled)
+    timed(with_progress)  # compiles
     timed(python_loop)  # warm-up epoch: compiles the step
     steps_sum()  # warm-up: compiles the step
-    times = {"python_loop_s": [], "compiled_epoch_s": [], "steps_sum_s": []}
+    times = {"python_loop_s": [], "compiled_epoch_s": [], "compiled_progress_s": [], "steps_sum_s": []}
     for _ in range(repeats):  # round-robin
         times["python_loop_s"].append(timed(python_loop)[0])
         times["compiled_epoch_s"].append(timed(compiled)[0])
+        times["compiled_progress_s"].append(timed(with_progress)[0])
         times["steps_sum_s"].append(steps_sum())
     med = {k: statistics.median(v) for k, v in times.items()}
     row = {
@@ -129,6 +158,8 @@ def bench_variant(name, config, prepared, repeats) -> dict:
         "compile_s": first - warm,
         "ratio_compiled_vs_steps": med["steps_sum_s"] / med["compiled_epoch_s"],
         "ratio_compiled_vs_loop": med["python_loop_s"] / med["compiled_epoch_s"],
+        "ratio_progress_vs_compiled": med["compiled_progress_s"] / med["compiled_epoch_s"],
+        "progress_callbacks_per_epoch": len(callbacks) // (repeats + 1),
         "steps_per_epoch": steps,
         "windows": n,
         "repeats": repeats,
@@ -137,8 +168,56 @@ def bench_variant(name, config, prepared, repeats) -> dict:
     return row
 
 
+def sweep_members(base, n: int) -> list:
+    """N Adam members: rates spread over a decade around the default, seeds 0..N-1."""
+    rates = np.geomspace(3e-4, 3e-3, n) if n > 1 else [base.learning_rate]
+    return [
+        train.configure(base, optimizer="adam", learning_rate=float(r), seed=k, epochs=SWEEP_EPOCHS)
+        for k, r in enumerate(rates)
+    ]
+
+
+def bench_sweep(base, prepared, n: int) -> dict:
+    """Wall times of N members trained one after another, vmapped, and as the default chooses."""
+    configs = sweep_members(base, n)
+    quiet = dict(devices=None, log=lambda *_: None)
+
+    def sequential():
+        return [sweep_group.train_group([c], prepared, **quiet).seconds for c in configs]
+
+    def vmapped():
+        return sweep_group.train_group(configs, prepared, **quiet)
+
+    def default():
+        chunk, _ = sweep_group.measure_chunk(configs, prepared, log=lambda *_: None)
+        for start in range(0, n, chunk):
+            sweep_group.train_group(configs[start : start + chunk], prepared, **quiet)
+        return chunk
+
+    sweep_group.train_group(configs[:1], prepared, **quiet)  # compiles the one-member program
+    vmapped()  # compiles the N-member program
+    seq_s, seq = timed(sequential)
+    vmap_s, _ = timed(vmapped)
+    default_s, chunk = timed(default)
+    row = {
+        "members": n,
+        "sequential_s": seq_s,
+        "vmapped_s": vmap_s,
+        "one_member_s": seq[0],
+        "default_s": default_s,
+        "default_chunk": chunk,
+        "ratio_sequential_vs_vmapped": seq_s / vmap_s,
+        "ratio_vmapped_vs_one_member": vmap_s / seq[0],
+        "ratio_default_vs_sequential": default_s / seq_s,
+        "epochs": SWEEP_EPOCHS,
+    }
+    print(f"sweep N={n}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)), flush=True)
+    return row
+
+
 def bench(quick: bool) -> dict:
     sizes = QUICK if quick else FULL
+    load_before, t0 = os.getloadavg(), time.perf_counter()
     base = train.configure(**sizes["base"])
     prepared = corpus(base, sizes["sentences"])
     rows = []
@@ -160,17 +239,21 @@ def bench(quick: bool) -> dict:
             repeats=sizes["repeats"],
         ),
         "epochs": rows,
-        "sweep": None,
-        "sweep_note": "no sweep table in this benchmark yet: one configuration per variant",
+        "sweep": [bench_sweep(base, prepared, n) for n in sizes["members"]],
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "wall_s": time.perf_counter() - t0,
     }
 
 
 def markdown(result) -> str:
+    load = result["load_average"]
     lines = [
-        f"Machine: {harness.machine_line(result['environment'])}.",
+        f"Machine: {harness.machine_line(result['environment'])}; 1-minute load average "
+        f"{load['before'][0]:.1f} before, {load['after'][0]:.1f} after the run.",
         "",
-        "| variant | python loop s | compiled epoch s | steps sum s | compile s | steps/compiled | loop/compiled |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | python loop s | compiled epoch s | steps sum s | compile s | steps/compiled | loop/compiled "
+        "| with progress bar / without |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["epochs"]:
         cells = [
@@ -181,9 +264,41 @@ def markdown(result) -> str:
             f"{r['compile_s']:.3f}",
             f"{r['ratio_compiled_vs_steps']:.2f}",
             f"{r['ratio_compiled_vs_loop']:.2f}",
+            f"{r['ratio_progress_vs_compiled']:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Sweeps of N Adam members, {SWEEP_EPOCHS} epochs each with dev evaluation, programs compiled beforehand "
+        "(the default's own measuring included):",
+        "",
+        "| members | sequential s | vmapped s | one member s | default s (chunk) | sequential/vmapped "
+        "| vmapped/one member | default/sequential |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["sweep"]:
+        lines.append(
+            f"| {r['members']} | {r['sequential_s']:.3f} | {r['vmapped_s']:.3f} | {r['one_member_s']:.3f} "
+            f"| {r['default_s']:.3f} ({r['default_chunk']}) | {r['ratio_sequential_vs_vmapped']:.2f} "
+            f"| {r['ratio_vmapped_vs_one_member']:.2f} | {r['ratio_default_vs_sequential']:.2f} |"
+        )
     return "\n".join(lines)
+
+
+def section(result) -> str:
+    return "\n".join(
+        [
+            "## Whole epochs and whole sweeps on the device",
+            "",
+            "Written by `python benchmarks/bench_epoch.py` (results: `benchmarks/results/bench_epoch.json`). One epoch "
+            "of the default model on the embedded synthetic corpus: `python loop` is `train.run_epoch` (numpy batches "
+            "sent step by step), `compiled epoch` the whole epoch as one `lax.scan` program (what `jaxbackprop train` "
+            "runs), `steps sum` the same steps timed one by one on batches already on the device. Medians of "
+            f"{result['environment']['repeats']} round-robin repeats.",
+            "",
+            markdown(result),
+        ]
+    )
 
 
 def main(argv=None):
@@ -197,6 +312,8 @@ def main(argv=None):
     result = bench(args.quick)
     harness.write_json(out, result)
     print(markdown(result))
+    if not args.quick and args.out is None:
+        harness.write_section(harness.ROOT / "BENCHMARKS.md", "bench_epoch", section(result))
     print(f"device {result['environment']['device']}; written to {out}")
     return result
 

@@ -157,6 +157,41 @@ def write_json(path, result: dict) -> None:
 
 
 def write_text(path, text: str) -> None:
+    """``text`` written atomically; the sections other scripts keep in the file (:func:`write_section`) stay."""
+    files.write_text(path, text.rstrip("\n") + "\n" + kept_sections(path))
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- section {name}: written by benchmarks/{name}.py -->", f"<!-- end of section {name} -->"
+
+
+def kept_sections(path) -> str:
+    """Every marked section of the markdown file at ``path`` (``""`` if none, or no file)."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    out, start = [], text.find("<!-- section ")
+    while start >= 0:
+        name = text[start + len("<!-- section ") :].split(":", 1)[0]
+        end = text.find(_markers(name)[1], start)
+        if end < 0:
+            break
+        end += len(_markers(name)[1])
+        out.append(text[start:end])
+        start = text.find("<!-- section ", end)
+    return "".join("\n" + section + "\n" for section in out)
+
+
+def write_section(path, name: str, body: str) -> None:
+    """Put ``body`` into the markdown file at ``path`` as section ``name``, replacing an earlier one;
+    the rest of the file stays as it was."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    begin, end = _markers(name)
+    section = f"{begin}\n{body.strip()}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
     files.write_text(path, text)
 
 

@@ -5,22 +5,23 @@ The arguments are defined in :mod:`jaxbackprop.cli_args`; each subcommand here i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 
-from jaxbackprop.cli_args import build_parser, one_line
+from jaxbackprop.cli_args import build_parser, distributed, one_line
 
 LARGE_VOCAB = 100_000  # above this, a dense embedding update dominates the step on a CPU (BENCHMARKS.md)
 
 
 def _check(args) -> int:
     """``jaxbackprop check``: the gradient-check matrix, one row per check; exit 1 on a failure."""
-    from jaxbackprop import check_matrix, gradcheck, model
+    from jaxbackprop import check_matrix, gradcheck
     from jaxbackprop.nonlinearities import ACTIVATIONS
 
     activations = args.activation or ACTIVATIONS
-    heads = args.head or model.HEADS
+    heads = args.head or check_matrix.MATRIX_HEADS  # the window heads and the crf head
     print(
         f"gradient check: {len(activations)} activations x {len(heads)} heads x {len(check_matrix.MATRIX_CASES)} "
         f"cases, float64; tolerances: manual~autodiff <= {gradcheck.MANUAL_VS_AUTODIFF_RTOL:g}, "
@@ -112,10 +113,11 @@ def _load_corpus(args):
 
 def _train(args) -> int:
     """``jaxbackprop train``: prepare the corpus, train, write the run directory."""
-    from jaxbackprop import config, pipeline, train
+    from jaxbackprop import config, parallel, pipeline, train
 
     names = (*config.MODEL_FIELDS, *config.TRAIN_FIELDS)
     run_config = config.configure(**{n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    parallel.check_batch_divides(run_config.batch_size, parallel.mesh_for(args.devices))  # before the corpus loads
     train_s, dev_s, test_s, pretrained = _load_corpus(args)
     prepared = pipeline.prepare_for(run_config, train_s, dev_s, test_s, pretrained)
     if prepared.coverage:
@@ -133,7 +135,9 @@ def _train(args) -> int:
     )
     print(f"{sizes} -> {out}")
     progress = not args.no_progress
-    train.train_and_evaluate(run_config, prepared, out, resume=args.resume, overwrite=args.overwrite, progress=progress)
+    train.train_and_evaluate(
+        run_config, prepared, out, resume=args.resume, overwrite=args.overwrite, progress=progress, devices=args.devices
+    )
     return 0
 
 
@@ -185,8 +189,9 @@ def _sweep(args) -> int:
     """``jaxbackprop sweep``: train the product of the given axes, print the table, write the results."""
     import itertools
 
-    from jaxbackprop import config, pipeline, sweep
+    from jaxbackprop import config, parallel, pipeline, sweep
 
+    parallel.mesh_for(args.devices)  # a wrong --devices fails before the corpus loads
     train_s, dev_s, test_s, pretrained = _load_corpus(args)
     base = config.configure(epochs=args.epochs, hidden_dim=args.hidden_dim, batch_size=args.batch_size)
     if args.quick:
@@ -202,7 +207,9 @@ def _sweep(args) -> int:
     prepared = pipeline.prepare_for(base, train_s, dev_s, None, pretrained)
     out = args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"sweep of {len(table)} configurations, {base.epochs} epoch(s) each -> {out}")
-    rows = sweep.run_sweep(table, prepared, out, base=base, chunk=args.chunk, overwrite=args.overwrite)
+    rows = sweep.run_sweep(
+        table, prepared, out, base=base, chunk=args.chunk, devices=args.devices, overwrite=args.overwrite
+    )
     print(f"\n{'optimizer':<9} {'lr':>8} {'schedule':<9} {'l2':>7} {'seed':>4}  best dev F1  epoch  diverged")
     for r in rows:
         f1 = "-" if r["best_dev_f1"] is None else f"{r['best_dev_f1']:.4f}"
@@ -231,10 +238,15 @@ def main(argv=None) -> int:
     given (options, files, run directory) or a diverged training run; 3 an internal error, a bug;
     130 interrupted. ``--debug`` or ``JAXBACKPROP_DEBUG=1`` adds the traceback.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if distributed(args) and args.command != "train":
+        parser.error(f"--distributed runs `train` only, not `{args.command}`")
     debug = args.debug or os.environ.get("JAXBACKPROP_DEBUG", "") not in ("", "0")
     try:
-        return COMMANDS[args.command](args)
+        quiet = distributed(args) and _join_processes(args) > 0
+        with _silenced(quiet):
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         _print_traceback(debug)
         print("jaxbackprop: interrupted", file=sys.stderr)
@@ -244,6 +256,35 @@ def main(argv=None) -> int:
         code, message = _error_line(err)
         print(f"jaxbackprop: error: {message}", file=sys.stderr)
         return code
+
+
+def _join_processes(args) -> int:
+    """``jax.distributed.initialize``, before anything else touches JAX; returns this process's index.
+
+    The run then spans every process's devices (unless ``--devices`` says otherwise), and only
+    process 0 shows progress.
+    """
+    from jaxbackprop import parallel
+
+    index, count = parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    args.devices = "all" if args.devices is None else args.devices
+    args.no_progress = args.no_progress or index > 0
+    if index == 0:
+        import jax
+
+        every = f"{count} ({jax.device_count()} devices in all)"
+        print(f"process 0 of {every}: training over {args.devices} devices; the other processes print nothing")
+    return index
+
+
+@contextlib.contextmanager
+def _silenced(quiet: bool):
+    """Standard output to nowhere while ``quiet`` (the other processes of a run); errors still reach stderr."""
+    if not quiet:
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
 
 
 def _error_line(err: Exception) -> tuple[int, str]:

@@ -64,6 +64,27 @@ def positive_int(text: str) -> int:
 positive_int.__name__ = "int"  # argparse's "invalid int value: 'x'"
 
 
+def devices_value(text: str):
+    """An argparse ``type`` for ``--devices``: ``"all"`` or an integer >= 1 (checked against the
+    devices there are only when training starts, by :func:`jaxbackprop.parallel.mesh_for`)."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'all', got {text!r}")
+    return value
+
+
+DEVICES_HELP = (
+    "split each batch over N devices (or all of them; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N "
+    "makes N) and sum the gradients across them: the same training as on one device, within float round-off "
+    "(default: one device; with --distributed: all)"
+)
+
+
 def _option_specs():
     """``(name, default, help, choices)`` of every flat training option: the model's, then the run's."""
     defaults = config.TrainConfig()
@@ -139,6 +160,7 @@ def _add_train(sub, debug) -> None:
     )
     train.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--devices", type=devices_value, metavar="N|all", help=DEVICES_HELP)
     add_train_options(train)
 
 
@@ -211,11 +233,53 @@ def _add_sweep(sub, debug) -> None:
     sw.add_argument(
         "--chunk",
         type=positive_int,
-        help="configurations per vmapped program (default: chosen so it is never slower than sequential)",
+        help="configurations per vmapped program and device, 1 for one after another (default: measured on this "
+        "machine before each group, stacking only where that trains faster per configuration)",
+    )
+    sw.add_argument(
+        "--devices",
+        type=devices_value,
+        default="all",
+        metavar="N|all",
+        help="spread the configurations over N devices, each training its share (default: all; on CPU, "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N makes N)",
     )
     sw.add_argument(
         "--quick", action="store_true", help="a tiny sweep (sgd, adam x 1e-2, 1e-1; 1 epoch; small model) in seconds"
     )
+
+
+def _add_distributed_options(parser) -> None:
+    hosts = parser.add_argument_group(
+        "several hosts (train only)",
+        "Start the same command once per host (srun, mpirun, or by hand with --process-id 0 ... P-1); "
+        "the processes train in lock-step over all their devices and process 0 alone writes --out.",
+    )
+    hosts.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the other processes through jax.distributed.initialize (SLURM and Open MPI are detected; "
+        "elsewhere give the three options below, which imply --distributed)",
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, reachable from every host")
+    hosts.add_argument("--num-processes", type=positive_int, metavar="P", help="how many processes take part")
+    hosts.add_argument("--process-id", type=non_negative_int, metavar="I", help="this process's index, 0 ... P-1")
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+non_negative_int.__name__ = "int"
+
+
+def distributed(args) -> bool:
+    """Whether the command line asks to join a multi-process run (``--distributed`` or any of its options)."""
+    return args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         "allows, and exits with 2 (1: `check` found a wrong gradient; 3: an internal error; 130: interrupted).",
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    _add_distributed_options(parser)
     # the same flag after the subcommand; SUPPRESS keeps a subcommand from resetting it to False
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)

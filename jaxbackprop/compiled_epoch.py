@@ -1,14 +1,17 @@
 """One training epoch as one jitted function: the data on the device, ``lax.scan`` over the steps.
 
-:func:`jaxbackprop.train.run_epoch` is a Python loop that builds each batch with numpy and sends
-it to the device; here the training split goes to the device once (:func:`device_data`) and the
-whole epoch -- batching, word dropout, dropout keys, every optimizer step -- is one XLA program::
+The training split goes to the device once (:func:`device_data`); the whole epoch -- the
+shuffle, batching, word dropout, dropout keys and every optimizer step -- is one XLA program::
 
-    epoch_fn(params, opt_state, data, order, key) -> (params, opt_state, mean_loss)
+    epoch_fn(params, opt_state, data, key) -> (params, opt_state, mean_loss)
 
-With the same ``order`` and ``key`` it takes exactly the steps ``run_epoch`` takes: the batches of
-:func:`jaxbackprop.pipeline.padded_batches` (the last one padded with copies of row 0 at weight 0)
-and step i's key ``fold_in(key, i)``.
+Everything random in an epoch comes from its key (:func:`epoch_key` of the seed and epoch):
+:func:`epoch_keys` splits it into the key of the epoch's order (:func:`epoch_order`, a
+permutation drawn on the device) and the key of its steps (step i uses ``fold_in(steps_key, i)``).
+:func:`jaxbackprop.train.run_epoch`, the step-by-step Python loop kept for hooks that watch the
+parameters between steps, derives the same order and keys, so both take exactly the same steps.
+:func:`scan_epoch` is the part both this module and the vmapped sweeps
+(:mod:`jaxbackprop.sweep`) build on.
 """
 
 from __future__ import annotations
@@ -19,25 +22,51 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxbackprop import data as data_lib
+from jaxbackprop import parallel
 from jaxbackprop.step import make_step
 
 DATA_KEYS = ("windows", "features", "labels")
 
 
-def device_data(ds: data_lib.Dataset) -> dict:
-    """The arrays a training step reads, put on the default device once.
+def device_data(ds: data_lib.Dataset, mesh=None) -> dict:
+    """The arrays a training step reads, put on the device once.
 
     Args:
       ds: a labelled split (``ds.labels`` not None).
+      mesh: None (the default device) or a data mesh (:func:`jaxbackprop.parallel.data_mesh`), on
+        each device of which the split is copied whole.
 
     Returns:
       ``{"windows": (N, n), "features": (N, n*k), "labels": (N,)}``, int32 device arrays.
     """
     if ds.labels is None:
         raise ValueError("device_data needs a labelled split (ds.labels is None)")
-    return {k: jax.device_put(np.asarray(getattr(ds, k))) for k in DATA_KEYS}
+    arrays = {k: np.asarray(getattr(ds, k)) for k in DATA_KEYS}
+    return jax.device_put(arrays) if mesh is None else parallel.replicate(arrays, mesh)
+
+
+def epoch_key(seed: int, epoch: int):
+    """The key of everything random in epoch ``epoch`` (from 1) of a run with ``seed``."""
+    return jax.random.fold_in(jax.random.key(seed), epoch)
+
+
+def epoch_keys(key):
+    """``(order_key, steps_key)``: the epoch key split into the key of its order and of its steps."""
+    order_key, steps_key = jax.random.split(key)
+    return order_key, steps_key
+
+
+def epoch_order(key, n: int):
+    """The epoch's order of the ``n`` training rows: a permutation drawn from the epoch ``key``.
+
+    >>> sorted(epoch_order(epoch_key(0, 1), 5).tolist())
+    [0, 1, 2, 3, 4]
+    """
+    return jax.random.permutation(epoch_keys(key)[0], n)
 
 
 def epoch_batches(order, batch_size: int):
@@ -64,7 +93,45 @@ def epoch_batches(order, batch_size: int):
     return idx.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 
 
-def make_compiled_epoch(config, model_cfg, params, steps_per_epoch: int):
+def scan_epoch(step, carry, data: dict, key, batch_size: int, *, mesh=None, progress=None):
+    """Every step of one epoch under ``lax.scan``: traceable, so it can be jitted or vmapped whole.
+
+    Args:
+      step: ``step(carry, batch, key, i) -> (carry, loss)``; ``batch`` holds ``data``'s arrays at
+        the batch's rows plus ``"weights"``, ``key`` is ``fold_in(steps_key, i)``.
+      carry: the state the steps thread through (e.g. ``(params, opt_state)``).
+      data: ``{name: (N, ...)}`` device arrays (:func:`device_data`).
+      key: the epoch key (:func:`epoch_key`); it draws the order and the steps' keys.
+      batch_size: rows per batch; the last batch is padded at weight 0 (:func:`epoch_batches`).
+      mesh: a data mesh: each batch is split over its devices along the rows (the compiler then
+        sums the gradients across them); None for one device.
+      progress: ``(every, callback)``: ``callback(i)`` is called on the host after every
+        ``every`` steps, i the number of steps done (a progress bar); None for no callback.
+
+    Returns:
+      ``(carry, mean loss of the epoch's steps)``.
+    """
+    _, steps_key = epoch_keys(key)
+    n = jax.tree.leaves(data)[0].shape[0]
+    idx, weights = epoch_batches(epoch_order(key, n), batch_size)
+
+    def body(carry, xs):
+        i, rows, w = xs
+        batch = {k: v[rows] for k, v in data.items()} | {"weights": w}
+        if mesh is not None:
+            batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P(parallel.AXIS)))
+        carry, loss = step(carry, batch, jax.random.fold_in(steps_key, i), i)
+        if progress is not None:
+            every, callback = progress
+            jax.lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(callback, i + 1), lambda: None)
+        return carry, loss
+
+    steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
+    carry, losses = jax.lax.scan(body, carry, (steps, idx, weights))
+    return carry, jnp.mean(losses)
+
+
+def make_compiled_epoch(config, model_cfg, params, steps_per_epoch: int, *, mesh=None, progress=None):
     """``(opt_state, epoch_fn)``: the run's step (:func:`jaxbackprop.step.make_step`) scanned over an epoch.
 
     Args:
@@ -73,33 +140,28 @@ def make_compiled_epoch(config, model_cfg, params, steps_per_epoch: int):
       model_cfg: the sized model config (:func:`jaxbackprop.pipeline.model_config`).
       params: the initial parameters (the optimizer state is made for them).
       steps_per_epoch: optimizer steps per epoch, for the schedule.
+      mesh, progress: see :func:`scan_epoch`. With a mesh, place ``params`` and ``opt_state`` with
+        :func:`jaxbackprop.parallel.replicate` before each call, and ``data`` with :func:`device_data`.
 
     Returns:
       The initial optimizer state, and jitted
-      ``epoch_fn(params, opt_state, data, order, key) -> (params, opt_state, mean_loss)``:
-      ``data`` from :func:`device_data`, ``order`` the int (N,) permutation of the epoch,
-      ``key`` the epoch's key (step i uses ``fold_in(key, i)``), ``mean_loss`` the mean of the
-      steps' losses as :func:`jaxbackprop.train.run_epoch` reports it. ``params`` and
-      ``opt_state`` are donated: keep the returned ones. It compiles once per (N, dtypes).
+      ``epoch_fn(params, opt_state, data, key) -> (params, opt_state, mean_loss)``:
+      ``data`` from :func:`device_data`, ``key`` the epoch key (:func:`epoch_key`), ``mean_loss``
+      the mean of the steps' losses as :func:`jaxbackprop.train.run_epoch` reports it.
+      ``params`` and ``opt_state`` are donated: keep the returned ones. It compiles once per
+      (N, dtypes).
     """
-    opt_state, step = make_step(config, model_cfg, params, steps_per_epoch)
-    batch_size = config.batch_size
+    opt_state, train_step = make_step(config, model_cfg, params, steps_per_epoch)
 
-    def epoch_fn(params, opt_state, data, order, key):
-        idx, weights = epoch_batches(order, batch_size)
+    def step(carry, batch, key, i):
+        params, opt_state, loss = train_step(*carry, batch, key)
+        return (params, opt_state), loss
 
-        def body(carry, xs):
-            params, opt_state = carry
-            i, rows, w = xs
-            # the batch padded_batches would yield, gathered on the device
-            batch = {k: v[rows] for k, v in data.items()}
-            batch["weights"] = w
-            params, opt_state, J = step(params, opt_state, batch, jax.random.fold_in(key, i))
-            return (params, opt_state), J
-
-        steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (steps, idx, weights))
-        return params, opt_state, jnp.mean(losses)
+    def epoch_fn(params, opt_state, data, key):
+        (params, opt_state), loss = scan_epoch(
+            step, (params, opt_state), data, key, config.batch_size, mesh=mesh, progress=progress
+        )
+        return params, opt_state, loss
 
     return opt_state, jax.jit(epoch_fn, donate_argnums=(0, 1))
 
@@ -110,13 +172,13 @@ class CompiledEpoch(NamedTuple):
     epoch_fn: Callable
     data: dict
 
-    def __call__(self, params, opt_state, order, key):
-        """One epoch in ``order`` (int (N,)) from the epoch's ``key``: ``(params, opt_state, mean loss)``."""
-        params, opt_state, loss = self.epoch_fn(params, opt_state, self.data, jnp.asarray(order), key)
+    def __call__(self, params, opt_state, key):
+        """One epoch from the epoch ``key``: ``(params, opt_state, mean loss)``."""
+        params, opt_state, loss = self.epoch_fn(params, opt_state, self.data, key)
         return params, opt_state, float(loss)
 
 
-def compile_epoch(config, model_cfg, params, steps_per_epoch: int, ds: data_lib.Dataset):
+def compile_epoch(config, model_cfg, params, steps_per_epoch: int, ds: data_lib.Dataset, *, mesh=None, progress=None):
     """``(opt_state, CompiledEpoch)`` for training on ``ds``: :func:`make_compiled_epoch` plus :func:`device_data`."""
-    opt_state, epoch_fn = make_compiled_epoch(config, model_cfg, params, steps_per_epoch)
-    return opt_state, CompiledEpoch(epoch_fn, device_data(ds))
+    opt_state, epoch_fn = make_compiled_epoch(config, model_cfg, params, steps_per_epoch, mesh=mesh, progress=progress)
+    return opt_state, CompiledEpoch(epoch_fn, device_data(ds, mesh))

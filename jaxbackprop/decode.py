@@ -6,6 +6,9 @@ decoding picks, per sentence, the sequence that maximises the summed log-probabi
 the sequences that obey IOB2 (an ``I-X`` only directly after ``B-X`` or ``I-X``). Nothing is
 learned: the transition scores are 0 (allowed) or -inf (forbidden), so this is not a CRF; it
 only stops the decoder from emitting spans the model's own probabilities do not support.
+
+:func:`viterbi` decodes padded (S, L) sentences; :func:`sentence_layout` and :func:`viterbi_tokens`
+carry a flat run of tokens (as a ``data.Dataset`` holds them) there and back, on the device.
 """
 
 from __future__ import annotations
@@ -79,6 +82,67 @@ def _bucket(n: int, multiple: int) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
 
+def sentence_layout(sentence_lengths, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each token of a flat run of sentences sits in a padded (S, L) grid of sentences, and back.
+
+    S and L are rounded up (to multiples of 256 and 16), so splits of similar size share one
+    compiled Viterbi. Grid positions past a sentence's end point at token 0: Viterbi ignores them.
+
+    Args:
+      sentence_lengths: (S0,) tokens per sentence (0 allowed), summing to N.
+      n_rows: rows of the (possibly padded) flat token array, >= N (None: N). Rows past N are
+        filler and point at grid slot 0.
+
+    Returns:
+      ``(token_index, lengths, token_slot)``: int32 (S, L) the flat token at each grid position;
+      int32 (S,) the lengths, 0 for the filler sentences; int32 (n_rows,) each token's grid slot
+      ``s * L + t``, so ``grid.reshape(S * L)[token_slot]`` lays a grid back out flat.
+
+    >>> index, lengths, slot = sentence_layout([2, 0, 1])
+    >>> index.shape, lengths[:4].tolist(), index[0, :3].tolist(), index[2, :2].tolist(), slot.tolist()
+    ((256, 16), [2, 0, 1, 0], [0, 1, 0], [2, 0], [0, 1, 32])
+    """
+    lengths = np.asarray(sentence_lengths, dtype=np.int64)
+    n = int(lengths.sum())
+    n_rows = n if n_rows is None else n_rows
+    if n_rows < n:
+        raise ValueError(f"n_rows must be at least the {n} tokens the sentence lengths sum to, got {n_rows}")
+    S, L = _bucket(len(lengths), 256), _bucket(int(lengths.max(initial=0)), 16)
+    offsets = np.cumsum(lengths) - lengths
+    positions = np.arange(L)
+    inside = positions[None, :] < lengths[:, None]  # (S0, L)
+    token_index = np.zeros((S, L), np.int32)
+    token_index[: len(lengths)][inside] = (offsets[:, None] + positions[None, :])[inside]
+    padded_lengths = np.zeros(S, np.int32)
+    padded_lengths[: len(lengths)] = lengths
+    token_slot = np.zeros(n_rows, np.int32)
+    # row-major order of the grid visits the tokens in their flat order
+    token_slot[:n] = np.flatnonzero(np.pad(inside, ((0, S - len(lengths)), (0, 0))))
+    return token_index, padded_lengths, token_slot
+
+
+def viterbi_tokens(log_probs, token_index, lengths, token_slot, start, transitions):
+    """:func:`viterbi` of a flat run of tokens: gather them into sentences, decode, lay the tags back out flat.
+
+    Pure and jittable; with the layout of :func:`sentence_layout` it decodes a whole split on the
+    device, and under ``jax.vmap`` the log-probabilities (and the scores) may carry a leading axis.
+
+    Args:
+      log_probs: (Np, C) per-token log-probabilities, the tokens first and any filler rows after.
+      token_index, lengths, token_slot: ``sentence_layout(sentence_lengths, n_rows=Np)``.
+      start: (C,) scores of the first tag; transitions: (C, C) scores of tag pairs
+        (:func:`iob2_constraints`, or learned ones).
+
+    Returns:
+      (Np,) int32 tag ids; the filler rows past the tokens hold filler.
+    """
+    paths = viterbi(log_probs[token_index], lengths, start, transitions)  # (S, L)
+    return paths.reshape(-1)[token_slot]
+
+
+_viterbi_tokens = jax.jit(viterbi_tokens)
+
+
 def decode(log_probs, sentence_lengths, tags, method: str = "viterbi") -> np.ndarray:
     """Tag ids for a flat run of tokens, sentence after sentence (as ``data.Dataset`` lays them out).
 
@@ -88,22 +152,24 @@ def decode(log_probs, sentence_lengths, tags, method: str = "viterbi") -> np.nda
       tags: the C tag names (their IOB2 prefixes define the constraints).
       method: ``"viterbi"`` (best valid IOB2 sequence) or ``"argmax"`` (best tag per token).
     """
-    if method not in DECODERS:
-        raise ValueError(f"decode method must be one of {DECODERS}, got {method!r}")
+    check_decoder(method)
     log_probs = np.asarray(log_probs)
     lengths = np.asarray(sentence_lengths, dtype=np.int64)
     if lengths.sum() != len(log_probs):
         raise ValueError(f"sentence lengths sum to {lengths.sum()}, but there are {len(log_probs)} tokens")
     if method == "argmax" or len(log_probs) == 0:
         return np.argmax(log_probs, axis=-1) if len(log_probs) else np.zeros(0, np.int64)
-    S, L = _bucket(len(lengths), 256), _bucket(int(lengths.max()), 16)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    positions = np.arange(L)
-    inside = positions[None, :] < lengths[:, None]  # (n_sentences, L)
-    padded = np.zeros((S, L, log_probs.shape[1]), np.float32)
-    padded[: len(lengths)][inside] = log_probs[(offsets[:, None] + positions[None, :])[inside]]
-    padded_lengths = np.zeros(S, np.int32)
-    padded_lengths[: len(lengths)] = lengths
-    start, transitions = iob2_constraints(tags)
-    paths = viterbi(padded, padded_lengths, jnp.asarray(start, jnp.float32), jnp.asarray(transitions, jnp.float32))
-    return np.asarray(paths)[: len(lengths)][inside]
+    # the flat tokens are padded too, so that only the bucketed shapes compile
+    n_rows = _bucket(len(log_probs), 1024)
+    padded = np.zeros((n_rows, log_probs.shape[1]), np.float32)
+    padded[: len(log_probs)] = log_probs
+    start, transitions = (jnp.asarray(a, jnp.float32) for a in iob2_constraints(tags))
+    ids = _viterbi_tokens(padded, *sentence_layout(lengths, n_rows), start, transitions)
+    return np.asarray(ids)[: len(log_probs)]
+
+
+def check_decoder(method: str) -> str:
+    """``method``, if it is one of :data:`DECODERS`; else a ValueError naming them."""
+    if method not in DECODERS:
+        raise ValueError(f"decode method must be one of {DECODERS}, got {method!r}")
+    return method

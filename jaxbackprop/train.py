@@ -8,6 +8,7 @@ with :func:`configure`), which holds the model's :class:`~jaxbackprop.model.Mode
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbackprop import checkpoint, compiled_epoch, files, optim, pipeline, rundir
+from jaxbackprop import checkpoint, compiled_epoch, files, optim, parallel, pipeline, rundir
 from jaxbackprop.config import TrainConfig, configure, flatten  # noqa: F401 (the API: train.TrainConfig, ...)
 from jaxbackprop.evaluate import evaluate
 from jaxbackprop.resume import check_resumable, reopen_run
@@ -38,6 +39,7 @@ def train_and_evaluate(
     progress=True,
     log=print,
     on_step=None,
+    devices=None,
 ) -> dict:
     """Train on ``prepared.train``, select the best epoch on dev F1, evaluate it on test.
 
@@ -61,9 +63,16 @@ def train_and_evaluate(
         :func:`jaxbackprop.resume.config_differences`).
       overwrite: replace the run files of a run already in ``run_dir`` (without it, a directory
         holding any of :data:`jaxbackprop.rundir.RESULT_FILES` is refused).
-      progress: show a progress bar per epoch.
+      progress: show a progress bar per epoch (on a terminal).
       log: called with one readable line per epoch.
-      on_step: passed to :func:`run_epoch`.
+      on_step: passed to :func:`run_epoch` (it makes the epoch a Python loop).
+      devices: None (one device), an int N or ``"all"``: each batch is split over that many
+        devices (:func:`jaxbackprop.parallel.mesh_for`), the parameters copied to each; the
+        result equals one device's within float round-off. With several processes
+        (``jax.distributed``, see :mod:`jaxbackprop.parallel`) every process calls this in
+        lock-step; only process 0 writes ``run_dir`` (and evaluates on test), the others return
+        ``best_epoch``, ``dev_f1`` and ``epochs_run``. ``resume`` needs ``run_dir`` readable by
+        every process.
 
     Returns:
       The summary, also written to ``summary.json``.
@@ -80,22 +89,30 @@ def train_and_evaluate(
             f"{run_dir}: --resume and --overwrite exclude each other (one continues the run, the other replaces it)"
         )
     model_cfg = pipeline.model_config(config, prepared)
+    writer = jax.process_index() == 0  # with several processes, one writes the run's files
     # every check comes before anything is computed or written, so a refused call changes nothing
     if resume:
         conf = check_resumable(run_dir, config, model_cfg, prepared)
-    else:
+    elif writer:  # on a shared disk the others could already see process 0's new files
         rundir.check_writable(run_dir, overwrite)
+    mesh = _mesh(devices, config, on_step)
     _, params = rundir.init_run_params(config, prepared)
     steps_per_epoch = math.ceil(len(prepared.train.windows) / config.batch_size)
+    # the loop draws its own bar; a compiled epoch moves this one from inside, and only on a terminal
+    show = progress and on_step is None and sys.stderr.isatty()
+    bar = _ProgressBar(steps_per_epoch) if show else None
     if on_step is None:  # the whole epoch as one compiled program, the training split on the device
-        opt_state, step = compiled_epoch.compile_epoch(config, model_cfg, params, steps_per_epoch, prepared.train)
+        opt_state, step = compiled_epoch.compile_epoch(
+            config, model_cfg, params, steps_per_epoch, prepared.train, mesh=mesh, progress=bar and bar.hook
+        )
     else:  # a Python loop, so on_step can watch the parameters between steps
         opt_state, step = make_step(config, model_cfg, params, steps_per_epoch)
     if resume:
         (params, opt_state), history, best = reopen_run(run_dir, conf, config, (params, opt_state))
         log(f"resuming {run_dir} after epoch {len(history)} (best dev F1 {best['f1']:.4f} at epoch {best['epoch']})")
     else:
-        rundir.start_run(run_dir, config, model_cfg, prepared)
+        if writer:
+            rundir.start_run(run_dir, config, model_cfg, prepared)
         history, best = [], {"f1": -1.0, "epoch": 0}
     schedule = optim.make_schedule(config, steps_per_epoch)
     epoch = len(history)
@@ -103,12 +120,18 @@ def train_and_evaluate(
     while epoch < config.epochs and not _patience_ran_out(config, epoch, best):
         epoch += 1
         t0 = time.perf_counter()
-        new_params, new_opt_state, train_loss = run_epoch(
-            step, params, opt_state, prepared.train, config, epoch, progress=progress, on_step=on_step
-        )
+        if mesh is not None:
+            params, opt_state = parallel.replicate((params, opt_state), mesh)
+        with bar.epoch(epoch) if bar else contextlib.nullcontext():
+            new_params, new_opt_state, train_loss = run_epoch(
+                step, params, opt_state, prepared.train, config, epoch, progress=progress, on_step=on_step
+            )
         if not math.isfinite(train_loss):
             raise TrainingDiverged(_divergence_message(config, run_dir, epoch, train_loss))
-        params, opt_state = new_params, new_opt_state
+        # evaluation and the run's files read one copy of the parameters
+        params, opt_state = (
+            (new_params, new_opt_state) if mesh is None else parallel.local_copy((new_params, new_opt_state))
+        )
         dev = evaluate(params, prepared.dev, prepared.tags, model_cfg, config.decode)
         row = {
             "epoch": epoch,
@@ -123,22 +146,29 @@ def train_and_evaluate(
             "seconds": time.perf_counter() - t0,
         }
         history.append(row)
-        if dev["f1"] > best["f1"]:
+        # process 0 decides, so patience cannot stop one process an epoch before the others
+        if parallel.agreed(dev["f1"] > best["f1"]):
             best = {"f1": dev["f1"], "epoch": epoch}
             # before checkpoint.npz commits the epoch: a kill in between leaves best.npz one epoch ahead,
             # and the resumed run replays that epoch and rewrites it with the same arrays
-            checkpoint.save_tree(run_dir / "best.npz", params, {"epoch": epoch, "dev_f1": dev["f1"]})
-        rundir.commit_epoch(run_dir, params, opt_state, history, best)
+            if writer:
+                checkpoint.save_tree(run_dir / "best.npz", params, {"epoch": epoch, "dev_f1": dev["f1"]})
+        if writer:
+            rundir.commit_epoch(run_dir, params, opt_state, history, best)
         log(_epoch_line(row, config.epochs))
     if epoch < config.epochs:
         log(f"early stop: no better dev F1 for {config.patience} epochs")
+    if not writer:  # the best parameters are in process 0's best.npz
+        return {"best_epoch": best["epoch"], "dev_f1": best["f1"], "epochs_run": len(history)}
     return _finish(run_dir, config, model_cfg, prepared, history, best, log)
 
 
 def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, progress=False, on_step=None):
     """One pass over ``ds`` in the shuffled order of (seed, epoch).
 
-    Shuffling and dropout depend only on (seed, epoch, step), so a resumed run replays them exactly.
+    The order and the steps' dropout keys come from the epoch's key
+    (:func:`jaxbackprop.compiled_epoch.epoch_key`), so a resumed run replays them exactly, and the
+    loop and the compiled epoch take the same steps.
 
     Args:
       step: ``step(params, opt_state, batch, key) -> (params, opt_state, loss)`` taking the
@@ -149,19 +179,20 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
       ds: the training split.
       config: the run's configuration (seed, batch_size).
       epoch: the epoch's number, from 1.
-      progress: show a progress bar.
+      progress: show a progress bar (the loop's own; a compiled epoch reports through its hook).
       on_step: if given, ``on_step(i, params)`` is called before step i of the epoch (to watch
         the parameters mid-epoch, as experiments do); it must not change them.
 
     Returns:
       ``(params, opt_state, mean training loss of the epoch)``.
     """
-    order = np.random.default_rng([config.seed, epoch]).permutation(len(ds.windows))
-    key = jax.random.fold_in(jax.random.key(config.seed), epoch)
+    key = compiled_epoch.epoch_key(config.seed, epoch)
     if isinstance(step, compiled_epoch.CompiledEpoch):
         if on_step is not None:
             raise ValueError("on_step needs the step-by-step loop: pass the step of step.make_step")
-        return step(params, opt_state, order, key)
+        return step(params, opt_state, key)
+    order = np.asarray(compiled_epoch.epoch_order(key, len(ds.windows)))
+    _, steps_key = compiled_epoch.epoch_keys(key)
     losses = []
     batches = pipeline.padded_batches(ds, config.batch_size, order)
     if progress:
@@ -174,9 +205,45 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
     for i, batch in enumerate(batches):
         if on_step is not None:
             on_step(i, params)
-        params, opt_state, J = step(params, opt_state, batch, jax.random.fold_in(key, i))
+        params, opt_state, J = step(params, opt_state, batch, jax.random.fold_in(steps_key, i))
         losses.append(J)
     return params, opt_state, float(jnp.mean(jnp.stack(losses)))
+
+
+def _mesh(devices, config: TrainConfig, on_step):
+    """The data mesh of ``devices`` (None: one device), checked against the run's settings."""
+    mesh = None if devices is None else parallel.mesh_for(devices)
+    if mesh is not None:
+        if on_step is not None:
+            raise ValueError("on_step watches a one-device Python loop; it cannot run over several devices")
+        parallel.check_batch_divides(config.batch_size, mesh)
+    return mesh
+
+
+class _ProgressBar:
+    """A tqdm bar per epoch, moved from inside the compiled epoch through ``hook`` (a host callback)."""
+
+    UPDATES = 50  # callbacks per epoch: enough for a smooth bar, few enough to cost nothing measurable
+
+    def __init__(self, steps_per_epoch: int):
+        self.steps, self.bar = steps_per_epoch, None
+        self.hook = (max(1, steps_per_epoch // self.UPDATES), self._update)
+
+    def _update(self, done):
+        if self.bar is not None:
+            self.bar.n = int(done)
+            self.bar.refresh()
+
+    @contextlib.contextmanager
+    def epoch(self, epoch: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch}", leave=False, file=sys.stderr)
+        try:
+            yield
+        finally:
+            self.bar.close()
+            self.bar = None
 
 
 def _patience_ran_out(config: TrainConfig, epoch: int, best: dict) -> bool:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ["grad_manual", "grad_autodiff", "sparse"]
-TIMES = ("python_loop_s", "compiled_epoch_s", "steps_sum_s", "compile_s")
-RATIOS = ("ratio_compiled_vs_steps", "ratio_compiled_vs_loop")
+VARIANTS = ["grad_manual", "grad_autodiff", "impl_flax", "sparse"]
+TIMES = ("python_loop_s", "compiled_epoch_s", "compiled_progress_s", "steps_sum_s", "compile_s")
+RATIOS = ("ratio_compiled_vs_steps", "ratio_compiled_vs_loop", "ratio_progress_vs_compiled")
+SWEEP_TIMES = ("sequential_s", "vmapped_s", "one_member_s", "default_s")
 
 
 def test_bench_epoch_quick(tmp_path):
@@ -25,7 +26,7 @@ def test_bench_epoch_quick(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     result = json.loads(out.read_text())
-    assert {"environment", "epochs", "sweep"} <= set(result) and result["sweep"] is None
+    assert {"environment", "epochs", "sweep"} <= set(result)
     env = result["environment"]
     assert env["cpu_model"] and env["cpu_count"] >= 1 and env["quick"] is True
     assert [r["variant"] for r in result["epochs"]] == VARIANTS
@@ -37,4 +38,13 @@ def test_bench_epoch_quick(tmp_path):
         # the ratios are what the table says they are: the other timing over the compiled epoch
         assert row["ratio_compiled_vs_steps"] == pytest.approx(row["steps_sum_s"] / row["compiled_epoch_s"], rel=1e-9)
         assert row["ratio_compiled_vs_loop"] == pytest.approx(row["python_loop_s"] / row["compiled_epoch_s"], rel=1e-9)
-    assert "| variant |" in proc.stdout and f"Machine: {env['cpu_model']}, " in proc.stdout
+    assert [r["members"] for r in result["sweep"]] == [1, 4, 16]
+    for row in result["sweep"]:
+        assert all(math.isfinite(row[k]) and row[k] > 0 for k in SWEEP_TIMES), row
+        assert row["ratio_sequential_vs_vmapped"] == pytest.approx(row["sequential_s"] / row["vmapped_s"], rel=1e-9)
+        assert 1 <= row["default_chunk"] <= row["members"]
+    assert (
+        "| variant |" in proc.stdout
+        and "| members |" in proc.stdout
+        and f"Machine: {env['cpu_model']}, " in proc.stdout
+    )

@@ -109,20 +109,6 @@ def test_hugepages_comparison_runs_both_settings(tmp_path):
     assert result["median_ms"] == medians
 
 
-def test_bench_sweep_quick(tmp_path):
-    out = tmp_path / "sweep.json"
-    stdout = run_script("bench_sweep.py", "--quick", "--out", out)
-    result = json.loads(out.read_text())
-    assert_records_machine(result["environment"])
-    assert [r["batch_size"] for r in result["rows"]] == [32, 512]
-    for row in result["rows"]:
-        assert row["members"] == 4 and 1 <= row["heuristic_chunk"] <= 4
-        for name in ("sequential", "vmapped_all", "heuristic", "plain_one_config"):
-            assert row[f"{name}_cfg_steps_per_s"] > 0, row
-        assert math.isfinite(row["ratio_vmapped_all"]) and math.isfinite(row["ratio_heuristic"])
-    assert "| batch | members |" in stdout and f"Machine: {result['environment']['cpu_model']}, " in stdout
-
-
 def test_committed_reports_are_rendered_from_their_json():
     """BENCHMARKS.md and the huge-page report say what their JSON says (bench_report.py made them)."""
     report = bench_module("bench_report")

@@ -1,9 +1,11 @@
 """The console command as a user calls it."""
 
 import json
+import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from jaxbackprop import cli
@@ -65,3 +67,54 @@ def test_train_points_to_sparse_updates_for_a_large_vocabulary(tmp_path, capsys,
     assert "note: a vocabulary of" in out and "--sparse updates only the rows in the batch" in out
     assert cli.main([*args, "--sparse", "--run-dir", str(tmp_path / "sparse")]) == 0
     assert "note: a vocabulary of" not in capsys.readouterr().out
+
+
+def test_devices_takes_a_count_or_all(capsys):
+    parse = cli.build_parser().parse_args
+    assert parse(["train", "--devices", "all"]).devices == "all"
+    assert parse(["train", "--devices", "3"]).devices == 3
+    assert parse(["train"]).devices is None  # one device
+    assert parse(["sweep"]).devices == "all" and parse(["sweep", "--devices", "2"]).devices == 2
+    for wrong in ("0", "two", "-1"):
+        with pytest.raises(SystemExit) as exit_info:
+            parse(["train", "--devices", wrong])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err == f"jaxbackprop train: error: argument --devices: must be an integer >= 1 or 'all', got '{wrong}'\n"
+
+
+def test_more_devices_than_there_are_is_one_line_before_the_corpus_loads(capsys):
+    n = jax.device_count() + 1
+    assert cli.main(["train", "--devices", str(n)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # refused before the corpus was read
+    assert err.startswith(f"jaxbackprop: error: --devices {n}: only {n - 1} device") and err.count("\n") == 1
+    if jax.default_backend() == "cpu":
+        assert f"XLA_FLAGS=--xla_force_host_platform_device_count={n} gives {n})" in err
+
+
+def test_distributed_is_for_train_only(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--distributed", "sweep", "--quick"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "jaxbackprop: error: --distributed runs `train` only, not `sweep`\n"
+
+
+def test_distributed_outside_a_cluster_says_what_to_give():
+    """In a fresh process (jax.distributed.initialize must come before JAX starts), no SLURM or MPI job."""
+    cluster = ("SLURM_", "OMPI_", "PMI_", "JAX_COORDINATOR", "TPU_", "KUBERNETES_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(cluster) and k != "JAXBACKPROP_DEBUG"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxbackprop.cli", "--distributed", "train", "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    err = [line for line in done.stderr.splitlines() if line.startswith("jaxbackprop")]
+    assert done.returncode == 2 and done.stdout == "", done.stderr[-2000:]
+    assert err == [
+        "jaxbackprop: error: jax.distributed.initialize: coordinator_address should be defined. (outside a SLURM "
+        "or Open MPI job give all three of --coordinator HOST:PORT, --num-processes P, --process-id I)"
+    ]

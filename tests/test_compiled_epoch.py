@@ -47,15 +47,28 @@ def test_compiled_epoch_equals_run_epoch(corpus, name):
         # fresh arrays: both the sparse step and the compiled epoch donate theirs
         model_cfg, params = _fresh_params(config, corpus)
         opt_state, epoch_fn = compiled_epoch.make_compiled_epoch(config, model_cfg, params, steps)
-        order = np.random.default_rng([config.seed, epoch]).permutation(n)
-        key = jax.random.fold_in(jax.random.key(config.seed), epoch)
         data = compiled_epoch.device_data(corpus.train)
-        actual = epoch_fn(params, opt_state, data, order, key)
+        actual = epoch_fn(params, opt_state, data, compiled_epoch.epoch_key(config.seed, epoch))
 
     assert_trees_close(actual[:2], expected[:2], rtol=1e-10)
     assert float(actual[2]) == pytest.approx(expected[2], rel=1e-10)
     initial = rundir.init_run_params(config, corpus)[1]
     assert not np.allclose(actual[0]["W"], initial["W"]), "nothing trained"
+
+
+def test_the_order_is_a_permutation_drawn_from_the_epoch_key():
+    orders = [
+        np.asarray(compiled_epoch.epoch_order(compiled_epoch.epoch_key(s, e), 1000))
+        for s, e in ((0, 1), (0, 2), (1, 1))
+    ]
+    for order in orders:
+        np.testing.assert_array_equal(np.sort(order), np.arange(1000))
+    # another epoch or another seed shuffles differently (equal by chance with probability 3/1000!)
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[0], orders[2])
+    again = compiled_epoch.epoch_order(compiled_epoch.epoch_key(0, 1), 1000)
+    np.testing.assert_array_equal(
+        jax.jit(compiled_epoch.epoch_order, static_argnums=1)(compiled_epoch.epoch_key(0, 1), 1000), again
+    )
 
 
 def test_epoch_batches_match_padded_batches(corpus):

@@ -7,11 +7,14 @@ m / sqrt(v) divides by the gradient, so the round-off of an entry that nearly ca
 far beyond eps; in float64 that stays many orders below anything a real bug would cause.
 """
 
+import doctest
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -77,6 +80,33 @@ try:
     raise AssertionError("a batch of 6 rows on 4 devices did not raise")
 except ValueError as e:
     assert "6" in str(e) and "4 devices" in str(e), f"unclear message: {e}"
+
+# mesh_for: how many devices, which ones, and what a wrong number says
+assert parallel.mesh_for("all").devices.tolist() == jax.devices()
+assert parallel.mesh_for(2).devices.tolist() == jax.devices()[:2]
+assert parallel.mesh_for(1) is None and parallel.mesh_for(None) is None
+for wrong, message in ((5, "--devices 5: only 4 devices are available"), (0, "integer >= 1 or 'all'")):
+    try:
+        parallel.mesh_for(wrong)
+        raise AssertionError(f"mesh_for({wrong!r}) did not raise")
+    except ValueError as e:
+        assert message in str(e), f"unclear message: {e}"
+parallel.check_batch_divides(8, parallel.mesh_for(4))
+try:
+    parallel.check_batch_divides(10, parallel.mesh_for(4))
+    raise AssertionError("a batch size of 10 on 4 devices did not raise")
+except ValueError as e:
+    assert "--batch-size 10" in str(e) and "(e.g. 8 or 12)" in str(e), f"unclear message: {e}"
+
+# local_copy: a replicated tree back on one device, the same values; a split array gathered
+tree = {"W": np.arange(12.0).reshape(3, 4), "count": np.int32(3)}
+local = parallel.local_copy(parallel.replicate(tree, mesh))
+for key, x in local.items():
+    assert x.sharding.device_set == {jax.local_devices()[0]}, f"{key}: on {x.sharding.device_set}"
+    np.testing.assert_array_equal(np.asarray(x), tree[key], err_msg=key)
+split = parallel.local_copy(parallel.shard_batch({"rows": np.arange(8.0)}, mesh))["rows"]
+assert split.sharding.device_set == {jax.local_devices()[0]}
+np.testing.assert_array_equal(np.asarray(split), np.arange(8.0))
 print("PARALLEL OK")
 """
 
@@ -101,3 +131,30 @@ def test_shard_batch_needs_equal_row_counts():
     batch = {"windows": np.zeros((4, 3), np.int32), "labels": np.zeros(3, np.int32)}
     with pytest.raises(ValueError, match=r"same number of rows.*\[3, 4\]"):
         parallel.shard_batch(batch, parallel.data_mesh())
+
+
+def test_mesh_for_one_device_and_wrong_values():
+    assert parallel.mesh_for(None) is None and parallel.mesh_for(1) is None
+    assert (parallel.mesh_for("all") is None) == (jax.device_count() == 1)
+    n = jax.device_count() + 1
+    with pytest.raises(ValueError, match=rf"^--devices {n}: only {n - 1} devices? (is|are) available"):
+        parallel.mesh_for(n)
+    for wrong in (0, -1, True, "4", 2.0):
+        with pytest.raises(ValueError, match="must be an integer >= 1 or 'all'"):
+            parallel.mesh_for(wrong)
+
+
+def test_one_device_accepts_any_batch_size_and_local_copy_keeps_plain_arrays():
+    parallel.check_batch_divides(7, None)
+    tree = {"W": jnp.ones((2, 3)), "n": np.int32(2), "lr": 0.1}
+    local = parallel.local_copy(tree)
+    assert all(a is b for a, b in zip(jax.tree.leaves(local), jax.tree.leaves(tree)))
+
+
+def test_agreed_is_the_flag_itself_in_one_process():
+    assert parallel.agreed(np.bool_(True)) is True and parallel.agreed(0) is False
+
+
+def test_docstring_examples():
+    failed, attempted = doctest.testmod(parallel, raise_on_error=False)
+    assert attempted >= 8 and failed == 0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers import assert_trees_close, float32_tolerance
 
-from jaxbackprop import pipeline, rundir, step, sweep, synthetic, train
+from jaxbackprop import compiled_epoch, pipeline, rundir, sweep, sweep_group, synthetic, train
 
 BASE = train.configure(hidden_dim=8, feature_dim=2, window=3, batch_size=64, epochs=2, schedule="constant")
 # Two groups (sgd, adam). The adam rows vary every per-member field: rate, schedule, L2 and seed.
@@ -44,25 +44,19 @@ def adam_rows():
 
 @pytest.fixture(scope="module")
 def adam_group(corpus):
-    return sweep.train_group(
-        [sweep.configure(TABLE[i], BASE) for i in adam_rows()], corpus, data_seed=BASE.seed, log=lambda *_: None
-    )
+    return sweep_group.train_group([sweep.configure(TABLE[i], BASE) for i in adam_rows()], corpus, log=lambda *_: None)
 
 
-def train_alone(config, corpus, data_seed):
-    """The reference: step.make_step (L2 inside the model, optax schedule), one member at a
-    time, with the sweep's shared data order and the member's own init and dropout keys."""
+def train_alone(config, corpus):
+    """The reference: the compiled epoch of `jaxbackprop train` (step.make_step: L2 inside the model,
+    the optax schedule), one member at a time, with the member's own init, order and dropout keys."""
     model_cfg, params = rundir.init_run_params(config, corpus)
     steps = -(-len(corpus.train.windows) // config.batch_size)
-    opt_state, train_step = step.make_step(config, model_cfg, params, steps)
-    losses = []
+    opt_state, epoch_fn = compiled_epoch.make_compiled_epoch(config, model_cfg, params, steps)
+    data = compiled_epoch.device_data(corpus.train)
     for epoch in range(1, config.epochs + 1):
-        order = np.random.default_rng([data_seed, epoch]).permutation(len(corpus.train.windows))
-        key = jax.random.fold_in(jax.random.key(config.seed), epoch)
-        for i, batch in enumerate(pipeline.padded_batches(corpus.train, config.batch_size, order)):
-            params, opt_state, J = train_step(params, opt_state, batch, jax.random.fold_in(key, i))
-            losses.append(float(J))
-    return params, float(np.mean(losses[-steps:]))
+        params, opt_state, loss = epoch_fn(params, opt_state, data, compiled_epoch.epoch_key(config.seed, epoch))
+    return params, float(loss)
 
 
 def trained_rtol(corpus) -> float:
@@ -77,18 +71,26 @@ def trained_rtol(corpus) -> float:
 def test_vmapped_group_matches_training_each_member_alone(corpus, adam_group):
     rtol = trained_rtol(corpus)
     for k, i in enumerate(adam_rows()):
-        params, last_loss = train_alone(sweep.configure(TABLE[i], BASE), corpus, BASE.seed)
+        params, last_loss = train_alone(sweep.configure(TABLE[i], BASE), corpus)
         member = jax.tree.map(lambda x, k=k: x[k], adam_group.params)
         assert_trees_close(member, params, rtol=rtol)
         assert adam_group.curves[k][-1]["train_loss"] == pytest.approx(last_loss, rel=rtol)
 
 
-def test_a_new_learning_rate_reuses_the_compiled_step(corpus, adam_group):
+def test_a_vmapped_member_equals_that_member_alone(corpus, adam_group):
+    """The same program, vmapped over two members or run for one: float round-off apart."""
+    for k, i in enumerate(adam_rows()):
+        alone = sweep_group.train_group([sweep.configure(TABLE[i], BASE)], corpus, log=lambda *_: None)
+        member = jax.tree.map(lambda x, k=k: x[k], adam_group.params)
+        assert_trees_close(member, jax.tree.map(lambda x: x[0], alone.params), rtol=trained_rtol(corpus))
+        assert [r["epoch"] for r in alone.curves[0]] == [r["epoch"] for r in adam_group.curves[k]]
+
+
+def test_a_new_learning_rate_reuses_the_compiled_epoch(corpus, adam_group):
     configs = [sweep.configure({**TABLE[i], "learning_rate": 0.5}, BASE) for i in adam_rows()]
-    model_cfg = pipeline.model_config(train.configure(configs[0], l2=0.0), corpus)
-    _, group = sweep.group_step(model_cfg, "adam", "manual", "pure", BASE.word_dropout, False, True)  # as train_group
+    _, group = sweep_group.group_epoch(sweep_group.group_key(configs[0], corpus), True)  # as train_group
     before = group._cache_size()
-    sweep.train_group(configs, corpus, data_seed=BASE.seed, log=lambda *_: None)
+    sweep_group.train_group(configs, corpus, log=lambda *_: None)
     assert group._cache_size() == before == 1
 
 
@@ -117,7 +119,9 @@ def test_the_sweep_writes_every_file(swept):
     assert [len(c["epochs"]) for c in curves] == [0 if i in DIVERGING else BASE.epochs for i in range(len(TABLE))]
     config = json.loads((out / "config.json").read_text())
     assert config["table"] == TABLE and config["environment"]["jax"] == jax.__version__
-    assert sorted(g["group"] for g in config["plan"]) == [0, 1]
+    # every row trained once, in a program of its group (as many programs as the measured chunk makes)
+    assert sorted(j for g in config["plan"] for j in g["rows"]) == list(range(len(TABLE)))
+    assert {g["group"] for g in config["plan"]} == {0, 1}
 
 
 def test_a_sweep_replaces_earlier_results_only_when_asked(swept, corpus, tmp_path):
@@ -135,42 +139,39 @@ def test_a_sweep_replaces_earlier_results_only_when_asked(swept, corpus, tmp_pat
 
 def test_rows_group_by_optimizer_and_shapes():
     configs = [sweep.configure(row, BASE) for row in TABLE]
-    assert sweep.group_indices(configs) == [[0, 1], [2, 3]]
+    assert sweep_group.group_indices(configs) == [[0, 1], [2, 3]]
     default = [sweep.configure(row, BASE) for row in sweep.default_table()]
-    assert [len(g) for g in sweep.group_indices(default)] == [len(sweep.LEARNING_RATES)] * len(sweep.OPTIMIZERS)
+    assert [len(g) for g in sweep_group.group_indices(default)] == [len(sweep.LEARNING_RATES)] * len(sweep.OPTIMIZERS)
     with pytest.raises(ValueError, match="unknown TrainConfig fields \\['lr'\\]"):
         sweep.configure({"lr": 0.1}, BASE)
 
 
-@pytest.mark.parametrize(
-    "n_members, param_bytes, batch_size, expected",
-    [
-        (16, 4_400_000, 32, 1),  # V=20k: the stacked state would not fit the cache budget
-        (16, 100_000, 32, 4),  # tiny model, small batch: as many as fit 2 MiB / (5 copies * 0.1 MB)
-        (16, 100_000, 512, 1),  # compute-bound batch: sequential
-        (16, 20_000, 128, 16),  # a model this small: all of them
-        (2, 100, 1, 2),  # never more than there are members
-    ],
-)
-def test_choose_chunk(n_members, param_bytes, batch_size, expected):
-    assert sweep.choose_chunk(n_members, param_bytes, batch_size) == expected
+def test_the_measured_chunk_is_the_fastest_per_member(corpus, monkeypatch):
+    """measure_chunk times 1 member alone and the group stacked; it picks whichever was faster."""
+    configs = [sweep.configure(TABLE[i], BASE) for i in adam_rows()]
+    monkeypatch.setattr(sweep_group, "PAYBACK", 0)  # measure stacking however short the sweep
+    chunk, timings = sweep_group.measure_chunk(configs, corpus, log=lambda *_: None)
+    assert sorted(timings) == [1, 2]
+    assert chunk == min(timings, key=timings.get)
 
 
-def test_choose_chunk_rejects_nonsense():
-    with pytest.raises(ValueError, match="must be >= 1"):
-        sweep.choose_chunk(0, 100, 32)
+def test_a_sweep_too_short_to_repay_a_compile_is_not_stacked(corpus, monkeypatch):
+    configs = [sweep.configure(TABLE[i], BASE) for i in adam_rows()]
+    monkeypatch.setattr(sweep_group, "PAYBACK", float("inf"))
+    assert sweep_group.measure_chunk(configs, corpus, log=lambda *_: None)[0] == 1
+    assert sweep_group.measure_chunk(configs[:1], corpus, log=lambda *_: None) == (1, {})
 
 
 SHARDED = """
 import json, sys
 import numpy as np
-from jaxbackprop import pipeline, synthetic, sweep
+from jaxbackprop import pipeline, synthetic, sweep, sweep_group
 sys.path.insert(0, {tests!r})
 import test_sweep as t
 c = synthetic.synthetic_corpus(seed=1, n_train=150, n_dev=30, n_test=30)
 corpus = pipeline.prepare(c["train"], c["dev"], c["test"], window=3)
 configs = [sweep.configure(t.TABLE[i], t.BASE) for i in t.adam_rows()]
-run = sweep.train_group(configs, corpus, data_seed=t.BASE.seed, log=lambda *_: None)
+run = sweep_group.train_group(configs, corpus, log=lambda *_: None)
 np.savez({out!r}, **{{k: np.asarray(v) for k, v in run.params.items()}})
 print(json.dumps({{"devices": run.devices}}))
 """
