@@ -27,8 +27,10 @@ differ), each trained for ``SWEEP_EPOCHS`` epochs with dev evaluation
 * ``sequential_s``: the N members one after another, each its own unstacked program;
 * ``vmapped_s``: the N members as one vmapped program;
 * ``one_member_s``: the first member alone (the GPU target: 64 members within 3x of it);
-* ``default_s``: what ``jaxbackprop sweep`` does by default: :func:`jaxbackprop.sweep_group.measure_chunk`
-  (its compiles and timing included) and then the members in chunks of the size it chose.
+* ``default_s``: what ``jaxbackprop sweep`` does by default (:func:`jaxbackprop.sweep.train_configs`):
+  the first member alone, then -- if the rest are many enough to repay it -- stacking measured
+  (:func:`jaxbackprop.sweep_group.measure_chunk`, compiles and timing included) and the rest in
+  chunks of the size it chose; ``default_chunk`` is the largest program it ran.
 
 Writes benchmarks/results/bench_epoch.json (``--out``; with ``--quick`` and no ``--out``, a
 temporary folder, never over committed results) and, on a full run, its section of BENCHMARKS.md;
@@ -48,7 +50,7 @@ import harness
 import jax
 import numpy as np
 
-from jaxbackprop import compiled_epoch, pipeline, rundir, sweep_group, synthetic, train
+from jaxbackprop import compiled_epoch, pipeline, rundir, sweep, sweep_group, synthetic, train
 from jaxbackprop.step import make_step
 
 # the timed variants: TrainConfig changes on top of the base configuration
@@ -188,11 +190,9 @@ def bench_sweep(base, prepared, n: int) -> dict:
     def vmapped():
         return sweep_group.train_group(configs, prepared, **quiet)
 
-    def default():
-        chunk, _ = sweep_group.measure_chunk(configs, prepared, log=lambda *_: None)
-        for start in range(0, n, chunk):
-            sweep_group.train_group(configs[start : start + chunk], prepared, **quiet)
-        return chunk
+    def default():  # as `jaxbackprop sweep` without --chunk
+        runs = sweep.train_configs(configs, prepared, **quiet)
+        return max(len(rows) for rows, *_ in runs)
 
     sweep_group.train_group(configs[:1], prepared, **quiet)  # compiles the one-member program
     vmapped()  # compiles the N-member program

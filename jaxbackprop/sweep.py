@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from jaxbackprop import pipeline, sweep_report, train
-from jaxbackprop.sweep_group import group_indices, measure_chunk, members_mesh, train_group
+from jaxbackprop.sweep_group import group_indices, measure_chunk, members_mesh, train_group, worth_measuring
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 LEARNING_RATES = (1e-4, 1e-3, 1e-2, 1e-1, 1e0)  # powers of ten
@@ -62,8 +62,10 @@ def run_sweep(
       out_dir: receives :data:`jaxbackprop.sweep_report.RESULT_FILES`.
       base: the fields no row overrides.
       epochs: overrides every row's epochs (None: keep them).
-      chunk: members per vmapped program and device (None: measured, :func:`jaxbackprop.sweep_group.measure_chunk`; 1:
-        one after another).
+      chunk: members per vmapped program and device; 1: one after another; None: the first member
+        trains alone, and the others are stacked as :func:`jaxbackprop.sweep_group.measure_chunk`
+        finds fastest if they are many enough to repay measuring
+        (:func:`jaxbackprop.sweep_group.worth_measuring`), else they follow one after another.
       devices: the members are spread over this many devices (``"all"``, an int, or None for one).
       log: called with one readable line per group and epoch.
       overwrite: replace the results of an earlier sweep in ``out_dir`` (without it, they are refused).
@@ -82,23 +84,46 @@ def run_sweep(
     table = [dict(row) for row in table]
     configs = [configure(row, base, epochs) for row in table]
     sweep_report.check_writable(out_dir, overwrite)
-    mesh = members_mesh(devices)
-    n_dev = 1 if mesh is None else mesh.devices.size
+    runs = train_configs(configs, prepared, chunk=chunk, devices=devices, log=log)
     rows, curves, plan = [None] * len(table), [None] * len(table), []
-    for g, idx in enumerate(group_indices(configs)):
-        members = [configs[j] for j in idx]
-        size, timings = (chunk, None) if chunk else measure_chunk(members, prepared, log=log)
-        size *= n_dev  # the chunk runs on each device
-        for start in range(0, len(idx), size):
-            part = idx[start : start + size]
-            log(f"group {g}: {configs[part[0]].optimizer}, configurations {part} in one program")
-            run = train_group([configs[j] for j in part], prepared, devices=devices, log=log)
-            plan.append({"group": g, "rows": part, "seconds": run.seconds, "devices": run.devices})
-            for j, curve, div in zip(part, run.curves, run.diverged):
-                curves[j] = curve
-                rows[j] = sweep_report.summary_row(table[j], curve, div, g, len(part), run.seconds)
+    for part, run, group, timings in runs:
+        plan.append({"group": group, "rows": part, "seconds": run.seconds, "devices": run.devices})
         if timings:
             plan[-1]["measured_seconds_per_member_step"] = {str(c): t for c, t in timings.items()}
+        for j, curve, div in zip(part, run.curves, run.diverged):
+            curves[j] = curve
+            rows[j] = sweep_report.summary_row(table[j], curve, div, group, len(part), run.seconds)
     run_info = {"base": dataclasses.asdict(base), "epochs": epochs, "chunk": chunk, "plan": plan}
     sweep_report.write_results(out_dir, table, configs, rows, curves, run_info)
     return rows
+
+
+def train_configs(configs, prepared: pipeline.Prepared, *, chunk=None, devices="all", log=print) -> list:
+    """Train every configuration, group by group (:func:`run_sweep` without the files).
+
+    Returns:
+      One ``(rows, GroupRun, group, timings)`` per program run, ``rows`` the indices of its
+      configurations, ``timings`` what :func:`jaxbackprop.sweep_group.measure_chunk` measured
+      before the group's last programs (or None).
+    """
+    mesh = members_mesh(devices)
+    n_dev = 1 if mesh is None else mesh.devices.size
+    runs = []
+
+    def train(g, part, timings=None):
+        runs.append((part, train_group([configs[j] for j in part], prepared, devices=devices, log=log), g, timings))
+
+    for g, idx in enumerate(group_indices(configs)):
+        log(f"group {g}: {configs[idx[0]].optimizer}, configurations {idx}")
+        todo, size, timings = list(idx), chunk, None
+        if chunk is None:  # the first member alone; the others stacked only if that measures faster
+            train(g, todo[:n_dev])
+            todo = todo[n_dev:]
+            if worth_measuring(runs[-1][1], len(todo)):
+                size, timings = measure_chunk([configs[j] for j in todo], prepared, log=log)
+            else:
+                size = 1
+        size *= n_dev  # the chunk runs on each device
+        for start in range(0, len(todo), size):
+            train(g, todo[start : start + size], timings)
+    return runs

@@ -160,6 +160,7 @@ class GroupRun(NamedTuple):
     diverged: list  # per member, the epoch whose loss became non-finite, or None
     seconds: float  # wall time of the whole group (compile, steps, evaluation)
     devices: int  # devices the members axis was sharded across
+    epoch_seconds: list  # wall time of each epoch (the first includes compiling)
 
 
 def _stack(trees):
@@ -220,7 +221,7 @@ def train_group(configs, prepared: pipeline.Prepared, *, devices="all", log=prin
     if mesh is not None:  # every device evaluates its own members on its own copy of the dev split
         ev, constraints = jax.device_put((ev, constraints), NamedSharding(mesh, PartitionSpec()))
     predict = group_predict(key.model_cfg)
-    curves, diverged = [[] for _ in configs], [None] * len(configs)
+    curves, diverged, epoch_seconds = [[] for _ in configs], [None] * len(configs), []
     for epoch in range(1, first.epochs + 1):
         t_epoch = time.perf_counter()
         params, opt_state, losses = group(params, opt_state, data, seed_keys, lrs, l2s, epoch)
@@ -242,12 +243,14 @@ def train_group(configs, prepared: pipeline.Prepared, *, devices="all", log=prin
         alive = [c[-1]["dev_f1"] for c, d in zip(curves[:n_real], diverged) if d is None]
         best = f"best dev F1 {max(alive):.4f}" if alive else "all diverged"
         seconds = time.perf_counter() - t_epoch
+        epoch_seconds.append(seconds)
         log(f"  {first.optimizer} x{n_real} epoch {epoch}/{first.epochs}: {len(alive)} alive, {best}  {seconds:.1f}s")
         if not alive:
             break  # every member diverged: the remaining epochs would only burn time
     devices_used = len(params["W"].sharding.device_set)
     params = jax.tree.map(lambda x: x[:n_real], params)
-    return GroupRun(params, curves[:n_real], diverged[:n_real], time.perf_counter() - t0, devices_used)
+    seconds = time.perf_counter() - t0
+    return GroupRun(params, curves[:n_real], diverged[:n_real], seconds, devices_used, epoch_seconds)
 
 
 def _curve_row(dev: dict, epoch: int, train_loss: float, lr: float) -> dict:
@@ -265,9 +268,25 @@ def _curve_row(dev: dict, epoch: int, train_loss: float, lr: float) -> dict:
 
 CALIBRATION_STEPS = 8  # steps per timed call: enough to amortise a call, few enough to cost nothing
 CANDIDATE_CHUNKS = (4, 16, 64)
-# measure stacking only for a sweep that would run this many times as long as one compile, or the
-# stacked program's compile (and the measuring) could cost more than stacking can save
+# measure stacking only for members that would train this many compiles' time one after another,
+# or the stacked program's compile (and the measuring) could cost more than stacking can save
 PAYBACK = 20
+
+
+def worth_measuring(alone: GroupRun, remaining: int) -> bool:
+    """Whether ``remaining`` more members, trained one after another as the member ``alone`` was,
+    would take :data:`PAYBACK` times as long as compiling a program did.
+
+    ``alone``'s first epoch minus its fastest later one is the compile time; with a single epoch,
+    where the two cannot be told apart, it measures.
+    """
+    if remaining < 1:
+        return False
+    times = alone.epoch_seconds
+    if len(times) < 2:
+        return True
+    epoch, compile_s = min(times[1:]), max(0.0, times[0] - min(times[1:]))
+    return remaining * len(times) * epoch >= PAYBACK * compile_s
 
 
 def measure_chunk(configs, prepared: pipeline.Prepared, *, log=print) -> tuple[int, dict]:
@@ -275,11 +294,8 @@ def measure_chunk(configs, prepared: pipeline.Prepared, *, log=print) -> tuple[i
 
     Times the group's compiled epoch on the first ``CALIBRATION_STEPS`` batches of the training
     split (best of two warm calls), alone and stacked (each of :data:`CANDIDATE_CHUNKS` below the
-    group's size, and the group's size), and picks the fastest per member. Stacking is chosen
-    only where it measured faster than one member alone, and only measured at all when the
-    members trained one after another would take :data:`PAYBACK` compiles' time, so a sweep is
-    not slower than training its members one after another, beyond the noise of these short
-    timings and one compile.
+    group's size, and the group's size), and picks the fastest per member: stacking is chosen
+    only where it measured faster than one member alone.
 
     Returns:
       ``(chunk, {chunk: seconds per member-step})``, on one device (a sweep over several
@@ -292,30 +308,24 @@ def measure_chunk(configs, prepared: pipeline.Prepared, *, log=print) -> tuple[i
     rows = min(len(prepared.train.windows), CALIBRATION_STEPS * first.batch_size)
     data = {k: v[:rows] for k, v in compiled_epoch.device_data(prepared.train).items()}
     per_step = -(-rows // first.batch_size)
-    compile_s, alone = _time_epoch(configs, 1, prepared, key, data)
-    timings = {1: alone / per_step}
-    run_steps = len(configs) * first.epochs * math.ceil(len(prepared.train.windows) / first.batch_size)
-    if timings[1] * run_steps >= PAYBACK * compile_s:
-        for size in sorted({*(c for c in CANDIDATE_CHUNKS if c < len(configs)), len(configs)}):
-            timings[size] = _time_epoch(configs, size, prepared, key, data)[1] / (size * per_step)
+    sizes = sorted({1, *(c for c in CANDIDATE_CHUNKS if c < len(configs)), len(configs)})
+    timings = {size: _time_epoch(configs, size, prepared, key, data) / (size * per_step) for size in sizes}
     chunk = min(timings, key=timings.get)
     what = ", ".join(f"{c}: {t * 1e6:.0f} us" for c, t in timings.items())
     log(f"  stacking measured ({what} per member-step): {chunk} per program")
     return chunk, timings
 
 
-def _time_epoch(configs, size: int, prepared, key: GroupKey, data) -> tuple[float, float]:
-    """``(compile seconds, seconds of a warm call)`` of the group's epoch on ``data`` with ``size`` members."""
+def _time_epoch(configs, size: int, prepared, key: GroupKey, data) -> float:
+    """Seconds of a warm call (the best of two) of the group's epoch on ``data`` with ``size`` members."""
     members = [configs[k % len(configs)] for k in range(size)]
     tx, fn = group_epoch(key, size > 1)
     state = init_group(members, prepared, key, tx)[:5]
-    t = time.perf_counter()
     compiled = fn.lower(*state[:2], data, *state[2:], 1).compile()
-    compile_s = time.perf_counter() - t
     params, opt_state, *rest = state
     runs = []
     for _ in range(2):
         t = time.perf_counter()
         params, opt_state, _ = jax.block_until_ready(compiled(params, opt_state, data, *rest, 1))
         runs.append(time.perf_counter() - t)
-    return compile_s, min(runs)
+    return min(runs)

@@ -81,3 +81,17 @@ def test_epoch_batches_match_padded_batches(corpus):
         np.testing.assert_array_equal(w, batch["weights"])
         for k in compiled_epoch.DATA_KEYS:
             np.testing.assert_array_equal(np.asarray(data[k])[rows], batch[k])
+
+
+def test_the_progress_hook_reports_every_k_steps(corpus):
+    """The compiled epoch calls the host back after every k steps with the number of steps done."""
+    config = train.configure(**TINY)
+    steps = -(-len(corpus.train.windows) // config.batch_size)
+    model_cfg, params = rundir.init_run_params(config, corpus)
+    done = []
+    opt_state, epoch_fn = compiled_epoch.make_compiled_epoch(
+        config, model_cfg, params, steps, progress=(2, lambda i: done.append(int(i)))
+    )
+    jax.block_until_ready(epoch_fn(params, opt_state, compiled_epoch.device_data(corpus.train), jax.random.key(0)))
+    jax.effects_barrier()
+    assert steps >= 4 and sorted(done) == list(range(2, steps + 1, 2))

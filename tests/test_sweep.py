@@ -146,20 +146,27 @@ def test_rows_group_by_optimizer_and_shapes():
         sweep.configure({"lr": 0.1}, BASE)
 
 
-def test_the_measured_chunk_is_the_fastest_per_member(corpus, monkeypatch):
+def test_the_measured_chunk_is_the_fastest_per_member(corpus):
     """measure_chunk times 1 member alone and the group stacked; it picks whichever was faster."""
     configs = [sweep.configure(TABLE[i], BASE) for i in adam_rows()]
-    monkeypatch.setattr(sweep_group, "PAYBACK", 0)  # measure stacking however short the sweep
     chunk, timings = sweep_group.measure_chunk(configs, corpus, log=lambda *_: None)
     assert sorted(timings) == [1, 2]
     assert chunk == min(timings, key=timings.get)
-
-
-def test_a_sweep_too_short_to_repay_a_compile_is_not_stacked(corpus, monkeypatch):
-    configs = [sweep.configure(TABLE[i], BASE) for i in adam_rows()]
-    monkeypatch.setattr(sweep_group, "PAYBACK", float("inf"))
-    assert sweep_group.measure_chunk(configs, corpus, log=lambda *_: None)[0] == 1
     assert sweep_group.measure_chunk(configs[:1], corpus, log=lambda *_: None) == (1, {})
+
+
+@pytest.mark.parametrize(
+    "epoch_seconds, remaining, expected",
+    [
+        ([3.0, 0.1, 0.1], 9, False),  # compile 2.9 s; 9 members x 3 epochs x 0.1 s = 2.7 s < 20 x 2.9 s
+        ([3.0, 0.1, 0.1], 200, True),  # 200 x 3 x 0.1 = 60 s >= 58 s
+        ([3.0], 5, True),  # one epoch: compile and epoch cannot be told apart, so measure
+        ([3.0, 0.1], 0, False),  # nobody left to stack
+    ],
+)
+def test_stacking_is_measured_only_where_it_can_repay_its_compile(epoch_seconds, remaining, expected):
+    alone = sweep_group.GroupRun({}, [], [], sum(epoch_seconds), 1, epoch_seconds)
+    assert sweep_group.worth_measuring(alone, remaining) is expected
 
 
 SHARDED = """
