@@ -289,6 +289,9 @@ def worth_measuring(alone: GroupRun, remaining: int) -> bool:
     return remaining * len(times) * epoch >= PAYBACK * compile_s
 
 
+_measured: dict = {}  # (group key, rows, sizes) -> timings: a process measures a group's stacking once
+
+
 def measure_chunk(configs, prepared: pipeline.Prepared, *, log=print) -> tuple[int, dict]:
     """How many members of a group to train in one vmapped program, chosen by timing.
 
@@ -309,7 +312,12 @@ def measure_chunk(configs, prepared: pipeline.Prepared, *, log=print) -> tuple[i
     data = {k: v[:rows] for k, v in compiled_epoch.device_data(prepared.train).items()}
     per_step = -(-rows // first.batch_size)
     sizes = sorted({1, *(c for c in CANDIDATE_CHUNKS if c < len(configs)), len(configs)})
-    timings = {size: _time_epoch(configs, size, prepared, key, data) / (size * per_step) for size in sizes}
+    cache_key = (key, len(prepared.train.windows), tuple(sizes))
+    if cache_key not in _measured:
+        _measured[cache_key] = {
+            size: _time_epoch(configs, size, prepared, key, data) / (size * per_step) for size in sizes
+        }
+    timings = _measured[cache_key]
     chunk = min(timings, key=timings.get)
     what = ", ".join(f"{c}: {t * 1e6:.0f} us" for c, t in timings.items())
     log(f"  stacking measured ({what} per member-step): {chunk} per program")
