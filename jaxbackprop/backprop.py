@@ -4,8 +4,8 @@ The lecture's recipe, one step at a time: run the forward pass keeping what the 
 needs (``*_fwd`` returns the output and its residuals), then walk back from the loss, each step
 turning the *upstream* gradient into a *downstream* one by multiplying with a *local* gradient
 (``*_bwd(residuals, g)``). Shapes use B windows, n words per window, d word dimensions,
-D = input_dim, H hidden units and C classes. The derivation, line by line, is in
-``docs/derivation.md``.
+D = input_dim, H hidden units and C classes; the crf head adds S sentences of L tokens. The
+derivation, line by line, is in ``docs/derivation.md``.
 
 :func:`manual_value_and_grad` has the call shape of ``jax.value_and_grad(model.loss)`` and
 returns gradients with exactly the tree structure of ``params``, so the two are
@@ -17,9 +17,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxbackprop import model
+from jaxbackprop import crf, model
 from jaxbackprop import nonlinearities as nl
-from jaxbackprop.batch_checks import check_batch
 
 
 def window_fwd(params, windows, features, cfg: model.ModelConfig, key):
@@ -108,7 +107,7 @@ def softmax_head_fwd(params, h, labels, weights):
     Returns:
       ``(J, residuals)``: the scalar loss (no L2 term) and what :func:`softmax_head_bwd` needs.
     """
-    logits = h @ params["U"].T + params["c"][None, :]  # (B, C)
+    logits = output_layer(params, h)  # (B, C)
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]  # (B,)
     w = _normalised_weights(weights, h)
@@ -125,6 +124,16 @@ def softmax_head_bwd(params, residuals):
     y = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)
     # J = sum_b w_b CE(y_b, softmax(logits_b))  =>  dJ/dlogits_b = w_b (y_hat_b - y_b)   (B, C)
     dlogits = w[:, None] * (probs - y)
+    return output_layer_bwd(params, h, dlogits)
+
+
+def output_layer(params, h):
+    """logits = h U^T + c, (B, H) -> (B, C): the softmax head's scores, the crf head's emissions."""
+    return h @ params["U"].T + params["c"][None, :]
+
+
+def output_layer_bwd(params, h, dlogits):
+    """From dJ/dlogits (B, C) to ``({"U": (C, H), "c": (C,)}, dJ/dh (B, H))``."""
     # logits = h U^T + c  =>  dJ/dU = dlogits^T h,  dJ/dc = sum_b dlogits_b          (C, H), (C,)
     grads = {"U": dlogits.T @ h, "c": jnp.sum(dlogits, axis=0)}
     # dJ/dh = dlogits U                                                            (B, H)
@@ -165,6 +174,66 @@ def score_head_bwd(params, residuals):
     return grads, ds[:, None] * params["u"][None, :], ds_c[:, None] * params["u"][None, :]
 
 
+def crf_head_fwd(params, emissions, labels, mask, weights):
+    """Mean (weighted) CRF negative log-likelihood over the non-empty sentences, with residuals.
+
+    Runs the forward algorithm and, for the backward pass, the backward recursion too.
+
+    Args:
+      params: holds T (C, C), start (C,), end (C,).
+      emissions: (S, L, C); labels: int (S, L); mask: bool (S, L) prefix; weights: (S,) or None.
+
+    Returns:
+      ``(J, residuals)``: the scalar loss (no L2 term) and what :func:`crf_head_bwd` needs.
+    """
+    T, start, end = params["T"], params["start"], params["end"]
+    alpha = crf.forward_scores(emissions, mask, T, start)  # (S, L, C)
+    log_z = crf.log_partition(alpha, end)  # (S,)
+    nll = jnp.where(crf.sentence_lengths(mask) > 0, log_z - crf.gold_score(emissions, labels, mask, T, start, end), 0.0)
+    w = crf.sentence_weights(mask, weights, emissions.dtype)  # (S,), 0 for an empty sentence
+    beta = crf.backward_scores(emissions, mask, T, end)  # (S, L, C)
+    return jnp.sum(w * nll), (emissions, alpha, beta, log_z, labels, mask, w)
+
+
+def crf_head_bwd(params, residuals):
+    """Gradients of T, start, end and dJ/de, the emissions' gradient: marginals minus the gold tags.
+
+    Returns:
+      ``({"T": (C, C), "start": (C,), "end": (C,)}, dJ/de (S, L, C))``, 0 at padding.
+    """
+    emissions, alpha, beta, log_z, labels, mask, w = residuals
+    C = emissions.shape[2]
+    # log Z = logsumexp over paths: d log Z / d(any score) = the probability that the score is used
+    p = crf.marginals(alpha, beta, log_z, mask)  # P(y_t = j)                           (S, L, C)
+    xi = crf.pair_marginals(alpha, beta, emissions, mask, params["T"], log_z)  # P(i then j) (S, L-1, C, C)
+    gold = jax.nn.one_hot(labels, C, dtype=emissions.dtype) * mask[:, :, None]  # [y_t = j]  (S, L, C)
+    gold_pairs = gold[:, :-1, :, None] * gold[:, 1:, None, :]  # [y_{t-1} = i, y_t = j]   (S, L-1, C, C)
+    # nll = log Z - score(gold): e_t[j] enters score(y) iff y_t = j  =>  d nll/de_t = P_t - gold_t
+    de = w[:, None, None] * (p - gold)  # (S, L, C)
+    # T[i, j] enters once per step i -> j  =>  expected minus gold transition counts     (C, C)
+    dT = jnp.einsum("s,stij->ij", w, xi - gold_pairs)
+    # start scores the first tag, end the last real one: their marginals minus the gold tag  (C,)
+    last = crf.last_token(mask).astype(emissions.dtype)  # (S, L)
+    dstart = w @ (p[:, 0] - gold[:, 0])
+    dend = jnp.einsum("s,st,stc->c", w, last, p - gold)
+    return {"T": dT, "start": dstart, "end": dend}, de
+
+
+def _crf_value_and_row_grads(params, batch, cfg: model.ModelConfig, key):
+    """The crf head's ``(J, grads without L2, ids, rows)``: every token is a row of the window layer."""
+    windows, features = batch["windows"], batch.get("features")
+    S, L, n = windows.shape
+    rows = None if features is None else features.reshape(S * L, features.shape[2])
+    h, res = window_fwd(params, windows.reshape(S * L, n), rows, cfg, key)  # (S L, H)
+    emissions = output_layer(params, h).reshape(S, L, cfg.num_classes)
+    J, head_res = crf_head_fwd(params, emissions, batch["labels"], batch["mask"], batch.get("weights"))
+    head_grads, de = crf_head_bwd(params, head_res)
+    # the emission layer is the softmax head's, token by token; padding tokens pass back 0
+    out_grads, dh = output_layer_bwd(params, h, de.reshape(S * L, cfg.num_classes))
+    grads, ids, rows = window_bwd(params, res, dh, cfg)
+    return J, {**grads, **head_grads, **out_grads}, ids, rows
+
+
 def _normalised_weights(weights, h):
     # J = sum_b w_b l_b with sum_b w_b = 1: 1/B each for a plain mean                (B,)
     B = h.shape[0]
@@ -182,12 +251,15 @@ def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=Non
     """Loss and gradients with E's gradient as rows: ``(J, grads_without_E, (ids, rows))``.
 
     ``ids`` (N,) and ``rows`` (N, d) list one gradient row per word position in the batch
-    (N = B n, or 2 B n for the score head); summing rows with equal ids gives dJ/dE. This is
+    (N = B n, 2 B n for the score head, S L n for the crf head); summing rows with equal ids gives dJ/dE. This is
     what a rows-only (sparse) embedding update consumes.
     """
-    check_batch(batch, cfg)
+    model.validate_batch(batch, cfg)
     weights = batch.get("weights")
-    if cfg.head == "softmax":
+    if cfg.head == "crf":
+        J, grads, ids, rows = _crf_value_and_row_grads(params, batch, cfg, key)
+        head_grads = {}
+    elif cfg.head == "softmax":
         h, res = window_fwd(params, batch["windows"], batch.get("features"), cfg, key)
         J, head_res = softmax_head_fwd(params, h, batch["labels"], weights)
         head_grads, dh = softmax_head_bwd(params, head_res)
@@ -206,7 +278,7 @@ def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=Non
     grads.update(head_grads)
     # L2: d/dW of l2/2 ||W||^2 = l2 W (likewise U or u); biases and embeddings are not penalised
     if cfg.l2:
-        head = "U" if cfg.head == "softmax" else "u"
+        head = "u" if cfg.head == "score" else "U"
         J = J + model.l2_penalty(params, cfg)
         grads["W"] = grads["W"] + cfg.l2 * params["W"]
         grads[head] = grads[head] + cfg.l2 * params[head]

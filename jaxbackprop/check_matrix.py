@@ -2,8 +2,11 @@
 
 The cases (:data:`MATRIX_CASES`) are batches built to stress the scatter-add into E and the
 weighted mean: uniform random windows with dropout, repeated and padding-heavy words with
-per-window weights, and a single window. :func:`check_params` draws float64 parameters whose
-gradients are all O(0.01 .. 1), so relative errors mean something.
+per-window weights, and a single window. The crf head, which reads whole sentences, has its own
+three (:data:`SENTENCE_CASES`): sentences of random lengths with dropout; repeated words, a
+sentence of one token, an empty one and padding, with weights; and one unpadded sentence.
+:func:`check_params` draws float64 parameters whose gradients are all O(0.01 .. 1), so relative
+errors mean something.
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ from jaxbackprop.gradcheck import check_gradients
 from jaxbackprop.nonlinearities import ACTIVATIONS, PRELU_ALPHA_INIT
 
 MATRIX_CASES = ("random windows", "repeated words", "batch of 1")
+SENTENCE_CASES = ("random sentences", "padded sentences", "one sentence")
+MATRIX_HEADS = model.HEADS + model.SENTENCE_HEADS
+SENTENCE_LENGTH = 6  # L, tokens per padded sentence in the crf cases
+
+
+def cases_for(head: str) -> tuple:
+    """The cases of the matrix for one head: batches of sentences for the crf head, else of windows."""
+    return SENTENCE_CASES if head in model.SENTENCE_HEADS else MATRIX_CASES
 
 
 def check_params(seed: int, cfg: model.ModelConfig):
@@ -47,9 +58,13 @@ def case_batch(case: str, seed: int, cfg: model.ModelConfig, batch_size: int = 8
     * ``"repeated words"``: every window repeats its centre word, several windows share words,
       the first window is padding-heavy (``<s>``=1, ``</s>``=2) and the mean is weighted;
     * ``"batch of 1"``: a single window.
+
+    For the crf head the cases are :data:`SENTENCE_CASES` (:func:`sentence_case_batch`).
     """
-    if case not in MATRIX_CASES:
-        raise ValueError(f"case must be one of {MATRIX_CASES}, got {case!r}")
+    if case not in cases_for(cfg.head):
+        raise ValueError(f"case must be one of {cases_for(cfg.head)} for the {cfg.head} head, got {case!r}")
+    if cfg.head in model.SENTENCE_HEADS:
+        return sentence_case_batch(case, seed, cfg, max(batch_size // 2, 1))
     rng = np.random.default_rng(seed)
     B = 1 if case == "batch of 1" else batch_size
     n, mid = cfg.window, cfg.window // 2
@@ -78,19 +93,66 @@ def case_batch(case: str, seed: int, cfg: model.ModelConfig, batch_size: int = 8
     return batch, (jax.random.key(seed) if case == "random windows" else None)
 
 
+def sentence_windows(words, lengths, n: int):
+    """Each token's window over its padded sentence, (S, L, n): ``<s>`` = 1 before, ``</s>`` = 2 after.
+
+    Args:
+      words: int (S, L) word ids (those past a sentence's length are ignored); lengths: (S,).
+    """
+    S, L = words.shape
+    mid = n // 2
+    padded = np.full((S, mid + L + mid), 2, words.dtype)
+    padded[:, :mid] = 1
+    for s, length in enumerate(lengths):
+        padded[s, mid : mid + length] = words[s, :length]
+    return np.stack([padded[:, t : t + n] for t in range(L)], axis=1)
+
+
+def sentence_case_batch(case: str, seed: int, cfg: model.ModelConfig, num_sentences: int = 4):
+    """A batch of padded sentences for the crf head, and the dropout key to use with it (or None).
+
+    * ``"random sentences"``: random lengths in 1 .. L (one of full length), dropout active;
+    * ``"padded sentences"``: each sentence repeats words, sentences share words; lengths L, 1, 0
+      (an all-padding row) and a padded tail; the padding's labels are -1 (ignored); weighted mean;
+    * ``"one sentence"``: a single sentence of L tokens, no padding.
+    """
+    rng = np.random.default_rng(seed)
+    L = SENTENCE_LENGTH
+    S = 1 if case == "one sentence" else max(num_sentences, 4)
+    lengths = rng.integers(1, L + 1, S)
+    lengths[0] = L
+    words = rng.integers(3, cfg.vocab_size, (S, L), dtype=np.int32)
+    weights = None
+    if case == "padded sentences":
+        lengths[1:4] = (1, 0, L - 2)
+        words[:, 2:] = words[:, :-2]  # a word again two tokens later
+        words[1::2] = words[0::2][: len(words[1::2])]  # the same words in several sentences
+        weights = np.linspace(0.5, 1.5, S)
+    mask = np.arange(L)[None, :] < lengths[:, None]
+    labels = np.where(mask, rng.integers(0, cfg.num_classes, (S, L)), -1 if case == "padded sentences" else 0)
+    batch = {"windows": sentence_windows(words, lengths, cfg.window), "labels": labels.astype(np.int32), "mask": mask}
+    if cfg.uses_features:
+        batch["features"] = rng.integers(0, cfg.feature_vocab_size, (S, L, cfg.feature_width), dtype=np.int32)
+    if weights is not None:
+        batch["weights"] = weights
+    return batch, (jax.random.key(seed) if case == "random sentences" else None)
+
+
 # the model of every check: small, with per-word features (two per word), L2 and dropout
 MATRIX_MODEL = dict(vocab_size=30, embed_dim=4, window=5, hidden_dim=10, num_classes=5, l2=0.01, dropout=0.2)
 MATRIX_MODEL.update(feature_vocab_size=4, feature_dim=2, features_per_word=2)
 
 
 def check_matrix(
-    *, activations=None, heads=model.HEADS, cases=MATRIX_CASES, batch_size: int = 8, seed: int = 0, **check_kwargs
+    *, activations=None, heads=MATRIX_HEADS, cases=None, batch_size: int = 8, seed: int = 0, **check_kwargs
 ):
     """Run :func:`check_gradients` over activations x heads x cases; yields one result each.
 
     Args:
-      activations, heads, cases: the axes of the matrix (default: all of them).
-      batch_size: windows per batch (the "batch of 1" case has one).
+      activations, heads: the axes of the matrix (default: all of them).
+      cases: only these cases (default: every case of each head, :func:`cases_for`).
+      batch_size: windows per batch (the "batch of 1" case has one; the crf head takes half as
+        many sentences, at least 4).
       seed: seeds the parameters, the batches and the directions.
       **check_kwargs: passed to :func:`check_gradients` (``directions``, ``max_full``, ``step``).
     """
@@ -98,7 +160,7 @@ def check_matrix(
         for head in heads:
             cfg = model.ModelConfig(activation=activation, head=head, **MATRIX_MODEL)
             params = check_params(seed, cfg)
-            for i, case in enumerate(cases):
+            for i, case in enumerate(c for c in cases_for(head) if cases is None or c in cases):
                 batch, key = case_batch(case, seed + 1 + i, cfg, batch_size)
                 label = f"{activation} / {head} / {case}"
                 yield check_gradients(params, batch, cfg, key=key, label=label, seed=seed, **check_kwargs)

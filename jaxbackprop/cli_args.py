@@ -125,13 +125,16 @@ def _add_check(sub, debug) -> None:
         "check",
         parents=[debug],
         help="prove the hand-derived gradients: manual vs jax.grad vs numeric, every activation and head",
-        description="Runs the gradient-check matrix (6 activations x 2 heads x [random windows, windows "
-        "with repeated words and padding, batch of 1]) in float64 and prints, per check, the largest "
+        description="Runs the gradient-check matrix (6 activations x 3 heads -- softmax, the lecture's score, "
+        "and the sentence-level crf -- x 3 cases: random windows or sentences, repeated words and padding, "
+        "a batch of 1) in float64 and prints, per check, the largest "
         "relative error of manual vs jax.grad and of both vs two-sided numeric differences. Exits 1 "
         "if any tensor exceeds its tolerance.",
     )
     check.add_argument("--activation", action="append", choices=ACTIVATIONS, help="only this activation (repeatable)")
-    check.add_argument("--head", action="append", choices=model.HEADS, help="only this head (repeatable)")
+    check.add_argument(
+        "--head", action="append", choices=model.HEADS + model.SENTENCE_HEADS, help="only this head (repeatable)"
+    )
     check.add_argument("--verbose", "-v", action="store_true", help="print the per-tensor table of every check")
     check.add_argument("--large", action="store_true", help="also check a V=20k, d=50 model along random directions")
     check.add_argument(

@@ -32,7 +32,6 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxbackprop import backprop, model
-from jaxbackprop.batch_checks import check_batch
 
 MANUAL_VS_AUTODIFF_RTOL = 1e-10
 NUMERIC_RTOL = 1e-6
@@ -202,7 +201,7 @@ def check_gradients(
         batch64 = {k: jnp.array(v) for k, v in batch.items()}
         if "weights" in batch64:
             batch64["weights"] = batch64["weights"].astype(jnp.float64)
-        check_batch(batch64, cfg)
+        model.validate_batch(batch64, cfg)
         g_manual, g_auto = jax.device_get(_analytic(params64, batch64, key, cfg, value_and_grad))
         _check_structure(g_manual, params64, label)  # before any arithmetic: a wrong shape names its tensor
         names = sorted(params64)

@@ -9,6 +9,8 @@ table ``F`` and appended to ``x``::
     h = f(z)                                                     (H,)
     softmax head:  logits = U h + c                              (C,)
     score head:    s = u . h                                     ()
+    crf head:      e_t = U h_t + c per token of a sentence,      (L, C)
+                   scored as a tag sequence by :mod:`jaxbackprop.crf`
 
 Nothing here knows about files, optimizers or the CLI. Gradients: :mod:`jaxbackprop.backprop`
 (by hand) and ``jax.grad(loss)``. Input checks: :mod:`jaxbackprop.batch_checks`; faster versions
@@ -23,11 +25,12 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxbackprop import fast
+from jaxbackprop import crf, fast
 from jaxbackprop import nonlinearities as nl
 from jaxbackprop.batch_checks import check_batch, check_ids, check_sized, is_int, is_real
 
-HEADS = ("softmax", "score")
+HEADS = ("softmax", "score")  # heads that classify one window on its own
+SENTENCE_HEADS = ("crf",)  # heads that score the tags of a whole sentence of windows together
 INITS = ("xavier", "normal", "zeros")
 NORMAL_INIT_STD = 0.01  # "small random numbers" for init="normal" and for random word vectors
 MARGIN = 1.0  # the lecture's max-margin: J = max(0, MARGIN - s + s_c)
@@ -43,10 +46,11 @@ class ModelConfig:
       embed_dim: d, columns of ``E``.
       window: n, words per window (odd, >= 1; the centre word is classified).
       hidden_dim: H, hidden units.
-      num_classes: C, entity classes (softmax head only).
+      num_classes: C, entity classes (softmax and crf heads).
       activation: f, one of :data:`jaxbackprop.nonlinearities.ACTIVATIONS`.
-      head: ``"softmax"`` (cross-entropy over classes) or ``"score"`` (the lecture's s = u.h
-        with a max-margin loss against a corrupted window).
+      head: ``"softmax"`` (cross-entropy over classes), ``"score"`` (the lecture's s = u.h
+        with a max-margin loss against a corrupted window) or ``"crf"`` (the softmax head's
+        per-token scores as emissions of a linear-chain CRF over whole sentences).
       l2: lambda of the ``lambda/2 (||W||^2 + ||U||^2)`` penalty (``u`` for the score head).
       dropout: rate of inverted dropout on h while training (0 disables it), and on x too unless
         input_dropout is given.
@@ -90,8 +94,8 @@ class ModelConfig:
             )
         if self.activation not in nl.ACTIVATIONS:
             raise ValueError(f"activation must be one of {nl.ACTIVATIONS}, got {self.activation!r}")
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.head not in HEADS + SENTENCE_HEADS:
+            raise ValueError(f"head must be one of {HEADS + SENTENCE_HEADS}, got {self.head!r}")
         if not (is_real(self.l2) and self.l2 >= 0):
             raise ValueError(f"l2 must be a number >= 0, got {self.l2!r}")
         if not (is_real(self.dropout) and 0 <= self.dropout < 1):
@@ -154,8 +158,11 @@ def init_params(key, cfg: ModelConfig, *, init: str = "xavier", embeddings=None,
 
     Returns:
       ``{"E": (V, d), "W": (H, input_dim), "b": (H,)}`` plus ``"U": (C, H), "c": (C,)`` for the
-      softmax head or ``"u": (H,)`` for the score head, ``"F": (feature_vocab_size, dc)`` with
-      per-word features, and ``"alpha": ()`` for prelu.
+      softmax and crf heads or ``"u": (H,)`` for the score head; for the crf head the transition
+      scores ``"T": (C, C)`` (``T[i, j]``: tag i followed by tag j), ``"start": (C,)`` and
+      ``"end": (C,)``, all zeros, so that a fresh CRF is the per-token softmax (with zero
+      transitions the sentence's distribution factorises over its tokens); ``"F":
+      (feature_vocab_size, dc)`` with per-word features, and ``"alpha": ()`` for prelu.
 
     >>> import jax
     >>> p = init_params(jax.random.key(0), ModelConfig(vocab_size=10, embed_dim=4, hidden_dim=3))
@@ -174,11 +181,14 @@ def init_params(key, cfg: ModelConfig, *, init: str = "xavier", embeddings=None,
         if E.shape != (V, d):
             raise ValueError(f"embeddings must have shape (vocab_size, embed_dim) = {(V, d)}, got {E.shape}")
     params = {"E": E, "W": _weight(kW, (H, cfg.input_dim), init, dtype), "b": jnp.zeros((H,), dtype)}
-    if cfg.head == "softmax":
+    if cfg.head == "score":
+        params["u"] = _weight(kU, (H,), init, dtype)
+    else:
         params["U"] = _weight(kU, (cfg.num_classes, H), init, dtype)
         params["c"] = jnp.zeros((cfg.num_classes,), dtype)
-    else:
-        params["u"] = _weight(kU, (H,), init, dtype)
+    if cfg.head == "crf":
+        C = cfg.num_classes
+        params.update(T=jnp.zeros((C, C), dtype), start=jnp.zeros((C,), dtype), end=jnp.zeros((C,), dtype))
     if cfg.uses_features:
         params["F"] = NORMAL_INIT_STD * jax.random.normal(kF, (cfg.feature_vocab_size, cfg.feature_dim), dtype)
     if cfg.activation == "prelu":
@@ -256,7 +266,7 @@ def hidden(params, windows, cfg: ModelConfig, features=None, *, key=None):
 
 
 def forward(params, windows, cfg: ModelConfig, features=None, *, key=None):
-    """Logits (B, C) for the softmax head, scores (B,) for the score head.
+    """Logits (B, C) for the softmax head (the emissions of the crf head), scores (B,) for the score head.
 
     Args:
       params: as made by :func:`init_params`; cfg: the model config (static under jit).
@@ -273,22 +283,42 @@ def forward(params, windows, cfg: ModelConfig, features=None, *, key=None):
     if cfg.uses_features:
         check_ids("features", features, cfg.feature_width, cfg.feature_vocab_size)
     h = hidden(params, windows, cfg, features, key=key)
-    if cfg.head == "softmax":
-        return h @ params["U"].T + params["c"][None, :]
-    return h @ params["u"]
+    if cfg.head == "score":
+        return h @ params["u"]
+    return h @ params["U"].T + params["c"][None, :]
+
+
+def sentence_emissions(params, windows, cfg: ModelConfig, features=None, *, key=None):
+    """Emission scores e[s, t] = U h(window[s, t]) + c of every token of padded sentences, (S, L, C).
+
+    The softmax head's logits, token by token: the (S, L) tokens are flattened to S*L windows, so
+    dropout draws the same masks as :func:`jaxbackprop.backprop.window_fwd` on those rows.
+
+    Args:
+      params, cfg: a model with ``head="crf"``.
+      windows: int (S, L, n); features: int (S, L, n*k), iff ``cfg.uses_features``.
+      key: dropout key (None: no dropout).
+    """
+    S, L, n = windows.shape
+    rows = None if features is None else features.reshape(S * L, features.shape[2])
+    return forward(params, windows.reshape(S * L, n), cfg, rows, key=key).reshape(S, L, cfg.num_classes)
 
 
 # ----------------------------------------------------------------------------- objective
 
 
 def l2_penalty(params, cfg: ModelConfig):
-    """lambda/2 (||W||^2 + ||U||^2) -- weights only; biases, alpha and embeddings are not penalised."""
-    head = params["U"] if cfg.head == "softmax" else params["u"]
+    """lambda/2 (||W||^2 + ||U||^2) -- weights only; biases, alpha, embeddings and T, start, end are not penalised."""
+    head = params["u"] if cfg.head == "score" else params["U"]
     return 0.5 * cfg.l2 * (jnp.sum(params["W"] ** 2) + jnp.sum(head**2))
 
 
 def per_example_loss(params, batch, cfg: ModelConfig, *, key=None):
-    """Unpenalised loss of each window, (B,): cross-entropy, or the hinge max(0, 1 - s + s_c)."""
+    """Unpenalised loss of each window, (B,): cross-entropy, or the hinge max(0, 1 - s + s_c);
+    for the crf head, of each sentence, (S,): log Z - score(gold tags), 0 for an empty sentence."""
+    if cfg.head == "crf":
+        e = sentence_emissions(params, batch["windows"], cfg, batch.get("features"), key=key)
+        return crf.sentence_nll(e, batch["labels"], batch["mask"], params["T"], params["start"], params["end"])
     if cfg.head == "softmax":
         logits = forward(params, batch["windows"], cfg, batch.get("features"), key=key)
         log_probs = jax.nn.log_softmax(logits, axis=-1)
@@ -306,13 +336,17 @@ def loss(params, batch, cfg: ModelConfig, *, key=None):
     """The training objective J: mean per-window loss plus :func:`l2_penalty`.
 
     The per-window loss is :func:`per_example_loss`; with ``batch["weights"]`` (B,) the mean is
-    weighted (padding rows get weight 0).
+    weighted (padding rows get weight 0). For the crf head the mean runs over the non-empty
+    sentences (:func:`jaxbackprop.crf.sentence_weights`): an all-padding row is left out, so
+    appending one changes nothing.
 
     Args:
       params: as made by :func:`init_params`; cfg: the model config.
       batch: dict with int ``"windows"`` (B, n) and int ``"labels"`` (B,) for softmax, or
         ``"windows"`` and ``"corrupt"`` (B, n) for score; ``"features"``/``"corrupt_features"``
-        (B, n*k) when the model uses features; optional float ``"weights"`` (B,).
+        (B, n*k) when the model uses features; optional float ``"weights"`` (B,). For crf: padded
+        sentences, ``"windows"`` (S, L, n), ``"labels"`` (S, L), bool ``"mask"`` (S, L), optional
+        ``"features"`` (S, L, n*k) and ``"weights"`` (S,) (:func:`jaxbackprop.crf.check_sentence_batch`).
       key: dropout key (None: no dropout).
 
     >>> import jax, jax.numpy as jnp
@@ -321,8 +355,20 @@ def loss(params, batch, cfg: ModelConfig, *, key=None):
     >>> round(float(loss(p, {"windows": jnp.array([[1, 2, 3]]), "labels": jnp.array([0])}, cfg)), 4)  # log 5
     1.6094
     """
-    check_batch(batch, cfg)
+    validate_batch(batch, cfg)
     per_window = per_example_loss(params, batch, cfg, key=key)  # (B,)
     weights = batch.get("weights")
+    if cfg.head == "crf":
+        w = crf.sentence_weights(batch["mask"], weights, per_window.dtype)
+        return jnp.sum(w * per_window) + l2_penalty(params, cfg)
     mean = jnp.mean(per_window) if weights is None else jnp.sum(weights * per_window) / jnp.sum(weights)
     return mean + l2_penalty(params, cfg)
+
+
+def validate_batch(batch, cfg: ModelConfig) -> None:
+    """Raise ValueError naming the problem if ``batch`` does not fit ``cfg``: windows for the window
+    heads (:func:`jaxbackprop.batch_checks.check_batch`), padded sentences for the crf head."""
+    if cfg.head in SENTENCE_HEADS:
+        crf.check_sentence_batch(batch, cfg)
+    else:
+        check_batch(batch, cfg)

@@ -139,9 +139,10 @@ def test_case_batches_are_what_they_say(case):
 
 
 def test_full_matrix_passes():
-    """`jaxbackprop check`: 6 activations x 2 heads x 3 cases, every tensor within tolerance."""
+    """`jaxbackprop check`: 6 activations x 3 heads (softmax, score, crf) x 3 cases, every tensor within tolerance."""
     results = list(check_matrix.check_matrix())
-    assert len(results) == 36
+    assert len(results) == 54
+    assert sum("/ crf /" in r.label for r in results) == 18
     failures = [r.label for r in results if not r.passed]
     assert not failures, failures
     assert all(t.grad_max > 1e-4 for r in results for t in r.tensors)
