@@ -289,6 +289,18 @@ def worth_measuring(alone: GroupRun, remaining: int) -> bool:
     return remaining * len(times) * epoch >= PAYBACK * compile_s
 
 
+STATE_COPIES = 6  # params, gradients, updates, two Adam moments and the step's activations, roughly
+DEFAULT_MEMORY_BYTES = 4 * 2**30  # where the device does not say how much it has (a CPU)
+
+
+def max_members(model_cfg: model.ModelConfig, device=None) -> int:
+    """How many members' stacked training state fit in half of the device's memory."""
+    stats = (device or jax.local_devices()[0]).memory_stats() or {}
+    budget = stats.get("bytes_limit", DEFAULT_MEMORY_BYTES) // 2
+    per_member = STATE_COPIES * 4 * sum(math.prod(shape) for shape in model.param_shapes(model_cfg).values())
+    return max(1, budget // per_member)
+
+
 _measured: dict = {}  # (group key, rows, sizes) -> timings: a process measures a group's stacking once
 
 
@@ -297,8 +309,9 @@ def measure_chunk(configs, prepared: pipeline.Prepared, *, log=print) -> tuple[i
 
     Times the group's compiled epoch on the first ``CALIBRATION_STEPS`` batches of the training
     split (best of two warm calls), alone and stacked (each of :data:`CANDIDATE_CHUNKS` below the
-    group's size, and the group's size), and picks the fastest per member: stacking is chosen
-    only where it measured faster than one member alone.
+    group's size, and the group's size, as far as :func:`max_members` fit in memory), and picks
+    the fastest per member: stacking is chosen only where it measured faster than one member
+    alone.
 
     Returns:
       ``(chunk, {chunk: seconds per member-step})``, on one device (a sweep over several
@@ -311,7 +324,8 @@ def measure_chunk(configs, prepared: pipeline.Prepared, *, log=print) -> tuple[i
     rows = min(len(prepared.train.windows), CALIBRATION_STEPS * first.batch_size)
     data = {k: v[:rows] for k, v in compiled_epoch.device_data(prepared.train).items()}
     per_step = -(-rows // first.batch_size)
-    sizes = sorted({1, *(c for c in CANDIDATE_CHUNKS if c < len(configs)), len(configs)})
+    fits = max_members(key.model_cfg)
+    sizes = sorted({1, *(c for c in (*CANDIDATE_CHUNKS, len(configs)) if c <= min(len(configs), fits))})
     cache_key = (key, len(prepared.train.windows), tuple(sizes))
     if cache_key not in _measured:
         _measured[cache_key] = {

@@ -1,6 +1,7 @@
 """Sweeps: one literal table drives the run, the vmapped-vs-alone check, divergence and the files."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -197,3 +198,19 @@ def test_members_shard_across_devices(corpus, adam_group, tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"devices": 4}
     with np.load(out) as sharded:
         assert_trees_close(dict(sharded), jax.tree.map(np.asarray, adam_group.params), rtol=trained_rtol(corpus))
+
+
+def test_stacked_members_are_capped_by_the_devices_memory():
+    cfg = dataclasses.replace(BASE.model, vocab_size=100, num_classes=9, feature_vocab_size=20)
+    n_params = sum(int(np.prod(s)) for s in sweep_group.model.param_shapes(cfg).values())
+    per_member = sweep_group.STATE_COPIES * 4 * n_params
+
+    class Device:  # reports its memory as a GPU does
+        def __init__(self, limit):
+            self.limit = limit
+
+        def memory_stats(self):
+            return {"bytes_limit": self.limit}
+
+    assert sweep_group.max_members(cfg, Device(2 * 10 * per_member)) == 10  # half the memory: 10 members
+    assert sweep_group.max_members(cfg, Device(per_member)) == 1  # never fewer than one
