@@ -158,15 +158,15 @@ def write_json(path, result: dict) -> None:
 
 def write_text(path, text: str) -> None:
     """``text`` written atomically; the sections other scripts keep in the file (:func:`write_section`) stay."""
-    files.write_text(path, text.rstrip("\n") + "\n" + kept_sections(path))
+    files.write_text(path, with_sections(text, kept_sections(path)))
 
 
 def _markers(name: str) -> tuple[str, str]:
     return f"<!-- section {name}: written by benchmarks/{name}.py -->", f"<!-- end of section {name} -->"
 
 
-def kept_sections(path) -> str:
-    """Every marked section of the markdown file at ``path`` (``""`` if none, or no file)."""
+def kept_sections(path) -> list[str]:
+    """Every marked section of the markdown file at ``path``, markers included ([] if none, or no file)."""
     path = Path(path)
     text = path.read_text() if path.exists() else ""
     out, start = [], text.find("<!-- section ")
@@ -178,7 +178,12 @@ def kept_sections(path) -> str:
         end += len(_markers(name)[1])
         out.append(text[start:end])
         start = text.find("<!-- section ", end)
-    return "".join("\n" + section + "\n" for section in out)
+    return out
+
+
+def with_sections(text: str, sections: list[str]) -> str:
+    """``text`` followed by the marked ``sections``, a blank line between each."""
+    return text if not sections else text.rstrip("\n") + "\n\n" + "\n\n".join(sections) + "\n"
 
 
 def write_section(path, name: str, body: str) -> None:
@@ -191,7 +196,7 @@ def write_section(path, name: str, body: str) -> None:
     if begin in text and end in text:
         text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
     else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
+        text = with_sections(text, [section])
     files.write_text(path, text)
 
 

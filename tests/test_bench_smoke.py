@@ -110,13 +110,18 @@ def test_hugepages_comparison_runs_both_settings(tmp_path):
 
 
 def test_committed_reports_are_rendered_from_their_json():
-    """BENCHMARKS.md and the huge-page report say what their JSON says (bench_report.py made them)."""
-    report = bench_module("bench_report")
+    """BENCHMARKS.md and the huge-page report say what their JSON says (bench_report.py made them, and
+    bench_epoch.py its own section of BENCHMARKS.md)."""
+    report, harness = bench_module("bench_report"), bench_module("harness")
     for json_name, md in [("bench_step.json", "BENCHMARKS.md"), ("bench_step_hugepages.json", None)]:
         result = json.loads((BENCH / "results" / json_name).read_text())
         md_path = ROOT / md if md else (BENCH / "results" / json_name).with_suffix(".md")
         text = report.markdown({**result, "targets": report.targets(result)})
+        text = harness.with_sections(text, harness.kept_sections(md_path))  # the other scripts' sections stay
         assert text == md_path.read_text(), f"{md_path.name} is stale: rerun bench_report.py on {json_name}"
+    epoch = json.loads((BENCH / "results" / "bench_epoch.json").read_text())
+    section = bench_module("bench_epoch").section(epoch).strip()
+    assert section in (ROOT / "BENCHMARKS.md").read_text(), "BENCHMARKS.md's bench_epoch section is stale"
 
 
 def test_gpu_results_render_with_the_gpu_facts():
@@ -202,3 +207,16 @@ def test_machine_record_never_fails_outside_a_git_checkout(tmp_path, monkeypatch
     env = provenance.environment()
     assert env["git_commit"] is None and env["git_dirty"] is None
     assert env["cpu_model"] and env["device"].startswith(jax.devices()[0].platform)
+
+
+def test_a_marked_section_survives_a_regenerated_report(tmp_path):
+    harness = bench_module("harness")
+    md = tmp_path / "BENCHMARKS.md"
+    harness.write_text(md, "# report\n")
+    harness.write_section(md, "bench_epoch", "## epochs\nv1")
+    harness.write_text(md, "# report, regenerated\n")  # as bench_step.py rewrites BENCHMARKS.md
+    harness.write_section(md, "bench_epoch", "## epochs\nv2")
+    assert md.read_text() == (
+        "# report, regenerated\n\n<!-- section bench_epoch: written by benchmarks/bench_epoch.py -->\n"
+        "## epochs\nv2\n<!-- end of section bench_epoch -->\n"
+    )
