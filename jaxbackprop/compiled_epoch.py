@@ -26,26 +26,31 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxbackprop import data as data_lib
-from jaxbackprop import parallel
+from jaxbackprop import parallel, pipeline
 from jaxbackprop.step import make_step
 
 DATA_KEYS = ("windows", "features", "labels")
 
 
-def device_data(ds: data_lib.Dataset, mesh=None) -> dict:
+def device_data(ds, mesh=None) -> dict:
     """The arrays a training step reads, put on the device once.
 
     Args:
-      ds: a labelled split (``ds.labels`` not None).
+      ds: a labelled split (``ds.labels`` not None), whose windows are the rows; or the rows of
+        :func:`jaxbackprop.pipeline.training_rows` (padded sentences for the crf head).
       mesh: None (the default device) or a data mesh (:func:`jaxbackprop.parallel.data_mesh`), on
         each device of which the split is copied whole.
 
     Returns:
-      ``{"windows": (N, n), "features": (N, n*k), "labels": (N,)}``, int32 device arrays.
+      ``{"windows": (N, n), "features": (N, n*k), "labels": (N,)}``, int32 device arrays (for
+      sentence rows, those of :func:`jaxbackprop.pipeline.sentence_rows`, with their ``"mask"``).
     """
-    if ds.labels is None:
+    if isinstance(ds, dict):
+        arrays = {k: np.asarray(v) for k, v in ds.items()}
+    elif ds.labels is None:
         raise ValueError("device_data needs a labelled split (ds.labels is None)")
-    arrays = {k: np.asarray(getattr(ds, k)) for k in DATA_KEYS}
+    else:
+        arrays = {k: np.asarray(getattr(ds, k)) for k in DATA_KEYS}
     return jax.device_put(arrays) if mesh is None else parallel.replicate(arrays, mesh)
 
 
@@ -131,7 +136,9 @@ def scan_epoch(step, carry, data: dict, key, batch_size: int, *, mesh=None, prog
     return carry, jnp.mean(losses)
 
 
-def make_compiled_epoch(config, model_cfg, params, steps_per_epoch: int, *, mesh=None, progress=None):
+def make_compiled_epoch(
+    config, model_cfg, params, steps_per_epoch: int, *, mesh=None, progress=None, batch_size: int | None = None
+):
     """``(opt_state, epoch_fn)``: the run's step (:func:`jaxbackprop.step.make_step`) scanned over an epoch.
 
     Args:
@@ -140,6 +147,8 @@ def make_compiled_epoch(config, model_cfg, params, steps_per_epoch: int, *, mesh
       model_cfg: the sized model config (:func:`jaxbackprop.pipeline.model_config`).
       params: the initial parameters (the optimizer state is made for them).
       steps_per_epoch: optimizer steps per epoch, for the schedule.
+      batch_size: rows per step (None: ``config.batch_size``; for sentence rows,
+        :func:`jaxbackprop.pipeline.rows_per_batch`).
       mesh, progress: see :func:`scan_epoch`. With a mesh, place ``params`` and ``opt_state`` with
         :func:`jaxbackprop.parallel.replicate` before each call, and ``data`` with :func:`device_data`.
 
@@ -152,6 +161,7 @@ def make_compiled_epoch(config, model_cfg, params, steps_per_epoch: int, *, mesh
       (N, dtypes).
     """
     opt_state, train_step = make_step(config, model_cfg, params, steps_per_epoch)
+    batch_size = config.batch_size if batch_size is None else batch_size
 
     def step(carry, batch, key, i):
         params, opt_state, loss = train_step(*carry, batch, key)
@@ -159,7 +169,7 @@ def make_compiled_epoch(config, model_cfg, params, steps_per_epoch: int, *, mesh
 
     def epoch_fn(params, opt_state, data, key):
         (params, opt_state), loss = scan_epoch(
-            step, (params, opt_state), data, key, config.batch_size, mesh=mesh, progress=progress
+            step, (params, opt_state), data, key, batch_size, mesh=mesh, progress=progress
         )
         return params, opt_state, loss
 
@@ -179,6 +189,14 @@ class CompiledEpoch(NamedTuple):
 
 
 def compile_epoch(config, model_cfg, params, steps_per_epoch: int, ds: data_lib.Dataset, *, mesh=None, progress=None):
-    """``(opt_state, CompiledEpoch)`` for training on ``ds``: :func:`make_compiled_epoch` plus :func:`device_data`."""
-    opt_state, epoch_fn = make_compiled_epoch(config, model_cfg, params, steps_per_epoch, mesh=mesh, progress=progress)
-    return opt_state, CompiledEpoch(epoch_fn, device_data(ds, mesh))
+    """``(opt_state, CompiledEpoch)`` for training on ``ds``: :func:`make_compiled_epoch` plus :func:`device_data`.
+
+    ``ds``: a Dataset, or its :func:`jaxbackprop.pipeline.training_rows` (made here from a Dataset:
+    padded sentences for the crf head, :func:`jaxbackprop.pipeline.rows_per_batch` of them per step).
+    """
+    rows = pipeline.training_rows(ds, model_cfg)
+    batch = pipeline.rows_per_batch(config.batch_size, rows)
+    opt_state, epoch_fn = make_compiled_epoch(
+        config, model_cfg, params, steps_per_epoch, mesh=mesh, progress=progress, batch_size=batch
+    )
+    return opt_state, CompiledEpoch(epoch_fn, device_data(rows, mesh))

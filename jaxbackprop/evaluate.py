@@ -11,7 +11,8 @@ are string work::
     scores(ids, argmax_ids, loss_sum, ds, tags, ...) -> {"loss", "f1", ...}
 
 :func:`evaluate` chains the three. ``predict`` is pure in ``params``, so a sweep can run it under
-``jax.vmap`` over stacked parameter sets and score each member on the host.
+``jax.vmap`` over stacked parameter sets and score each member on the host. A crf-head model is
+evaluated on padded sentences instead (:mod:`jaxbackprop.crf_eval`), with the same results.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbackprop import data, decode, metrics, model
+from jaxbackprop import crf_eval, data, decode, metrics, model
 from jaxbackprop.batch_checks import check_ids
 
 EVAL_CHUNK = 1024  # windows per forward pass: bounds the device memory of a large split
@@ -182,7 +183,7 @@ def iob2_scores(tags) -> tuple[jax.Array, jax.Array]:
 # ----------------------------------------------------------------------------- on the host
 
 
-def scores(ids, argmax_ids, loss_sum, ds: data.Dataset, tags, penalty: float = 0.0) -> dict:
+def scores(ids, argmax_ids, loss_sum, ds: data.Dataset, tags, penalty: float = 0.0, loss_count=None) -> dict:
     """The metrics :func:`evaluate` returns, from tag ids decoded on the device.
 
     Args:
@@ -193,6 +194,7 @@ def scores(ids, argmax_ids, loss_sum, ds: data.Dataset, tags, penalty: float = 0
       tags: the C tag names.
       penalty: added to the mean loss; :func:`jaxbackprop.model.l2_penalty` makes the loss the
         training objective.
+      loss_count: what ``loss_sum`` is a mean over (None: the N tokens; the crf head's sentences).
 
     Returns:
       ``{"loss", "f1", "precision", "recall", "accuracy", "per_type", "argmax_f1"}``.
@@ -207,7 +209,7 @@ def scores(ids, argmax_ids, loss_sum, ds: data.Dataset, tags, penalty: float = 0
     true_seqs, pred_seqs = sentences(ds.labels), sentences(ids)
     each = metrics.entity_scores_of_each(true_seqs, {"decoder": pred_seqs, "argmax": sentences(argmax_ids)})
     return {
-        "loss": float(loss_sum) / n + float(penalty),
+        "loss": float(loss_sum) / (n if loss_count is None else max(loss_count, 1)) + float(penalty),
         "f1": each["decoder"]["f1"],
         "precision": each["decoder"]["precision"],
         "recall": each["decoder"]["recall"],
@@ -233,7 +235,8 @@ def cached_eval_data(ds: data.Dataset, model_cfg: model.ModelConfig) -> EvalData
     if key in _device_copies:
         _device_copies.move_to_end(key)
         return _device_copies[key][1]
-    ev = eval_data(ds, model_cfg)
+    sentences = model_cfg.head in model.SENTENCE_HEADS
+    ev = crf_eval.sentence_eval_data(ds, model_cfg) if sentences else eval_data(ds, model_cfg)
     _device_copies[key] = (ds, ev)
     if len(_device_copies) > _CACHE_SIZE:
         _device_copies.popitem(last=False)
@@ -241,7 +244,11 @@ def cached_eval_data(ds: data.Dataset, model_cfg: model.ModelConfig) -> EvalData
 
 
 def _predictions(params, ds, tags, model_cfg) -> Predictions:
-    return predict(params, cached_eval_data(ds, model_cfg), *iob2_scores(tags), model_cfg=model_cfg)
+    """Both decoders' tag ids (N or Np,) and the summed loss; a crf head decodes under its learned scores too."""
+    ev = cached_eval_data(ds, model_cfg)
+    if model_cfg.head in model.SENTENCE_HEADS:
+        return crf_eval.predict_sentences(params, ev, *iob2_scores(tags), model_cfg=model_cfg)
+    return predict(params, ev, *iob2_scores(tags), model_cfg=model_cfg)
 
 
 def predict_log_probs(params, ds: data.Dataset, model_cfg: model.ModelConfig, batch_size: int = EVAL_CHUNK):
@@ -274,7 +281,9 @@ def evaluate(params, ds: data.Dataset, tags, model_cfg: model.ModelConfig, decod
 
     The scores use ``decoder``'s tags; ``argmax_f1`` is the entity F1 of the per-token argmax, so
     the two decoders can be compared on every evaluation. ``loss`` is the training objective --
-    mean cross-entropy plus the L2 penalty -- so that it compares with the training loss;
+    mean cross-entropy plus the L2 penalty -- so that it compares with the training loss (for the
+    crf head: the mean sentence NLL, and tags are decoded under the learned transitions too, see
+    :mod:`jaxbackprop.crf_eval`);
     evaluate with an ``l2=0`` config for the data loss alone. The device copy of ``ds`` is reused
     by later calls with the same object (:func:`cached_eval_data`).
 
@@ -284,4 +293,5 @@ def evaluate(params, ds: data.Dataset, tags, model_cfg: model.ModelConfig, decod
     decode.check_decoder(decoder)
     pred = jax.device_get(_predictions(params, ds, tags, model_cfg))  # int ids and one scalar come back
     penalty = float(model.l2_penalty(params, model_cfg))
-    return scores(getattr(pred, decoder), pred.argmax, pred.loss_sum, ds, tags, penalty)
+    count = crf_eval.loss_count(ds) if model_cfg.head in model.SENTENCE_HEADS else None
+    return scores(getattr(pred, decoder), pred.argmax, pred.loss_sum, ds, tags, penalty, count)

@@ -96,7 +96,8 @@ def flat_recorded(section: dict) -> dict:
     if isinstance(section.get("model"), dict):
         architecture = {k: v for k, v in section["model"].items() if k in MODEL_FIELDS}
         section = {**architecture, **{k: v for k, v in section.items() if k != "model"}}
-    return with_new_names(section)
+    # runs from before the crf head could be trained record no head: they trained the softmax one
+    return {"head": "softmax", **with_new_names(section)}
 
 
 _ABSENT = object()

@@ -40,7 +40,8 @@ def value_and_grad_fn(grad: str, impl: str) -> Callable:
 
 
 def drop_words(key, windows, rate: float):
-    """Replace each non-reserved word id of ``windows`` (B, n) by <unk> with probability ``rate``."""
+    """Replace each non-reserved word id of ``windows`` (any shape: (B, n), or (S, L, n) sentences)
+    by <unk> with probability ``rate``."""
     hit = jax.random.bernoulli(key, rate, windows.shape) & (windows >= len(RESERVED))
     return jnp.where(hit, UNK_ID, windows)
 

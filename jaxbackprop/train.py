@@ -95,15 +95,18 @@ def train_and_evaluate(
         conf = check_resumable(run_dir, config, model_cfg, prepared)
     elif writer:  # on a shared disk the others could already see process 0's new files
         rundir.check_writable(run_dir, overwrite)
-    mesh = _mesh(devices, config, on_step)
+    # one row per training example: a window, or a padded sentence for the crf head
+    train_rows = pipeline.training_rows(prepared.train, model_cfg)
+    batch_rows = pipeline.rows_per_batch(config.batch_size, train_rows)
+    mesh = _mesh(devices, batch_rows, on_step)
     _, params = rundir.init_run_params(config, prepared)
-    steps_per_epoch = math.ceil(len(prepared.train.windows) / config.batch_size)
+    steps_per_epoch = math.ceil(pipeline.row_count(train_rows) / batch_rows)
     # the loop draws its own bar; a compiled epoch moves this one from inside, and only on a terminal
     show = progress and on_step is None and sys.stderr.isatty()
     bar = _ProgressBar(steps_per_epoch) if show else None
     if on_step is None:  # the whole epoch as one compiled program, the training split on the device
         opt_state, step = compiled_epoch.compile_epoch(
-            config, model_cfg, params, steps_per_epoch, prepared.train, mesh=mesh, progress=bar and bar.hook
+            config, model_cfg, params, steps_per_epoch, train_rows, mesh=mesh, progress=bar and bar.hook
         )
     else:  # a Python loop, so on_step can watch the parameters between steps
         opt_state, step = make_step(config, model_cfg, params, steps_per_epoch)
@@ -124,7 +127,7 @@ def train_and_evaluate(
             params, opt_state = parallel.replicate((params, opt_state), mesh)
         with bar.epoch(epoch) if bar else contextlib.nullcontext():
             new_params, new_opt_state, train_loss = run_epoch(
-                step, params, opt_state, prepared.train, config, epoch, progress=progress, on_step=on_step
+                step, params, opt_state, train_rows, config, epoch, progress=progress, on_step=on_step
             )
         if not math.isfinite(train_loss):
             raise TrainingDiverged(_divergence_message(config, run_dir, epoch, train_loss))
@@ -176,8 +179,10 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
         or a :class:`jaxbackprop.compiled_epoch.CompiledEpoch`, which runs the same steps in the
         same order with the same keys as one compiled program (no progress bar, no ``on_step``).
       params, opt_state: the state before the epoch.
-      ds: the training split.
-      config: the run's configuration (seed, batch_size).
+      ds: the training split, or its :func:`jaxbackprop.pipeline.training_rows` (made here from a
+        Dataset: padded sentences for the crf head, whose batches count sentences).
+      config: the run's configuration (seed, batch_size, head; a crf batch holds
+        :func:`jaxbackprop.pipeline.rows_per_batch` sentences).
       epoch: the epoch's number, from 1.
       progress: show a progress bar (the loop's own; a compiled epoch reports through its hook).
       on_step: if given, ``on_step(i, params)`` is called before step i of the epoch (to watch
@@ -191,14 +196,17 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
         if on_step is not None:
             raise ValueError("on_step needs the step-by-step loop: pass the step of step.make_step")
         return step(params, opt_state, key)
-    order = np.asarray(compiled_epoch.epoch_order(key, len(ds.windows)))
+    rows = pipeline.training_rows(ds, config.model)
+    n = pipeline.row_count(rows)
+    batch_size = pipeline.rows_per_batch(config.batch_size, rows)
+    order = np.asarray(compiled_epoch.epoch_order(key, n))
     _, steps_key = compiled_epoch.epoch_keys(key)
     losses = []
-    batches = pipeline.padded_batches(ds, config.batch_size, order)
+    batches = pipeline.padded_batches(rows, batch_size, order)
     if progress:
         from tqdm.auto import tqdm
 
-        steps_per_epoch = math.ceil(len(ds.windows) / config.batch_size)
+        steps_per_epoch = math.ceil(n / batch_size)
         batches = tqdm(
             batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False, file=sys.stderr, disable=None
         )
@@ -210,13 +218,13 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
     return params, opt_state, float(jnp.mean(jnp.stack(losses)))
 
 
-def _mesh(devices, config: TrainConfig, on_step):
-    """The data mesh of ``devices`` (None: one device), checked against the run's settings."""
+def _mesh(devices, batch_rows: int, on_step):
+    """The data mesh of ``devices`` (None: one device), checked against the rows of a batch."""
     mesh = None if devices is None else parallel.mesh_for(devices)
     if mesh is not None:
         if on_step is not None:
             raise ValueError("on_step watches a one-device Python loop; it cannot run over several devices")
-        parallel.check_batch_divides(config.batch_size, mesh)
+        parallel.check_batch_divides(batch_rows, mesh)
     return mesh
 
 

@@ -20,6 +20,7 @@ BASE = train.configure(
     window=5,
     hidden_dim=100,
     activation="relu",
+    head="softmax",  # the per-word likelihood of the lecture's window model, not the sentence-level "crf"
     l2=0.0,
     dropout=0.0,
     input_dropout=None,  # None: as dropout
