@@ -10,6 +10,7 @@ process 0 alone writes the run directory and prints, and that the other process 
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -89,8 +90,10 @@ def _run_together(argvs: list[list[str]]) -> list[tuple[int, str, str]]:
 
 
 def _ours(stdout: str) -> list[str]:
-    """The lines of ``stdout`` but Gloo's own "[Gloo] Rank i is connected to ..." (C++, not silenced by Python)."""
-    return [line for line in stdout.splitlines() if not line.startswith("[Gloo]")]
+    """The lines of ``stdout`` but Gloo's own "[Gloo] Rank i is connected to ..." (C++, not silenced by
+    Python; its writes can be split across lines, so any piece of one is dropped)."""
+    gloo = re.compile(r"\[Gloo\]|is connected to \d+ peer ranks|^\s*$")
+    return [line for line in stdout.splitlines() if not gloo.search(line)]
 
 
 def assert_same_training(reference: Path, run: Path, windows: int) -> None:
