@@ -12,6 +12,11 @@ permutation drawn on the device) and the key of its steps (step i uses ``fold_in
 parameters between steps, derives the same order and keys, so both take exactly the same steps.
 :func:`scan_epoch` is the part both this module and the vmapped sweeps
 (:mod:`jaxbackprop.sweep`) build on.
+
+The crf head trains on length buckets of padded sentences (:func:`jaxbackprop.pipeline.sentence_buckets`),
+each with its own shapes and sentences per step. :func:`scan_bucket_epoch` keeps one program and
+one scan: :func:`bucket_plan` draws each bucket's order and a shuffled schedule that interleaves
+the buckets' batches, and every step runs the step of its bucket (``lax.switch``).
 """
 
 from __future__ import annotations
@@ -43,8 +48,11 @@ def device_data(ds, mesh=None) -> dict:
 
     Returns:
       ``{"windows": (N, n), "features": (N, n*k), "labels": (N,)}``, int32 device arrays (for
-      sentence rows, those of :func:`jaxbackprop.pipeline.sentence_rows`, with their ``"mask"``).
+      sentence rows, those of :func:`jaxbackprop.pipeline.sentence_rows`, with their ``"mask"``;
+      for length buckets, a tuple of those, one per bucket).
     """
+    if isinstance(ds, tuple) and not isinstance(ds, data_lib.Dataset):  # the crf head's length buckets
+        return tuple(device_data(rows, mesh) for rows in ds)
     if isinstance(ds, dict):
         arrays = {k: np.asarray(v) for k, v in ds.items()}
     elif ds.labels is None:
@@ -136,8 +144,82 @@ def scan_epoch(step, carry, data: dict, key, batch_size: int, *, mesh=None, prog
     return carry, jnp.mean(losses)
 
 
+def bucket_plan(key, counts, batch_sizes):
+    """The epoch's order over length buckets: each bucket's rows, and which bucket each step takes.
+
+    Bucket b's rows are a permutation drawn from ``fold_in(order_key, b)``; the schedule holds b
+    once per batch of b (``ceil(N_b / B_b)`` times), shuffled with ``fold_in(order_key, K)``, so the
+    buckets' batches are interleaved in a different order every epoch. All from the epoch key.
+
+    Args:
+      key: the epoch key (:func:`epoch_key`); counts: (N_b,) rows per bucket; batch_sizes: (B_b,).
+
+    Returns:
+      ``(orders, schedule, position)``: a tuple of int (N_b,) permutations; int32 (steps,) the
+      bucket of each step; int32 (steps,) which batch of its bucket it is (0, 1, ... per bucket).
+
+    >>> _, schedule, position = bucket_plan(epoch_key(0, 1), (5, 2), (2, 2))
+    >>> sorted(zip(schedule.tolist(), position.tolist()))
+    [(0, 0), (0, 1), (0, 2), (1, 0)]
+    """
+    order_key, _ = epoch_keys(key)
+    orders = tuple(jax.random.permutation(jax.random.fold_in(order_key, b), n) for b, n in enumerate(counts))
+    steps = [-(-n // size) for n, size in zip(counts, batch_sizes)]
+    each = jnp.asarray(np.repeat(np.arange(len(counts), dtype=np.int32), steps))
+    schedule = jax.random.permutation(jax.random.fold_in(order_key, len(counts)), each)
+    # the k-th time bucket b comes up it takes its k-th batch: count b's earlier steps
+    seen = jnp.cumsum(schedule[:, None] == jnp.arange(len(counts))[None, :], axis=0, dtype=jnp.int32)
+    position = jnp.take_along_axis(seen, schedule[:, None], axis=1)[:, 0] - 1
+    return orders, schedule, position
+
+
+def scan_bucket_epoch(step, carry, buckets: tuple, key, batch_sizes: tuple, *, mesh=None, progress=None):
+    """:func:`scan_epoch` over length buckets: one scan whose steps take their bucket's batch.
+
+    Step i takes the batch of bucket ``schedule[i]`` (:func:`bucket_plan`): ``lax.switch`` runs
+    that bucket's branch, the step traced at its bucket's shapes. The step keys count on over
+    the buckets, ``fold_in(steps_key, i)`` for step i of the epoch, as in :func:`scan_epoch`.
+
+    Args:
+      buckets: a tuple of ``{name: (N_b, L_b, ...)}`` device arrays (:func:`device_data` of
+        :func:`jaxbackprop.pipeline.sentence_buckets`); batch_sizes: rows per batch of each bucket.
+      step, carry, key, mesh, progress: as for :func:`scan_epoch`.
+
+    Returns:
+      ``(carry, mean loss of the epoch's steps)``.
+    """
+    _, steps_key = epoch_keys(key)
+    counts = [jax.tree.leaves(rows)[0].shape[0] for rows in buckets]
+    orders, schedule, position = bucket_plan(key, counts, batch_sizes)
+
+    def branch(rows, order, batch_size):
+        idx, weights = epoch_batches(order, batch_size)
+
+        def run(carry, i, k):  # the k-th batch of this bucket, as step i of the epoch
+            batch = {name: v[idx[k]] for name, v in rows.items()} | {"weights": weights[k]}
+            if mesh is not None:
+                batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P(parallel.AXIS)))
+            return step(carry, batch, jax.random.fold_in(steps_key, i), i)
+
+        return run
+
+    branches = [branch(*b) for b in zip(buckets, orders, batch_sizes)]
+
+    def body(carry, xs):
+        i, b, k = xs
+        carry, loss = jax.lax.switch(b, branches, carry, i, k)
+        if progress is not None:
+            every, callback = progress
+            jax.lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(callback, i + 1), lambda: None)
+        return carry, loss
+
+    steps = jnp.arange(schedule.shape[0], dtype=jnp.int32)
+    carry, losses = jax.lax.scan(body, carry, (steps, schedule, position))
+    return carry, jnp.mean(losses)
+
+
 def make_compiled_epoch(
-    config, model_cfg, params, steps_per_epoch: int, *, mesh=None, progress=None, batch_size: int | None = None
+    config, model_cfg, params, steps_per_epoch: int, *, mesh=None, progress=None, batch_size: int | tuple | None = None
 ):
     """``(opt_state, epoch_fn)``: the run's step (:func:`jaxbackprop.step.make_step`) scanned over an epoch.
 
@@ -148,7 +230,8 @@ def make_compiled_epoch(
       params: the initial parameters (the optimizer state is made for them).
       steps_per_epoch: optimizer steps per epoch, for the schedule.
       batch_size: rows per step (None: ``config.batch_size``; for sentence rows,
-        :func:`jaxbackprop.pipeline.rows_per_batch`).
+        :func:`jaxbackprop.pipeline.rows_per_batch`); a tuple, one per bucket, for length buckets
+        (then ``data`` is a tuple of buckets too, and the epoch is :func:`scan_bucket_epoch`).
       mesh, progress: see :func:`scan_epoch`. With a mesh, place ``params`` and ``opt_state`` with
         :func:`jaxbackprop.parallel.replicate` before each call, and ``data`` with :func:`device_data`.
 
@@ -167,10 +250,10 @@ def make_compiled_epoch(
         params, opt_state, loss = train_step(*carry, batch, key)
         return (params, opt_state), loss
 
+    scan = scan_bucket_epoch if isinstance(batch_size, tuple) else scan_epoch
+
     def epoch_fn(params, opt_state, data, key):
-        (params, opt_state), loss = scan_epoch(
-            step, (params, opt_state), data, key, batch_size, mesh=mesh, progress=progress
-        )
+        (params, opt_state), loss = scan(step, (params, opt_state), data, key, batch_size, mesh=mesh, progress=progress)
         return params, opt_state, loss
 
     return opt_state, jax.jit(epoch_fn, donate_argnums=(0, 1))
@@ -192,7 +275,8 @@ def compile_epoch(config, model_cfg, params, steps_per_epoch: int, ds: data_lib.
     """``(opt_state, CompiledEpoch)`` for training on ``ds``: :func:`make_compiled_epoch` plus :func:`device_data`.
 
     ``ds``: a Dataset, or its :func:`jaxbackprop.pipeline.training_rows` (made here from a Dataset:
-    padded sentences for the crf head, :func:`jaxbackprop.pipeline.rows_per_batch` of them per step).
+    length buckets of padded sentences for the crf head, each with its own
+    :func:`jaxbackprop.pipeline.rows_per_batch` sentences per step).
     """
     rows = pipeline.training_rows(ds, model_cfg)
     batch = pipeline.rows_per_batch(config.batch_size, rows)

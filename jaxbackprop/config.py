@@ -175,10 +175,6 @@ class TrainConfig:
             raise ValueError(f"sparse must be True or False, got {self.sparse!r}")
         if self.sparse and self.grad != "manual":
             raise ValueError("sparse=True needs grad='manual': only the hand-derived gradient yields E's rows")
-        if self.model.head == "crf" and self.sparse:
-            raise ValueError("sparse=True is not supported with head='crf' yet: train the crf head with dense updates")
-        if self.model.head == "crf" and self.impl == "flax":
-            raise ValueError("impl='flax' is not supported with head='crf' yet: the flax module has the softmax head")
 
 
 # TrainConfig's own fields, by flat name: every field but the model

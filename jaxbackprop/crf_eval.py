@@ -1,11 +1,13 @@
-"""Evaluation of the crf head: a split as padded sentences on the device, decoded in one program.
+"""Evaluation of the crf head: a split as length buckets of padded sentences on the device, decoded in one program.
 
-The crf head scores whole sentences, so a split goes to the device as padded sentences
-(:func:`jaxbackprop.pipeline.sentence_rows`) instead of flat windows. One jitted program
+The crf head scores whole sentences, so a split goes to the device as padded sentences instead
+of flat windows, in the length buckets training uses (:func:`jaxbackprop.pipeline.length_buckets`),
+so that short sentences are not padded to the split's longest. One jitted program
 (:func:`predict_sentences`) computes every token's emissions, decodes each sentence with
 :func:`jaxbackprop.crf.viterbi_decode` under the learned transitions plus the IOB2 constraints,
-takes the per-token argmax of the emissions, and sums the sentences' negative log-likelihoods;
-only flat tag ids and one scalar come back, as :func:`jaxbackprop.evaluate.predict` returns them::
+takes the per-token argmax of the emissions, and sums the sentences' negative log-likelihoods,
+bucket by bucket (a Python loop at trace time); only flat tag ids and one scalar come back, as
+:func:`jaxbackprop.evaluate.predict` returns them::
 
     sentence_eval_data(ds, model_cfg)                          -> SentenceEvalData (device arrays)
     predict_sentences(params, data, start, transitions, ...)   -> SentencePredictions(viterbi, argmax, loss_sum)
@@ -27,23 +29,25 @@ from jaxbackprop import crf, data, model, pipeline
 from jaxbackprop.batch_checks import check_ids
 
 SENTENCE_CHUNK = 64  # sentences per forward pass: bounds the device memory of a large split
-LENGTH_MULTIPLE = 16  # sentence lengths are padded to a multiple of this, so similar splits share a program
 
 
 class SentenceEvalData(NamedTuple):
-    """One split on the device as Sp padded sentences of L tokens (Sp a multiple of the chunk).
+    """One split on the device as length buckets, bucket b holding Sp_b padded sentences of L_b tokens.
+
+    Each field but ``token_slot`` is a tuple with one array per bucket (Sp_b a multiple of its chunk,
+    ``min(chunk, sentences in b)``).
 
     Attributes:
-      windows: int32 (Sp, L, n); features: int32 (Sp, L, n*k) or None when the model reads none;
-      labels: int32 (Sp, L), or None for unlabelled text; mask: bool (Sp, L), true on each
-      sentence's tokens; token_slot: int32 (N,) each token's position ``s * L + t`` in the grid,
-      in the split's flat token order.
+      windows: int32 (Sp_b, L_b, n); features: int32 (Sp_b, L_b, n*k), or None when the model reads
+      none; labels: int32 (Sp_b, L_b), or None for unlabelled text; mask: bool (Sp_b, L_b), true on
+      each sentence's tokens; token_slot: int32 (N,) each token's position in the buckets' grids
+      flattened and laid end to end, in the split's flat token order.
     """
 
-    windows: jax.Array
-    features: jax.Array | None
-    labels: jax.Array | None
-    mask: jax.Array
+    windows: tuple
+    features: tuple | None
+    labels: tuple | None
+    mask: tuple
     token_slot: jax.Array
 
 
@@ -56,8 +60,10 @@ class SentencePredictions(NamedTuple):
     loss_sum: jax.Array
 
 
-def sentence_eval_data(ds: data.Dataset, model_cfg: model.ModelConfig, chunk: int = SENTENCE_CHUNK):
-    """Put what evaluation reads of ``ds`` on the default device once, as padded sentences.
+def sentence_eval_data(
+    ds: data.Dataset, model_cfg: model.ModelConfig, chunk: int = SENTENCE_CHUNK, max_buckets: int = pipeline.MAX_BUCKETS
+):
+    """Put what evaluation reads of ``ds`` on the default device once, as length buckets of padded sentences.
 
     The ids are checked against ``model_cfg`` here, eagerly: under jit an out-of-range id would be
     clamped without a word.
@@ -65,25 +71,37 @@ def sentence_eval_data(ds: data.Dataset, model_cfg: model.ModelConfig, chunk: in
     Args:
       ds: a split (labelled or not) with at least one token.
       model_cfg: the sized crf-head model config; ``features`` are kept only when the model reads them.
-      chunk: the padded sentence count is a multiple of this (use the chunk of :func:`predict_sentences`).
+      chunk: most sentences per forward pass (use the chunk of :func:`predict_sentences`).
+      max_buckets: of :func:`jaxbackprop.pipeline.length_buckets` (1: every sentence padded to the longest).
     """
     check_ids("windows", ds.windows, model_cfg.window, model_cfg.vocab_size)
     if model_cfg.uses_features:
         check_ids("features", ds.features, model_cfg.feature_width, model_cfg.feature_vocab_size)
-    rows = pipeline.sentence_rows(ds, length_multiple=LENGTH_MULTIPLE, sentence_multiple=chunk)
+    lengths = ds.sentence_lengths
+    buckets = pipeline.bucket_sentences(lengths, pipeline.length_buckets(lengths, max_buckets))
+    buckets = tuple(s for s in buckets if len(s))
+    rows = [pipeline.sentence_rows(ds, sentence_multiple=min(chunk, len(s)), sentences=s) for s in buckets]
+    token_slot, offset = np.zeros(len(ds.windows), np.int32), 0
+    for sentences, r in zip(buckets, rows):  # a bucket's grid visits its sentences' tokens in their order
+        token_slot[pipeline.sentence_tokens(lengths, sentences)] = offset + np.flatnonzero(r["mask"])
+        offset += r["mask"].size
     ev = SentenceEvalData(
-        windows=rows["windows"],
-        features=rows["features"] if model_cfg.uses_features else None,
-        labels=rows["labels"] if ds.labels is not None else None,
-        mask=rows["mask"],
-        token_slot=np.flatnonzero(rows["mask"]).astype(np.int32),  # row-major: the flat token order
+        windows=tuple(r["windows"] for r in rows),
+        features=tuple(r["features"] for r in rows) if model_cfg.uses_features else None,
+        labels=tuple(r["labels"] for r in rows) if ds.labels is not None else None,
+        mask=tuple(r["mask"] for r in rows),
+        token_slot=token_slot,
     )
     return jax.device_put(ev)
 
 
 def emissions_of(params, windows, features, model_cfg: model.ModelConfig, chunk: int = SENTENCE_CHUNK):
-    """Emission scores (Sp, L, C) of every token, ``chunk`` sentences at a time (``lax.map``), no dropout."""
+    """Emission scores (Sp, L, C) of every token, ``chunk`` sentences at a time (``lax.map``), no dropout.
+
+    ``chunk`` is capped at Sp, which must be a multiple of the capped chunk.
+    """
     Sp, L, n = windows.shape
+    chunk = min(chunk, Sp)
     chunked = (
         windows.reshape(Sp // chunk, chunk, L, n),
         None if features is None else features.reshape(Sp // chunk, chunk, L, features.shape[2]),
@@ -112,15 +130,16 @@ def predict_sentences(
     """
     if model_cfg.head not in model.SENTENCE_HEADS:
         raise ValueError(f"predict_sentences needs a sentence head such as 'crf', got {model_cfg.head!r}")
-    e = emissions_of(params, ev.windows, ev.features, model_cfg, chunk)
     T, first, last = params["T"], params["start"], params["end"]
-    paths = crf.viterbi_decode(e, ev.mask, T, first, last, (start, transitions))
-    argmax = jnp.argmax(e, axis=-1).astype(jnp.int32)
-    if ev.labels is None:
-        loss_sum = jnp.zeros((), e.dtype)
-    else:
-        loss_sum = jnp.sum(crf.sentence_nll(e, ev.labels, ev.mask, T, first, last))
-    flat = lambda grid: grid.reshape(-1)[ev.token_slot]  # noqa: E731
+    paths, argmax, loss_sum = [], [], 0.0
+    for b, (windows, mask) in enumerate(zip(ev.windows, ev.mask)):  # each bucket at its own shapes
+        e = emissions_of(params, windows, None if ev.features is None else ev.features[b], model_cfg, chunk)
+        paths.append(crf.viterbi_decode(e, mask, T, first, last, (start, transitions)).reshape(-1))
+        argmax.append(jnp.argmax(e, axis=-1).astype(jnp.int32).reshape(-1))
+        if ev.labels is not None:
+            loss_sum = loss_sum + jnp.sum(crf.sentence_nll(e, ev.labels[b], mask, T, first, last))
+    loss_sum = jnp.asarray(loss_sum, e.dtype)
+    flat = lambda grids: jnp.concatenate(grids)[ev.token_slot]  # noqa: E731
     return SentencePredictions(viterbi=flat(paths), argmax=flat(argmax), loss_sum=loss_sum)
 
 

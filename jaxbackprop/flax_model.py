@@ -6,6 +6,8 @@ The module computes exactly what ``model.forward`` computes::
     x = [E[w_1]; ...; E[w_n]; F[c_1]; ...; F[c_nk]]              (B, D)
     z = x W^T + b,  h = f(z)                                     (B, H)
     softmax head: logits = h U^T + c (B, C);  score head: s = h u (B,)
+    crf head: the softmax head's logits of every token of padded sentences as emissions (S, L, C),
+              scored by :mod:`jaxbackprop.crf`'s pure functions with the module's T, start, end
 
 Layout. ``W`` and ``U`` live in ``nnx.Linear`` layers, as a Flax user would write them. A Linear
 stores its kernel as (in, out) and computes ``x @ kernel``, while the lecture writes ``W`` as
@@ -16,7 +18,8 @@ and :func:`from_params` / :func:`to_params` transpose. Everything else is stored
     E      (V, d)   E.embedding        (nnx.Embed)
     F      (K, dc)  F.embedding        (nnx.Embed; None without per-word features)
     W (H, D), b     hidden.kernel (D, H), hidden.bias   (nnx.Linear)
-    U (C, H), c     out.kernel (H, C), out.bias         (nnx.Linear; softmax head)
+    U (C, H), c     out.kernel (H, C), out.bias         (nnx.Linear; softmax and crf heads)
+    T (C, C)        T                  (nnx.Param; crf head, like start (C,) and end (C,))
     u      (H,)     u                  (nnx.Param; score head)
     alpha  ()       alpha              (nnx.Param; prelu)
 
@@ -30,9 +33,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxbackprop import model
+from jaxbackprop import crf, model
 from jaxbackprop import nonlinearities as nl
-from jaxbackprop.batch_checks import check_batch, check_ids, check_sized
+from jaxbackprop.batch_checks import check_ids, check_sized
 
 
 class WindowClassifier(nnx.Module):
@@ -63,12 +66,18 @@ class WindowClassifier(nnx.Module):
         else:
             self.F = None
         self.hidden = nnx.Linear(cfg.input_dim, H, param_dtype=dtype, kernel_init=xavier, rngs=rngs)
-        if cfg.head == "softmax":
-            self.out = nnx.Linear(H, cfg.num_classes, param_dtype=dtype, kernel_init=xavier, rngs=rngs)
-            self.u = None
-        else:
+        if cfg.head == "score":
             self.out = None
             self.u = nnx.Param(xavier(rngs.params(), (H, 1), dtype)[:, 0])  # fan_in H, fan_out 1
+        else:
+            self.out = nnx.Linear(H, cfg.num_classes, param_dtype=dtype, kernel_init=xavier, rngs=rngs)
+            self.u = None
+        if cfg.head == "crf":  # zero transitions, as model.init_params: a fresh CRF is the per-token softmax
+            C = cfg.num_classes
+            self.T = nnx.Param(jnp.zeros((C, C), dtype))
+            self.start, self.end = nnx.Param(jnp.zeros((C,), dtype)), nnx.Param(jnp.zeros((C,), dtype))
+        else:
+            self.T = self.start = self.end = None
         self.alpha = nnx.Param(jnp.asarray(nl.PRELU_ALPHA_INIT, dtype)) if cfg.activation == "prelu" else None
 
     def __call__(self, windows, features=None, *, key=None):
@@ -100,11 +109,18 @@ class WindowClassifier(nnx.Module):
             return self.out(h)  # (B, C)
         return h @ self.u[...]  # (B,)
 
+    def sentence_emissions(self, windows, features=None, *, key=None):
+        """Emissions (S, L, C) of padded sentences, like ``model.sentence_emissions``: the (S, L)
+        tokens are flattened to S*L windows, so dropout draws the pure model's masks."""
+        S, L, n = windows.shape
+        rows = None if features is None else features.reshape(S * L, features.shape[2])
+        return self(windows.reshape(S * L, n), rows, key=key).reshape(S, L, self.cfg.num_classes)
+
 
 def flax_loss(module: WindowClassifier, batch, cfg: model.ModelConfig, *, key=None):
     """The objective J of ``model.loss``, computed by ``module``: mean (or
-    ``batch["weights"]``-weighted mean) cross-entropy or max-margin hinge, plus
-    ``l2/2 (||W||^2 + ||U or u||^2)``.
+    ``batch["weights"]``-weighted mean) cross-entropy or max-margin hinge, or for the crf head the
+    mean sentence NLL over the non-empty sentences, plus ``l2/2 (||W||^2 + ||U or u||^2)``.
 
     Args:
       module: a :class:`WindowClassifier` built for ``cfg``.
@@ -112,7 +128,10 @@ def flax_loss(module: WindowClassifier, batch, cfg: model.ModelConfig, *, key=No
     """
     if module.cfg != cfg:
         raise ValueError(f"module was built for {module.cfg}, but loss was asked for {cfg}")
-    check_batch(batch, cfg)
+    model.validate_batch(batch, cfg)
+    if cfg.head == "crf":
+        J = _crf_mean_nll(module, batch, key)
+        return J + _l2(module, module.out.kernel[...], cfg)
     if cfg.head == "softmax":
         log_probs = jax.nn.log_softmax(module(batch["windows"], batch.get("features"), key=key), axis=-1)
         per_example = -jnp.take_along_axis(log_probs, batch["labels"][:, None], axis=1)[:, 0]
@@ -129,8 +148,20 @@ def flax_loss(module: WindowClassifier, batch, cfg: model.ModelConfig, *, key=No
         J = jnp.mean(per_example)
     else:
         J = jnp.sum(weights * per_example) / jnp.sum(weights)
+    return J + _l2(module, head, cfg)
+
+
+def _crf_mean_nll(module: WindowClassifier, batch, key):
+    """The crf head's data term: crf.py's sentence NLL of the module's emissions, weighted as ``model.loss``."""
+    e = module.sentence_emissions(batch["windows"], batch.get("features"), key=key)  # (S, L, C)
+    T, start, end = module.T[...], module.start[...], module.end[...]
+    nll = crf.sentence_nll(e, batch["labels"], batch["mask"], T, start, end)  # (S,)
+    return jnp.sum(crf.sentence_weights(batch["mask"], batch.get("weights"), nll.dtype) * nll)
+
+
+def _l2(module: WindowClassifier, head, cfg: model.ModelConfig):
     # ||W^T||^2 = ||W||^2: the transposed kernel has the same penalty
-    return J + 0.5 * cfg.l2 * (jnp.sum(module.hidden.kernel[...] ** 2) + jnp.sum(head**2))
+    return 0.5 * cfg.l2 * (jnp.sum(module.hidden.kernel[...] ** 2) + jnp.sum(head**2))
 
 
 def _check_params(params, cfg: model.ModelConfig) -> None:
@@ -146,10 +177,12 @@ def _check_params(params, cfg: model.ModelConfig) -> None:
 def _module_layout(p, cfg: model.ModelConfig) -> dict:
     """Pure dict -> the module's nested state dict (W and U transposed into kernels)."""
     state = {"E": {"embedding": p["E"]}, "hidden": {"kernel": p["W"].T, "bias": p["b"]}}
-    if cfg.head == "softmax":
-        state["out"] = {"kernel": p["U"].T, "bias": p["c"]}
-    else:
+    if cfg.head == "score":
         state["u"] = p["u"]
+    else:
+        state["out"] = {"kernel": p["U"].T, "bias": p["c"]}
+    if cfg.head == "crf":
+        state.update(T=p["T"], start=p["start"], end=p["end"])
     if cfg.uses_features:
         state["F"] = {"embedding": p["F"]}
     if cfg.activation == "prelu":
@@ -160,10 +193,12 @@ def _module_layout(p, cfg: model.ModelConfig) -> dict:
 def _pure_layout(s, cfg: model.ModelConfig) -> dict:
     """The module's nested state dict (of values or of gradients) -> the pure dict."""
     p = {"E": s["E"]["embedding"], "W": s["hidden"]["kernel"].T, "b": s["hidden"]["bias"]}
-    if cfg.head == "softmax":
-        p["U"], p["c"] = s["out"]["kernel"].T, s["out"]["bias"]
-    else:
+    if cfg.head == "score":
         p["u"] = s["u"]
+    else:
+        p["U"], p["c"] = s["out"]["kernel"].T, s["out"]["bias"]
+    if cfg.head == "crf":
+        p.update(T=s["T"], start=s["start"], end=s["end"])
     if cfg.uses_features:
         p["F"] = s["F"]["embedding"]
     if cfg.activation == "prelu":

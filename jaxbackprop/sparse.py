@@ -7,7 +7,8 @@ Adam, of two moment tables), so its cost grows with V. Here the gradient stays a
 and only the rows present in the batch are touched:
 
 1. :func:`unique_row_grads`: the batch's distinct ids at a *static* size (jit needs one), and
-   each id's gradient rows summed, so a word used twice gets both updates at once;
+   each id's gradient rows summed, so a word used twice gets both updates at once (for the crf
+   head's padded sentences only the words of real tokens count, :func:`counted_positions`);
 2. a :class:`RowRule` (:func:`sgd`, :func:`adagrad`, lazy :func:`adam`) gathers the state rows of
    those ids, updates them and scatters them back.
 
@@ -33,7 +34,7 @@ def empty_slots(num_rows: int):
     return jnp.zeros((num_rows,), jnp.int32)
 
 
-def unique_row_grads(ids, rows, slots):
+def unique_row_grads(ids, rows, slots, keep=None):
     """Each distinct id of ``ids`` once, with the sum of its gradient rows, at a static size.
 
     No sort (``jnp.unique`` sorts the ids): a scratch table over the vocabulary maps each id to
@@ -46,6 +47,9 @@ def unique_row_grads(ids, rows, slots):
       ids: int (N,) row ids in [0, V), one per gradient row (repeats allowed).
       rows: (N, d) gradient rows; ``rows[i]`` belongs to row ``ids[i]`` of the table.
       slots: (V,) int32 scratch (:func:`empty_slots`, or the one returned last time).
+      keep: optional bool (N,): positions where it is false name no row -- their rows (zero for the
+        padding tokens of sentence batches, the reason it exists) are dropped, and an id that only
+        such positions hold is left out, so no rule touches its row. None: every position counts.
 
     Returns:
       ``(unique_ids, unique_grads, slots)``, (N,), (N, d) and (V,): for each distinct id one
@@ -63,12 +67,21 @@ def unique_row_grads(ids, rows, slots):
         raise ValueError(f"rows must have shape ({n}, d) to match ids {ids.shape}, got {rows.shape}")
     ids = ids.astype(slots.dtype)
     pos = jnp.arange(n, dtype=slots.dtype)
-    slots = slots.at[ids].set(pos)  # repeated ids: one of their positions wins
-    winner = slots[ids]  # (N,): the same winner for every position of an id
+    if keep is None:
+        slots = slots.at[ids].set(pos)  # repeated ids: one of their positions wins
+        winner = slots[ids]  # (N,): the same winner for every position of an id
+        named = winner == pos
+    else:
+        # a left-out position writes nowhere (an out-of-range index is dropped) and is its own
+        # winner, a slot that becomes padding; a kept one reads the winner among the kept
+        slots = slots.at[jnp.where(keep, ids, slots.shape[0])].set(pos, mode="drop")
+        winner = jnp.where(keep, slots[ids], pos)
+        named = (winner == pos) & keep
+        rows = jnp.where(keep[:, None], rows, 0)  # so the padding slots' rows are zero
     # repeated ids share a slot: dJ/dE[r] = sum of the rows of every position holding r   (N, d)
     grads = jax.ops.segment_sum(rows, winner, num_segments=n)
     fill = jnp.iinfo(slots.dtype).max
-    return jnp.where(winner == pos, ids, fill - pos), grads, slots
+    return jnp.where(named, ids, fill - pos), grads, slots
 
 
 def _get(table, ids):
@@ -173,6 +186,20 @@ def _without_E(tree):
     return {k: v for k, v in tree.items() if k != "E"}
 
 
+def counted_positions(batch, cfg: model.ModelConfig):
+    """Which word positions of ``manual_value_and_row_grads``' rows may touch E: None (all) for the
+    window heads; for the crf head, bool (S L n,), the n word positions of each real token
+    (``mask``) of a sentence with nonzero weight -- padding tokens and weight-0 padding sentences
+    pass back zero rows, and under lazy Adam even a zero row would move its embedding."""
+    if cfg.head not in model.SENTENCE_HEADS:
+        return None
+    real = batch["mask"]  # (S, L)
+    if "weights" in batch:
+        real = real & (batch["weights"] != 0)[:, None]
+    # the rows run over windows.reshape(S L, n): token (s, t), then its n words
+    return jnp.repeat(real.reshape(-1), cfg.window)
+
+
 def make_sparse_step(
     cfg: model.ModelConfig,
     dense_tx: optax.GradientTransformation,
@@ -232,7 +259,8 @@ def make_sparse_step(
         new = optax.apply_updates(dense, updates)
         E, E_state, slots, count = params["E"], opt_state["E"], opt_state["slots"], opt_state["count"]
         if not freeze_embeddings:
-            unique_ids, unique_grads, slots = unique_row_grads(ids, rows.astype(E.dtype), slots)
+            keep = counted_positions(batch, cfg)
+            unique_ids, unique_grads, slots = unique_row_grads(ids, rows.astype(E.dtype), slots, keep)
             lr = jnp.asarray(schedule(count), E.dtype)
             E, E_state = rule.update(E, E_state, unique_ids, unique_grads, lr, count + 1)
         new["E"] = E

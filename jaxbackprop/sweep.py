@@ -36,11 +36,6 @@ def configure(row: dict, base: train.TrainConfig, epochs: int | None = None) -> 
         raise ValueError(f"table row {row}: {e}") from None
     if config.sparse:
         raise ValueError(f"table row {row}: sparse=True is not supported by sweeps (dense optax steps only)")
-    if config.model.head != "softmax":
-        raise ValueError(
-            f"table row {row}: head={config.model.head!r} is not supported by sweeps yet (softmax head only); "
-            f"train it with `jaxbackprop train --head {config.model.head}`"
-        )
     return config
 
 

@@ -17,7 +17,10 @@ would run for it.
 * Seed: the member's epoch keys (:func:`jaxbackprop.compiled_epoch.epoch_key`) -- its
   initialisation, dropout, word dropout *and data order*, exactly as a run with that seed.
 * Evaluation: every member's dev tags in one vmapped pass on the device
-  (:func:`jaxbackprop.evaluate.predict`); only tag ids come back for the entity F1.
+  (:func:`jaxbackprop.evaluate.predict`, for the crf head
+  :func:`jaxbackprop.crf_eval.predict_sentences`); only tag ids come back for the entity F1.
+* The crf head trains on its rows (:func:`jaxbackprop.pipeline.training_rows`: length buckets of
+  padded sentences), as many sentences per step as a run takes (:func:`training_data`).
 * Divergence: a member whose epoch loss is NaN/inf is marked diverged (its F1 is null). It keeps
   stepping with the others (its lanes are independent, so it cannot disturb them) but is
   ignored from then on; the sweep never stops for it. A chunk whose members have all diverged
@@ -44,7 +47,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxbackprop import compiled_epoch, evaluate, model, optim, parallel, pipeline, step, train
+from jaxbackprop import compiled_epoch, crf_eval, evaluate, model, optim, parallel, pipeline, step, train
 
 PER_MEMBER = ("learning_rate", "schedule", "decay_epochs", "decay_rate", "l2", "seed")
 
@@ -82,25 +85,44 @@ def group_key(config: train.TrainConfig, prepared: pipeline.Prepared) -> GroupKe
     )
 
 
+def training_data(key: GroupKey, prepared: pipeline.Prepared):
+    """``(rows, batch_rows, steps)``: the training rows a run of the group trains on
+    (:func:`jaxbackprop.pipeline.training_rows`, on the host), rows per step (an int, or one per
+    length bucket of the crf head) and optimizer steps per epoch, as ``jaxbackprop train`` has them."""
+    rows = pipeline.training_rows(prepared.train, key.model_cfg)
+    batch_rows = pipeline.rows_per_batch(key.batch_size, rows)
+    return rows, batch_rows, pipeline.steps_per_epoch(rows, batch_rows)
+
+
+def _epoch_program(key: GroupKey, stacked: bool, batch_rows):
+    """:func:`group_epoch` for ``batch_rows`` rows per step; called as ``group_epoch(key, stacked)`` where
+    that is ``key.batch_size`` (windows), so all such calls share one cache entry (one compiled program)."""
+    return group_epoch(key, stacked) if batch_rows == key.batch_size else group_epoch(key, stacked, batch_rows)
+
+
 @functools.lru_cache(maxsize=32)
-def group_epoch(key: GroupKey, stacked: bool = True):
+def group_epoch(key: GroupKey, stacked: bool = True, batch_rows=None):
     """``(tx, epoch_fn)``: the injected-hyperparams optimizer and a jitted epoch of every member,
     ``epoch_fn(params, opt_state, data, seed_keys, lrs, l2s, epoch) -> (params, opt_state, losses)``.
 
     ``params``/``opt_state`` are stacked (members first) and donated, ``seed_keys`` (K,) each
     member's ``jax.random.key(seed)``, ``lrs`` (K, steps of the run) tabulated schedules, ``l2s``
     (K,), ``losses`` (K,) each member's mean loss of the epoch; ``data`` (the training split on the
-    device, :func:`jaxbackprop.compiled_epoch.device_data`) and ``epoch`` (from 1) are shared.
+    device, :func:`jaxbackprop.compiled_epoch.device_data` of :func:`training_data`'s rows) and
+    ``epoch`` (from 1) are shared. ``batch_rows``: rows per step (None: ``key.batch_size``), a
+    tuple for length buckets (then ``data`` is one dict per bucket).
     Cached: another group with the same key (new rates, seeds, L2) reuses the compiled program.
     ``stacked=False`` serves a single member (leading axis 1) with the plain, unbatched program
     rather than a vmap over one member.
     """
+    batch_rows = key.batch_size if batch_rows is None else batch_rows
     model_cfg = key.model_cfg
     tx = optax.inject_hyperparams(functools.partial(optim.make_optimizer, key.optimizer))(learning_rate=0.0)
     value_and_grad = step.value_and_grad_fn(key.grad, key.impl)
+    scan = compiled_epoch.scan_bucket_epoch if isinstance(batch_rows, tuple) else compiled_epoch.scan_epoch
 
     def member_epoch(params, opt_state, data, seed_key, lrs, l2, epoch):
-        steps = -(-data["labels"].shape[0] // key.batch_size)
+        steps = pipeline.steps_per_epoch(data, batch_rows)  # static: from the shapes
 
         def update(params, opt_state, batch, k_dropout, t):
             J, grads = value_and_grad(params, batch, model_cfg, key=k_dropout)
@@ -125,9 +147,7 @@ def group_epoch(key: GroupKey, stacked: bool = True):
             return (params, opt_state), J
 
         epoch_key = jax.random.fold_in(seed_key, epoch)  # = compiled_epoch.epoch_key(seed, epoch)
-        (params, opt_state), loss = compiled_epoch.scan_epoch(
-            member_step, (params, opt_state), data, epoch_key, key.batch_size
-        )
+        (params, opt_state), loss = scan(member_step, (params, opt_state), data, epoch_key, batch_rows)
         return params, opt_state, loss
 
     if stacked:
@@ -144,11 +164,12 @@ def group_epoch(key: GroupKey, stacked: bool = True):
 
 @functools.lru_cache(maxsize=32)
 def group_predict(model_cfg: model.ModelConfig):
-    """Every member's dev predictions in one pass: :func:`jaxbackprop.evaluate.predict` vmapped over params."""
+    """Every member's dev predictions in one pass: :func:`jaxbackprop.evaluate.predict` (for the crf
+    head :func:`jaxbackprop.crf_eval.predict_sentences`) vmapped over params."""
+    sentences = model_cfg.head in model.SENTENCE_HEADS
+    predict = crf_eval.predict_sentences if sentences else evaluate.predict
     return jax.jit(
-        jax.vmap(
-            lambda p, ev, start, trans: evaluate.predict(p, ev, start, trans, model_cfg), in_axes=(0, None, None, None)
-        )
+        jax.vmap(lambda p, ev, start, trans: predict(p, ev, start, trans, model_cfg), in_axes=(0, None, None, None))
     )
 
 
@@ -174,7 +195,7 @@ def members_mesh(devices) -> Mesh | None:
 
 def init_group(configs, prepared: pipeline.Prepared, key: GroupKey, tx):
     """Stacked initial ``(params, opt_state, seed_keys, lrs, l2s, lr_table)`` of a group's members."""
-    steps = math.ceil(len(prepared.train.windows) / key.batch_size)
+    steps = training_data(key, prepared)[2]
     ts = jnp.arange(configs[0].epochs * steps)
     schedules = [np.asarray(optim.make_schedule(c, steps)(ts), np.float32) for c in configs]
     lr_table = np.stack([np.broadcast_to(s, ts.shape) for s in schedules])  # a constant schedule gives a scalar
@@ -208,10 +229,10 @@ def train_group(configs, prepared: pipeline.Prepared, *, devices="all", log=prin
         raise ValueError("train_group needs configs that differ only in " + ", ".join(PER_MEMBER))
     first = configs[0]
     key = group_key(first, prepared)
-    steps = math.ceil(len(prepared.train.windows) / first.batch_size)
-    tx, group = group_epoch(key, len(configs) > 1)
+    rows, batch_rows, steps = training_data(key, prepared)
+    tx, group = _epoch_program(key, len(configs) > 1, batch_rows)
     params, opt_state, seed_keys, lrs, l2s, lr_table = init_group(configs, prepared, key, tx)
-    data = compiled_epoch.device_data(prepared.train)
+    data = compiled_epoch.device_data(rows)
     if mesh is not None:
         shard = NamedSharding(mesh, PartitionSpec("members"))
         params, opt_state, seed_keys, lrs, l2s = jax.device_put((params, opt_state, seed_keys, lrs, l2s), shard)
@@ -221,6 +242,7 @@ def train_group(configs, prepared: pipeline.Prepared, *, devices="all", log=prin
     if mesh is not None:  # every device evaluates its own members on its own copy of the dev split
         ev, constraints = jax.device_put((ev, constraints), NamedSharding(mesh, PartitionSpec()))
     predict = group_predict(key.model_cfg)
+    loss_count = crf_eval.loss_count(prepared.dev) if key.model_cfg.head in model.SENTENCE_HEADS else None
     curves, diverged, epoch_seconds = [[] for _ in configs], [None] * len(configs), []
     for epoch in range(1, first.epochs + 1):
         t_epoch = time.perf_counter()
@@ -237,7 +259,9 @@ def train_group(configs, prepared: pipeline.Prepared, *, devices="all", log=prin
                 # the model's l2 is 0 (each member has its own): the member's penalty is added here
                 penalty = 0.5 * configs[k].model.l2 * float(np.sum(member["W"] ** 2) + np.sum(member["U"] ** 2))
                 ids = getattr(pred, first.decode)[k]
-                dev = evaluate.scores(ids, pred.argmax[k], pred.loss_sum[k], prepared.dev, prepared.tags, penalty)
+                dev = evaluate.scores(
+                    ids, pred.argmax[k], pred.loss_sum[k], prepared.dev, prepared.tags, penalty, loss_count
+                )
                 lr = float(lr_table[k, epoch * steps - 1])
                 curves[k].append(_curve_row(dev, epoch, float(train_loss[k]), lr))
         alive = [c[-1]["dev_f1"] for c, d in zip(curves[:n_real], diverged) if d is None]
@@ -319,17 +343,15 @@ def measure_chunk(configs, prepared: pipeline.Prepared, *, log=print) -> tuple[i
     """
     if len(configs) == 1:
         return 1, {}
-    first = configs[0]
-    key = group_key(first, prepared)
-    rows = min(len(prepared.train.windows), CALIBRATION_STEPS * first.batch_size)
-    data = {k: v[:rows] for k, v in compiled_epoch.device_data(prepared.train).items()}
-    per_step = -(-rows // first.batch_size)
+    key = group_key(configs[0], prepared)
+    rows, batch_rows, _ = training_data(key, prepared)
+    data, per_step = _calibration_data(rows, batch_rows)
     fits = max_members(key.model_cfg)
     sizes = sorted({1, *(c for c in (*CANDIDATE_CHUNKS, len(configs)) if c <= min(len(configs), fits))})
-    cache_key = (key, len(prepared.train.windows), tuple(sizes))
+    cache_key = (key, pipeline.row_count(rows), tuple(sizes))
     if cache_key not in _measured:
         _measured[cache_key] = {
-            size: _time_epoch(configs, size, prepared, key, data) / (size * per_step) for size in sizes
+            size: _time_epoch(configs, size, prepared, key, data, batch_rows) / (size * per_step) for size in sizes
         }
     timings = _measured[cache_key]
     chunk = min(timings, key=timings.get)
@@ -338,10 +360,25 @@ def measure_chunk(configs, prepared: pipeline.Prepared, *, log=print) -> tuple[i
     return chunk, timings
 
 
-def _time_epoch(configs, size: int, prepared, key: GroupKey, data) -> float:
+def _calibration_data(rows, batch_rows):
+    """``(data, steps)``: the first :data:`CALIBRATION_STEPS` batches of the training rows on the device
+    (for length buckets, about as many spread over the buckets, at least one batch each)."""
+    if isinstance(rows, tuple):
+        per_bucket = max(1, CALIBRATION_STEPS // len(rows))
+        parts = [_calibration_data_of(r, b, per_bucket) for r, b in zip(rows, batch_rows)]
+        return tuple(d for d, _ in parts), sum(n for _, n in parts)
+    return _calibration_data_of(rows, batch_rows, CALIBRATION_STEPS)
+
+
+def _calibration_data_of(rows: dict, batch_rows: int, steps: int):
+    n = min(pipeline.row_count(rows), steps * batch_rows)
+    return compiled_epoch.device_data({k: v[:n] for k, v in rows.items()}), -(-n // batch_rows)
+
+
+def _time_epoch(configs, size: int, prepared, key: GroupKey, data, batch_rows=None) -> float:
     """Seconds of a warm call (the best of two) of the group's epoch on ``data`` with ``size`` members."""
     members = [configs[k % len(configs)] for k in range(size)]
-    tx, fn = group_epoch(key, size > 1)
+    tx, fn = _epoch_program(key, size > 1, batch_rows)
     state = init_group(members, prepared, key, tx)[:5]
     compiled = fn.lower(*state[:2], data, *state[2:], 1).compile()
     params, opt_state, *rest = state

@@ -95,12 +95,12 @@ def train_and_evaluate(
         conf = check_resumable(run_dir, config, model_cfg, prepared)
     elif writer:  # on a shared disk the others could already see process 0's new files
         rundir.check_writable(run_dir, overwrite)
-    # one row per training example: a window, or a padded sentence for the crf head
+    # one row per training example: a window, or a padded sentence for the crf head (in length buckets)
     train_rows = pipeline.training_rows(prepared.train, model_cfg)
     batch_rows = pipeline.rows_per_batch(config.batch_size, train_rows)
     mesh = _mesh(devices, batch_rows, on_step)
     _, params = rundir.init_run_params(config, prepared)
-    steps_per_epoch = math.ceil(pipeline.row_count(train_rows) / batch_rows)
+    steps_per_epoch = pipeline.steps_per_epoch(train_rows, batch_rows)
     # the loop draws its own bar; a compiled epoch moves this one from inside, and only on a terminal
     show = progress and on_step is None and sys.stderr.isatty()
     bar = _ProgressBar(steps_per_epoch) if show else None
@@ -180,8 +180,9 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
         same order with the same keys as one compiled program (no progress bar, no ``on_step``).
       params, opt_state: the state before the epoch.
       ds: the training split, or its :func:`jaxbackprop.pipeline.training_rows` (made here from a
-        Dataset: padded sentences for the crf head, whose batches count sentences).
-      config: the run's configuration (seed, batch_size, head; a crf batch holds
+        Dataset: for the crf head, length buckets of padded sentences, whose batches count
+        sentences; their batches are interleaved by :func:`jaxbackprop.compiled_epoch.bucket_plan`).
+      config: the run's configuration (seed, batch_size, head; a crf batch holds its bucket's
         :func:`jaxbackprop.pipeline.rows_per_batch` sentences).
       epoch: the epoch's number, from 1.
       progress: show a progress bar (the loop's own; a compiled epoch reports through its hook).
@@ -197,16 +198,20 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
             raise ValueError("on_step needs the step-by-step loop: pass the step of step.make_step")
         return step(params, opt_state, key)
     rows = pipeline.training_rows(ds, config.model)
-    n = pipeline.row_count(rows)
     batch_size = pipeline.rows_per_batch(config.batch_size, rows)
-    order = np.asarray(compiled_epoch.epoch_order(key, n))
     _, steps_key = compiled_epoch.epoch_keys(key)
     losses = []
-    batches = pipeline.padded_batches(rows, batch_size, order)
+    if isinstance(batch_size, tuple):  # the crf head's length buckets, interleaved as the compiled epoch does
+        counts = [pipeline.row_count(r) for r in rows]
+        orders, schedule, _ = compiled_epoch.bucket_plan(key, counts, batch_size)
+        batches = pipeline.scheduled_batches(rows, batch_size, [np.asarray(o) for o in orders], np.asarray(schedule))
+    else:
+        order = np.asarray(compiled_epoch.epoch_order(key, pipeline.row_count(rows)))
+        batches = pipeline.padded_batches(rows, batch_size, order)
     if progress:
         from tqdm.auto import tqdm
 
-        steps_per_epoch = math.ceil(n / batch_size)
+        steps_per_epoch = pipeline.steps_per_epoch(rows, batch_size)
         batches = tqdm(
             batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False, file=sys.stderr, disable=None
         )
@@ -218,13 +223,14 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
     return params, opt_state, float(jnp.mean(jnp.stack(losses)))
 
 
-def _mesh(devices, batch_rows: int, on_step):
-    """The data mesh of ``devices`` (None: one device), checked against the rows of a batch."""
+def _mesh(devices, batch_rows, on_step):
+    """The data mesh of ``devices`` (None: one device), checked against the rows of a batch (of each bucket)."""
     mesh = None if devices is None else parallel.mesh_for(devices)
     if mesh is not None:
         if on_step is not None:
             raise ValueError("on_step watches a one-device Python loop; it cannot run over several devices")
-        parallel.check_batch_divides(batch_rows, mesh)
+        for rows in batch_rows if isinstance(batch_rows, tuple) else (batch_rows,):
+            parallel.check_batch_divides(rows, mesh)
     return mesh
 
 

@@ -1,7 +1,9 @@
-"""One compiled epoch (lax.scan on the device) against train.run_epoch's Python loop, in float64."""
+"""One compiled epoch (lax.scan on the device) against train.run_epoch's Python loop, in float64;
+the crf head's length buckets (the float64 training comparison is in test_crf_training.py)."""
 
 import helpers
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import assert_trees_close
@@ -95,3 +97,35 @@ def test_the_progress_hook_reports_every_k_steps(corpus):
     jax.block_until_ready(epoch_fn(params, opt_state, compiled_epoch.device_data(corpus.train), jax.random.key(0)))
     jax.effects_barrier()
     assert steps >= 4 and sorted(done) == list(range(2, steps + 1, 2))
+
+
+def test_a_bucketed_epoch_takes_the_loops_batches_and_keys(corpus):
+    """scan_bucket_epoch feeds step i the batch and key that pipeline.scheduled_batches and
+    fold_in(steps_key, i) give the Python loop, interleaving the buckets of the crf head."""
+    buckets = pipeline.sentence_buckets(corpus.train)
+    sizes = tuple(min(4, pipeline.row_count(r)) for r in buckets)
+    steps = pipeline.steps_per_epoch(buckets, sizes)
+    key = compiled_epoch.epoch_key(3, 2)
+
+    def fingerprint(batch):  # weighted sums of the ids that tell the batches apart
+        w = batch["weights"].astype(jnp.int32)[:, None]
+        return jnp.stack([jnp.sum(batch["windows"].sum(axis=-1) * w), jnp.sum(batch["labels"] * w), jnp.sum(w)])
+
+    def step(seen, batch, step_key, i):
+        mark = jnp.concatenate([fingerprint(batch), jax.random.key_data(step_key).astype(jnp.int32)])
+        return seen.at[i].set(mark), jnp.zeros(())
+
+    seen0 = jnp.zeros((steps, 3 + jax.random.key_data(key).size), jnp.int32)
+    data = compiled_epoch.device_data(buckets)
+    seen, _ = jax.jit(lambda d, k: compiled_epoch.scan_bucket_epoch(step, seen0, d, k, sizes))(data, key)
+
+    orders, schedule, _ = compiled_epoch.bucket_plan(key, [pipeline.row_count(r) for r in buckets], sizes)
+    batches = pipeline.scheduled_batches(buckets, sizes, [np.asarray(o) for o in orders], np.asarray(schedule))
+    _, steps_key = compiled_epoch.epoch_keys(key)
+    expected = [
+        np.concatenate([fingerprint(b), jax.random.key_data(jax.random.fold_in(steps_key, i)).astype(np.int32)])
+        for i, b in enumerate(batches)
+    ]
+    switches = np.count_nonzero(np.diff(np.asarray(schedule)))
+    assert len(buckets) > 1 and switches > len(buckets) - 1, f"not interleaved: {np.asarray(schedule)}"
+    np.testing.assert_array_equal(np.asarray(seen), np.stack(expected))

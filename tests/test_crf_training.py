@@ -1,5 +1,6 @@
 """Training the crf head: sentence batches, the compiled epoch against the loop, runs, resume, the CLI."""
 
+import itertools
 import json
 
 import helpers
@@ -9,14 +10,28 @@ import numpy as np
 import pytest
 from helpers import assert_trees_close
 
-from jaxbackprop import checkpoint, cli, compiled_epoch, data, files, model, pipeline, rundir, sweep, synthetic, train
+from jaxbackprop import (
+    checkpoint,
+    cli,
+    compiled_epoch,
+    crf_eval,
+    data,
+    files,
+    model,
+    pipeline,
+    rundir,
+    synthetic,
+    train,
+)
+from jaxbackprop import evaluate as evaluate_module
 from jaxbackprop.evaluate import evaluate, predict_labels
 from jaxbackprop.step import drop_words, make_step
 
 # batch_size counts tokens, as whole sentences: 128 tokens are 12 of the 200 training sentences (10.2
-# tokens each), so an epoch is 17 steps, the last one padded
+# tokens each); they fall in two length buckets, 35 of at most 8 tokens (3 steps, the last padded) and
+# 165 of 9-16 tokens (14 steps, the last padded), so an epoch is 17 steps
 CRF = dict(helpers.TINY, head="crf", batch_size=128)
-SENTENCES_PER_STEP, STEPS = 12, 17
+SENTENCES_PER_STEP, STEPS = (12, 12), 17
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +69,63 @@ def test_sentence_rows_hold_every_token_in_order(corpus):
     assert not padded["mask"][S:].any()
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_length_buckets_pad_the_fewest_slots(seed):
+    """The dynamic programme against every choice of at most 3 padded lengths among the multiples of 8."""
+    lengths = np.random.default_rng(seed).geometric(0.08, size=300)
+    bounds = pipeline.length_buckets(lengths, max_buckets=3)
+    top = -(-lengths.max() // 8) * 8
+    assert len(bounds) <= 3 and bounds[-1] == top and all(b % 8 == 0 for b in bounds)
+    buckets = pipeline.bucket_sentences(lengths, bounds)
+    assert all(len(s) for s in buckets), "an empty bucket"
+    np.testing.assert_array_equal(np.sort(np.concatenate(buckets)), np.arange(len(lengths)))
+
+    def slots(bounds):
+        return sum(len(s) * b for s, b in zip(pipeline.bucket_sentences(lengths, bounds), bounds))
+
+    choices = [(*c, top) for k in range(3) for c in itertools.combinations(range(8, top, 8), k)]
+    assert slots(bounds) == min(slots(c) for c in choices)
+    assert pipeline.length_buckets(lengths, max_buckets=1) == (top,)
+
+
+def test_sentence_buckets_hold_every_sentence_once_padded_to_its_bucket(corpus):
+    ds = corpus.train
+    buckets = pipeline.training_rows(ds, train.configure(**CRF).model)
+    assert isinstance(buckets, tuple) and len(buckets) > 1
+    lengths = [r["mask"].sum(axis=1) for r in buckets]
+    for r, n in zip(buckets, lengths):
+        L = r["mask"].shape[1]
+        assert L % pipeline.SENTENCE_LENGTH_MULTIPLE == 0 and L - pipeline.SENTENCE_LENGTH_MULTIPLE < n.max() <= L
+    sentences = pipeline.bucket_sentences(ds.sentence_lengths, pipeline.length_buckets(ds.sentence_lengths))
+    for r, s in zip(buckets, sentences):  # a bucket's tokens are its sentences', in order
+        tokens = pipeline.sentence_tokens(ds.sentence_lengths, s)
+        for k in ("windows", "features", "labels"):
+            np.testing.assert_array_equal(r[k][r["mask"]], getattr(ds, k)[tokens])
+    assert sorted(np.concatenate(lengths).tolist()) == sorted(ds.sentence_lengths.tolist())
+    assert pipeline.padding_waste(buckets) < pipeline.padding_waste(pipeline.sentence_rows(ds))
+
+
+def test_the_bucket_plan_takes_every_batch_once_from_the_epoch_key():
+    counts, sizes = (50, 7, 20), (8, 3, 20)
+    steps = [7, 3, 1]
+    orders, schedule, position = compiled_epoch.bucket_plan(compiled_epoch.epoch_key(0, 1), counts, sizes)
+    for b, (order, n) in enumerate(zip(orders, counts)):
+        np.testing.assert_array_equal(np.sort(np.asarray(order)), np.arange(n))
+        np.testing.assert_array_equal(np.asarray(position)[np.asarray(schedule) == b], np.arange(steps[b]))
+    assert np.bincount(np.asarray(schedule)).tolist() == steps
+    later = compiled_epoch.bucket_plan(compiled_epoch.epoch_key(0, 2), counts, sizes)
+    assert not np.array_equal(later[1], schedule) or not np.array_equal(later[0][0], orders[0])
+    jitted = jax.jit(compiled_epoch.bucket_plan, static_argnums=(1, 2))(compiled_epoch.epoch_key(0, 1), counts, sizes)
+    for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves((orders, schedule, position))):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_batch_of_sentences_holds_about_batch_size_tokens():
     mask = np.zeros((6, 8), bool)
     mask[:4, :5] = True  # four sentences of 5 tokens, two empty ones (which do not count)
     assert pipeline.rows_per_batch(20, {"mask": mask}) == 4
+    # length buckets share the split's count: a sentence weighs the same in every step
+    assert pipeline.rows_per_batch(20, ({"mask": mask}, {"mask": np.ones((4, 10), bool)})) == (3, 3)
     assert pipeline.rows_per_batch(2, {"mask": mask}) == 1  # at least one sentence
     assert pipeline.rows_per_batch(20, {"windows": np.zeros((9, 3))}) == 20  # windows: one per token
 
@@ -76,9 +144,10 @@ def test_word_dropout_reaches_sentence_windows():
 @pytest.mark.parametrize("grad", ["manual", "autodiff"])
 def test_compiled_epoch_equals_run_epoch(corpus, grad):
     config = train.configure(**{**CRF, "optimizer": "adam", "dropout": 0.2, "word_dropout": 0.1, "grad": grad})
-    n = len(corpus.train.sentence_lengths)
-    assert pipeline.rows_per_batch(config.batch_size, pipeline.sentence_rows(corpus.train)) == SENTENCES_PER_STEP
-    assert n % SENTENCES_PER_STEP, "the last batch should be padded"
+    rows = pipeline.training_rows(corpus.train, config.model)
+    assert pipeline.rows_per_batch(config.batch_size, rows) == SENTENCES_PER_STEP
+    assert pipeline.steps_per_epoch(rows, SENTENCES_PER_STEP) == STEPS
+    assert pipeline.row_count(rows[0]) % SENTENCES_PER_STEP[0], "a last batch should be padded"
     steps = STEPS
     epoch = 2
     with jax.enable_x64(True):
@@ -179,6 +248,26 @@ def test_a_fresh_crf_is_the_per_token_softmax(corpus):
     assert crf_scores["loss"] == pytest.approx(softmax_scores["loss"] * tokens_per_sentence, rel=1e-5)
 
 
+def test_bucketed_evaluation_equals_one_padded_grid(corpus):
+    """Length buckets change only the padding: the same tags by both decoders and the same loss."""
+    model_cfg, params = rundir.init_run_params(train.configure(**CRF), corpus)
+    keys = jax.random.split(jax.random.key(5), 3)
+    for k, name in zip(keys, ("T", "start", "end")):  # learned-looking scores, so viterbi differs from argmax
+        params[name] = jax.random.normal(k, params[name].shape)
+    constraints = evaluate_module.iob2_scores(corpus.tags)
+    bucketed, single = (
+        crf_eval.predict_sentences(
+            params, crf_eval.sentence_eval_data(corpus.test, model_cfg, **kw), *constraints, model_cfg=model_cfg
+        )
+        for kw in ({}, {"max_buckets": 1})
+    )
+    assert len(crf_eval.sentence_eval_data(corpus.test, model_cfg).mask) > 1
+    np.testing.assert_array_equal(bucketed.viterbi, single.viterbi)
+    np.testing.assert_array_equal(bucketed.argmax, single.argmax)
+    assert not np.array_equal(bucketed.viterbi, bucketed.argmax)
+    assert float(bucketed.loss_sum) == pytest.approx(float(single.loss_sum), rel=1e-5)
+
+
 def test_cli_trains_evaluates_and_predicts_with_the_crf_head(tmp_path, capsys):
     c = synthetic.synthetic_corpus(seed=2, n_train=150, n_dev=30, n_test=30)
     for split in ("train", "dev", "test"):
@@ -204,29 +293,6 @@ def test_cli_trains_evaluates_and_predicts_with_the_crf_head(tmp_path, capsys):
 # ----------------------------------------------------------------------------- what is refused
 
 
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        (dict(sparse=True), "sparse=True is not supported with head='crf'"),
-        (dict(grad="autodiff", impl="flax"), "impl='flax' is not supported with head='crf'"),
-    ],
-)
-def test_unsupported_combinations_are_refused(change, message):
-    with pytest.raises(ValueError, match=message):
-        train.configure(head="crf", **change)
-
-
 def test_the_score_head_cannot_be_trained_on_tags():
     with pytest.raises(ValueError, match="head must be one of"):
         train.configure(head="score")
-
-
-def test_sweeps_refuse_the_crf_head():
-    with pytest.raises(ValueError, match="head='crf' is not supported by sweeps"):
-        sweep.configure({"head": "crf"}, train.TrainConfig())
-
-
-def test_cli_refuses_sparse_crf_in_one_line(capsys):
-    assert cli.main(["train", "--head", "crf", "--sparse", "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "sparse=True is not supported with head='crf'" in err

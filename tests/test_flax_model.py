@@ -1,6 +1,6 @@
 """The Flax NNX module is the same model as the pure functions: same outputs, loss and
-gradients (float64, relative 1e-10) for every activation x head x features x dropout, and the
-conversions between the two parameter layouts are exact."""
+gradients (float64, relative 1e-10) for every activation x head x features x dropout, the crf head
+on padded sentences too, and the conversions between the two parameter layouts are exact."""
 
 import itertools
 
@@ -100,6 +100,71 @@ def test_flax_module_equals_pure_model(x64, activation, head, features, dropout)
     for k, g in grads.items():
         assert np.all(np.isfinite(g)) and np.any(g != 0), f"grads[{k!r}] is not finite or all zero"
     assert np.all(np.asarray(grads["E"][USED_WORDS:]) == 0.0)
+
+
+# crf head: features x padding (sentences of lengths 5, 3, 0, 1 of L = 5) x dropout; the padded batches
+# also carry per-sentence weights
+CRF_CASES = list(itertools.product((False, True), (False, True), (False, True)))
+CRF_IDS = [f"{'case' if c else 'nocase'}-{'pad' if p else 'full'}-{'drop' if d else 'nodrop'}" for c, p, d in CRF_CASES]
+S, L = 4, 5
+
+
+def make_sentence_batch(cfg, *, padding):
+    """S padded sentences of L tokens; padding tokens hold word ids >= USED_WORDS, which only they use."""
+    rng = np.random.default_rng(2)
+    lengths = np.array([5, 3, 0, 1] if padding else [L] * S)
+    mask = np.arange(L)[None, :] < lengths[:, None]
+    windows = rng.integers(0, USED_WORDS, (S, L, cfg.window), dtype=np.int32)
+    windows[~mask] = rng.integers(USED_WORDS, cfg.vocab_size, (int((~mask).sum()), cfg.window))
+    windows[0, 0] = [3, 3, 5]  # a word repeated within a window
+    batch = {
+        "windows": jnp.asarray(windows),
+        "labels": jnp.asarray(rng.integers(0, cfg.num_classes, (S, L), dtype=np.int32)),
+        "mask": jnp.asarray(mask),
+    }
+    if cfg.uses_features:
+        batch["features"] = jnp.asarray(rng.integers(0, cfg.feature_vocab_size, (S, L, cfg.feature_width), np.int32))
+    if padding:
+        batch["weights"] = jnp.asarray(rng.uniform(0.5, 2.0, (S,)))
+    return batch
+
+
+@pytest.mark.parametrize("features,padding,dropout", CRF_CASES, ids=CRF_IDS)
+def test_flax_crf_head_equals_pure_model(x64, features, padding, dropout):
+    cfg = make_cfg("tanh", "crf", features)
+    params, batch = make_params(cfg), make_sentence_batch(cfg, padding=padding)
+    key = jax.random.key(5) if dropout else None
+    module = from_params(params, cfg)
+    emissions = module.sentence_emissions(batch["windows"], batch.get("features"), key=key)
+    assert emissions.shape == (S, L, cfg.num_classes)
+    expected = model.sentence_emissions(params, batch["windows"], cfg, batch.get("features"), key=key)
+    assert_trees_close(emissions, expected, rtol=RTOL)
+
+    J_ref, g_ref = jax.value_and_grad(loss)(params, batch, cfg, key=key)
+    J_man, g_man = manual_value_and_grad(params, batch, cfg, key=key)
+    J, grads = flax_value_and_grad(params, batch, cfg, key=key)
+    assert float(J) > 0
+    assert_trees_close(flax_loss(module, batch, cfg, key=key), J_ref, rtol=RTOL)
+    assert_trees_close((J, grads), (J_ref, g_ref), rtol=RTOL)
+    assert_trees_close((J, grads), (J_man, g_man), rtol=RTOL)
+    for k, g in grads.items():
+        assert g.dtype == params[k].dtype and np.all(np.isfinite(g)) and np.any(g != 0), k
+    # the rows only padding tokens name get exactly zero gradient
+    assert np.all(np.asarray(grads["E"][USED_WORDS:]) == 0.0) and np.any(np.asarray(grads["E"][:USED_WORDS]) != 0)
+
+
+def test_flax_crf_module_starts_as_init_params_and_round_trips(x64):
+    cfg = make_cfg("relu", "crf", True)
+    fresh = to_params(WindowClassifier(cfg, rngs=nnx.Rngs(0)))
+    assert {k: v.shape for k, v in fresh.items()} == model.param_shapes(cfg)
+    assert not any(np.asarray(fresh[k]).any() for k in ("T", "start", "end"))  # zero transitions, as init_params
+    params = make_params(cfg)
+    module = from_params(params, cfg)
+    assert np.array_equal(module.T[...], params["T"]) and np.array_equal(module.out.kernel[...], params["U"].T)
+    back = to_params(module)
+    assert set(back) == set(params) and all(np.array_equal(back[k], params[k]) for k in params)
+    with pytest.raises(ValueError, match="batch of sentences"):
+        flax_loss(module, make_batch(make_cfg("relu", "softmax", True), weights=False), cfg)
 
 
 def test_score_cases_exercise_both_sides_of_the_hinge(x64):

@@ -102,6 +102,24 @@ def test_unique_row_grads_sums_repeats_and_pads_out_of_range(x64):
     np.testing.assert_array_equal(ugrads[~real], 0.0)
 
 
+def test_unique_row_grads_leaves_out_positions_not_kept(x64):
+    ids = jnp.asarray([4, 2, 4, 9, 2, 7], jnp.int32)
+    rows = jnp.asarray(np.random.default_rng(2).normal(size=(6, D)))
+    keep = jnp.asarray([True, False, True, False, True, False])  # 9 and 7 appear only where not kept
+    stale = jnp.asarray(np.random.default_rng(1).integers(0, 6, V, dtype=np.int32))
+    uids, ugrads, _ = jax.jit(sparse.unique_row_grads)(ids, rows, stale, keep)
+    uids, ugrads, rows = np.asarray(uids), np.asarray(ugrads), np.asarray(rows)
+    real = uids < V
+    assert sorted(uids[real].tolist()) == [2, 4]
+    for slot in np.flatnonzero(real):  # only the kept rows are summed
+        want = rows[[0, 2]].sum(0) if uids[slot] == 4 else rows[4]
+        np.testing.assert_allclose(ugrads[slot], want, rtol=RTOL)
+    assert len(set(uids[~real].tolist())) == 4 and np.all(uids[~real] >= 2**30)
+    np.testing.assert_array_equal(ugrads[~real], 0.0)
+    everything = sparse.unique_row_grads(jnp.asarray(ids), jnp.asarray(rows), sparse.empty_slots(V), jnp.ones(6, bool))
+    assert_trees_close(everything[:2], unique(jnp.asarray(ids), jnp.asarray(rows)), rtol=0)
+
+
 def test_unique_row_grads_rejects_mismatched_rows():
     with pytest.raises(ValueError, match=r"rows must have shape \(3, d\)"):
         sparse.unique_row_grads(jnp.arange(3), jnp.zeros((4, 2)), sparse.empty_slots(V))
