@@ -130,18 +130,26 @@ def scan_epoch(step, carry, data: dict, key, batch_size: int, *, mesh=None, prog
 
     def body(carry, xs):
         i, rows, w = xs
-        batch = {k: v[rows] for k, v in data.items()} | {"weights": w}
-        if mesh is not None:
-            batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P(parallel.AXIS)))
+        batch = _split_over(mesh, {k: v[rows] for k, v in data.items()} | {"weights": w})
         carry, loss = step(carry, batch, jax.random.fold_in(steps_key, i), i)
-        if progress is not None:
-            every, callback = progress
-            jax.lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(callback, i + 1), lambda: None)
+        _report(progress, i)
         return carry, loss
 
     steps = jnp.arange(idx.shape[0], dtype=jnp.int32)
     carry, losses = jax.lax.scan(body, carry, (steps, idx, weights))
     return carry, jnp.mean(losses)
+
+
+def _split_over(mesh, batch):
+    """The batch's rows split over the mesh's devices (the compiler then sums the gradients); as is without one."""
+    return batch if mesh is None else jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P(parallel.AXIS)))
+
+
+def _report(progress, i) -> None:
+    """Call the host back after every ``every`` steps (``progress = (every, callback)``), if asked."""
+    if progress is not None:
+        every, callback = progress
+        jax.lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(callback, i + 1), lambda: None)
 
 
 def bucket_plan(key, counts, batch_sizes):
@@ -197,9 +205,7 @@ def scan_bucket_epoch(step, carry, buckets: tuple, key, batch_sizes: tuple, *, m
 
         def run(carry, i, k):  # the k-th batch of this bucket, as step i of the epoch
             batch = {name: v[idx[k]] for name, v in rows.items()} | {"weights": weights[k]}
-            if mesh is not None:
-                batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P(parallel.AXIS)))
-            return step(carry, batch, jax.random.fold_in(steps_key, i), i)
+            return step(carry, _split_over(mesh, batch), jax.random.fold_in(steps_key, i), i)
 
         return run
 
@@ -208,9 +214,7 @@ def scan_bucket_epoch(step, carry, buckets: tuple, key, batch_sizes: tuple, *, m
     def body(carry, xs):
         i, b, k = xs
         carry, loss = jax.lax.switch(b, branches, carry, i, k)
-        if progress is not None:
-            every, callback = progress
-            jax.lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(callback, i + 1), lambda: None)
+        _report(progress, i)
         return carry, loss
 
     steps = jnp.arange(schedule.shape[0], dtype=jnp.int32)

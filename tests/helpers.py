@@ -77,3 +77,18 @@ TINY = dict(
     decay_epochs=1,
     min_count=1,
 )
+
+
+def tiny_corpus():
+    """The tests' small prepared corpus: 200 synthetic training sentences, 40 dev, 40 test, window 3."""
+    from jaxbackprop import pipeline, synthetic
+
+    c = synthetic.synthetic_corpus(seed=1, n_train=200, n_dev=40, n_test=40)
+    return pipeline.prepare(c["train"], c["dev"], c["test"], synthetic.synthetic_vectors(dim=12), window=3)
+
+
+def quiet_run(config, corpus, run_dir, **kwargs):
+    """``train.train_and_evaluate`` without a progress bar or log lines."""
+    from jaxbackprop import train
+
+    return train.train_and_evaluate(config, corpus, run_dir, progress=False, log=lambda *_: None, **kwargs)

@@ -36,12 +36,10 @@ SENTENCES_PER_STEP, STEPS = (12, 12), 17
 
 @pytest.fixture(scope="module")
 def corpus():
-    c = synthetic.synthetic_corpus(seed=1, n_train=200, n_dev=40, n_test=40)
-    return pipeline.prepare(c["train"], c["dev"], c["test"], synthetic.synthetic_vectors(dim=12), window=3)
+    return helpers.tiny_corpus()
 
 
-def run(config, corpus, run_dir, **kwargs):
-    return train.train_and_evaluate(config, corpus, run_dir, progress=False, log=lambda *_: None, **kwargs)
+run = helpers.quiet_run
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import optax
 import pytest
 from helpers import assert_trees_close
 
-from jaxbackprop import compiled_epoch, files, model, pipeline, rundir, sparse, sweep, sweep_group, synthetic, train
+from jaxbackprop import compiled_epoch, files, model, pipeline, rundir, sparse, sweep, sweep_group, train
 from jaxbackprop.backprop import manual_value_and_grad
 from jaxbackprop.step import make_step
 
@@ -22,8 +22,7 @@ RTOL = 1e-10
 
 @pytest.fixture(scope="module")
 def corpus():
-    c = synthetic.synthetic_corpus(seed=1, n_train=200, n_dev=40, n_test=40)
-    return pipeline.prepare(c["train"], c["dev"], c["test"], synthetic.synthetic_vectors(dim=12), window=3)
+    return helpers.tiny_corpus()
 
 
 def float64_params(config, corpus):

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 
+import helpers
 import numpy as np
 import pytest
 from helpers import TINY as TINY_RUN
@@ -23,8 +24,7 @@ class Killed(BaseException):
 
 @pytest.fixture(scope="module")
 def corpus():
-    c = synthetic.synthetic_corpus(seed=1, n_train=200, n_dev=40, n_test=40)
-    return pipeline.prepare(c["train"], c["dev"], c["test"], synthetic.synthetic_vectors(dim=12), window=3)
+    return helpers.tiny_corpus()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,8 +42,7 @@ def shared_steps():
         yield
 
 
-def run(config, corpus, run_dir, **kwargs):
-    return train.train_and_evaluate(config, corpus, run_dir, progress=False, log=lambda *_: None, **kwargs)
+run = helpers.quiet_run
 
 
 @pytest.fixture(scope="module")
