@@ -249,18 +249,16 @@ def train_group(configs, prepared: pipeline.Prepared, *, devices="all", log=prin
         params, opt_state, losses = group(params, opt_state, data, seed_keys, lrs, l2s, epoch)
         train_loss = np.asarray(losses)
         pred = jax.device_get(predict(params, ev, *constraints))  # (K, Np) tag ids and (K,) loss sums
+        penalties = np.asarray(_l2_penalties(params, l2s))  # (K,): only these K numbers leave the device
         for k in range(n_real):
             if diverged[k] is None and not math.isfinite(train_loss[k]):
                 diverged[k] = epoch
                 what = f"{configs[k].optimizer}, lr {configs[k].learning_rate:g}"
                 log(f"  member {k} of this program ({what}) diverged in epoch {epoch}: loss {train_loss[k]}")
             if diverged[k] is None:
-                member = jax.tree.map(lambda x, k=k: np.asarray(x[k]), params)
-                # the model's l2 is 0 (each member has its own): the member's penalty is added here
-                penalty = 0.5 * configs[k].model.l2 * float(np.sum(member["W"] ** 2) + np.sum(member["U"] ** 2))
                 ids = getattr(pred, first.decode)[k]
                 dev = evaluate.scores(
-                    ids, pred.argmax[k], pred.loss_sum[k], prepared.dev, prepared.tags, penalty, loss_count
+                    ids, pred.argmax[k], pred.loss_sum[k], prepared.dev, prepared.tags, float(penalties[k]), loss_count
                 )
                 lr = float(lr_table[k, epoch * steps - 1])
                 curves[k].append(_curve_row(dev, epoch, float(train_loss[k]), lr))
@@ -275,6 +273,12 @@ def train_group(configs, prepared: pipeline.Prepared, *, devices="all", log=prin
     params = jax.tree.map(lambda x: x[:n_real], params)
     seconds = time.perf_counter() - t0
     return GroupRun(params, curves[:n_real], diverged[:n_real], seconds, devices_used, epoch_seconds)
+
+
+@jax.jit
+def _l2_penalties(params, l2s):
+    """Each member's l2/2 (||W||^2 + ||U||^2), (K,): the model's l2 is 0, each member has its own."""
+    return 0.5 * l2s * (jnp.sum(params["W"] ** 2, axis=(1, 2)) + jnp.sum(params["U"] ** 2, axis=(1, 2)))
 
 
 def _curve_row(dev: dict, epoch: int, train_loss: float, lr: float) -> dict:
