@@ -33,7 +33,7 @@ from jaxbackprop.provenance import environment, portable_argv, portable_path, sh
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-VERDICTS = ("supported", "partly supported", "not supported")
+VERDICTS = ("supported", "partly supported", "not supported", "not resolved")  # stats.verdict: seeds cannot tell
 CONLL_SPLITS = ("train.txt", "valid.txt", "test.txt")
 
 

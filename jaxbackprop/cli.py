@@ -199,10 +199,11 @@ def _sweep(args) -> int:
         train_s, dev_s = train_s[:600], dev_s[:150]
     optimizers = args.optimizer or (("sgd", "adam") if args.quick else sweep.OPTIMIZERS)
     rates = args.learning_rate or ((1e-2, 1e-1) if args.quick else sweep.LEARNING_RATES)
-    axes = (optimizers, rates, args.schedule or ("constant",), args.l2 or (0.0,), args.seed or (0,))
+    heads = args.head or ("softmax",)
+    axes = (heads, optimizers, rates, args.schedule or ("constant",), args.l2 or (0.0,), args.seed or (0,))
     table = [
-        {"optimizer": o, "learning_rate": lr, "schedule": s, "l2": l2, "seed": seed}
-        for o, lr, s, l2, seed in itertools.product(*axes)
+        {"head": h, "optimizer": o, "learning_rate": lr, "schedule": s, "l2": l2, "seed": seed}
+        for h, o, lr, s, l2, seed in itertools.product(*axes)
     ]
     prepared = pipeline.prepare_for(base, train_s, dev_s, None, pretrained)
     out = args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -210,11 +211,14 @@ def _sweep(args) -> int:
     rows = sweep.run_sweep(
         table, prepared, out, base=base, chunk=args.chunk, devices=args.devices, overwrite=args.overwrite
     )
-    print(f"\n{'optimizer':<9} {'lr':>8} {'schedule':<9} {'l2':>7} {'seed':>4}  best dev F1  epoch  diverged")
+    print(
+        f"\n{'head':<7} {'optimizer':<9} {'lr':>8} {'schedule':<9} {'l2':>7} {'seed':>4}  best dev F1  epoch  diverged"
+    )
     for r in rows:
         f1 = "-" if r["best_dev_f1"] is None else f"{r['best_dev_f1']:.4f}"
         print(
-            f"{r['optimizer']:<9} {r['learning_rate']:>8.0e} {r['schedule']:<9} {r['l2']:>7g} {r['seed']:>4}  "
+            f"{r['head']:<7} {r['optimizer']:<9} {r['learning_rate']:>8.0e} {r['schedule']:<9} {r['l2']:>7g} "
+            f"{r['seed']:>4}  "
             f"{f1:>11}  {r['best_epoch'] or '-':>5}  {'yes' if r['diverged'] else 'no'}"
         )
     print(f"results: {out}/results.csv, results.json, curves.png, heatmap.png")

@@ -196,7 +196,7 @@ def _add_sweep(sub, debug) -> None:
     sw = sub.add_parser(
         "sweep",
         parents=[debug],
-        help="train a table of configurations (optimizer x learning rate x schedule x l2 x seed)",
+        help="train a table of configurations (head x optimizer x learning rate x schedule x l2 x seed)",
         description="Trains every combination of the given optimizers, learning rates, schedules, L2 "
         "strengths and seeds; configurations that share shapes train together in one jitted, vmapped "
         "step. Writes results.csv/.json, curves.json, curves.png and heatmap.png to --out. Diverging "
@@ -220,6 +220,12 @@ def _add_sweep(sub, debug) -> None:
         action="append",
         type=config_value("learning_rate", float),
         help=f"repeatable (default: {rates})",
+    )
+    sw.add_argument(
+        "--head",
+        action="append",
+        choices=config.TRAIN_HEADS,
+        help="output layer (repeatable; default: softmax); crf batches count tokens, as in train",
     )
     sw.add_argument("--schedule", action="append", choices=optim.SCHEDULES, help="repeatable (default: constant)")
     sw.add_argument("--l2", action="append", type=config_value("l2", float), help="repeatable (default: 0)")

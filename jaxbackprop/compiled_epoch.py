@@ -13,7 +13,7 @@ parameters between steps, derives the same order and keys, so both take exactly 
 :func:`scan_epoch` is the part both this module and the vmapped sweeps
 (:mod:`jaxbackprop.sweep`) build on.
 
-The crf head trains on length buckets of padded sentences (:func:`jaxbackprop.pipeline.sentence_buckets`),
+The crf head trains on length buckets of padded sentences (:func:`jaxbackprop.buckets.sentence_buckets`),
 each with its own shapes and sentences per step. :func:`scan_bucket_epoch` keeps one program and
 one scan: :func:`bucket_plan` draws each bucket's order and a shuffled schedule that interleaves
 the buckets' batches, and every step runs the step of its bucket (``lax.switch``).
@@ -48,7 +48,7 @@ def device_data(ds, mesh=None) -> dict:
 
     Returns:
       ``{"windows": (N, n), "features": (N, n*k), "labels": (N,)}``, int32 device arrays (for
-      sentence rows, those of :func:`jaxbackprop.pipeline.sentence_rows`, with their ``"mask"``;
+      sentence rows, those of :func:`jaxbackprop.buckets.sentence_rows`, with their ``"mask"``;
       for length buckets, a tuple of those, one per bucket).
     """
     if isinstance(ds, tuple) and not isinstance(ds, data_lib.Dataset):  # the crf head's length buckets
@@ -190,7 +190,7 @@ def scan_bucket_epoch(step, carry, buckets: tuple, key, batch_sizes: tuple, *, m
 
     Args:
       buckets: a tuple of ``{name: (N_b, L_b, ...)}`` device arrays (:func:`device_data` of
-        :func:`jaxbackprop.pipeline.sentence_buckets`); batch_sizes: rows per batch of each bucket.
+        :func:`jaxbackprop.buckets.sentence_buckets`); batch_sizes: rows per batch of each bucket.
       step, carry, key, mesh, progress: as for :func:`scan_epoch`.
 
     Returns:

@@ -1,7 +1,7 @@
 """Evaluation of the crf head: a split as length buckets of padded sentences on the device, decoded in one program.
 
 The crf head scores whole sentences, so a split goes to the device as padded sentences instead
-of flat windows, in the length buckets training uses (:func:`jaxbackprop.pipeline.length_buckets`),
+of flat windows, in the length buckets training uses (:func:`jaxbackprop.buckets.length_buckets`),
 so that short sentences are not padded to the split's longest. One jitted program
 (:func:`predict_sentences`) computes every token's emissions, decodes each sentence with
 :func:`jaxbackprop.crf.viterbi_decode` under the learned transitions plus the IOB2 constraints,
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbackprop import crf, data, model, pipeline
+from jaxbackprop import buckets, crf, data, model
 from jaxbackprop.batch_checks import check_ids
 
 SENTENCE_CHUNK = 64  # sentences per forward pass: bounds the device memory of a large split
@@ -61,7 +61,7 @@ class SentencePredictions(NamedTuple):
 
 
 def sentence_eval_data(
-    ds: data.Dataset, model_cfg: model.ModelConfig, chunk: int = SENTENCE_CHUNK, max_buckets: int = pipeline.MAX_BUCKETS
+    ds: data.Dataset, model_cfg: model.ModelConfig, chunk: int = SENTENCE_CHUNK, max_buckets: int = buckets.MAX_BUCKETS
 ):
     """Put what evaluation reads of ``ds`` on the default device once, as length buckets of padded sentences.
 
@@ -72,18 +72,18 @@ def sentence_eval_data(
       ds: a split (labelled or not) with at least one token.
       model_cfg: the sized crf-head model config; ``features`` are kept only when the model reads them.
       chunk: most sentences per forward pass (use the chunk of :func:`predict_sentences`).
-      max_buckets: of :func:`jaxbackprop.pipeline.length_buckets` (1: every sentence padded to the longest).
+      max_buckets: of :func:`jaxbackprop.buckets.length_buckets` (1: every sentence padded to the longest).
     """
     check_ids("windows", ds.windows, model_cfg.window, model_cfg.vocab_size)
     if model_cfg.uses_features:
         check_ids("features", ds.features, model_cfg.feature_width, model_cfg.feature_vocab_size)
     lengths = ds.sentence_lengths
-    buckets = pipeline.bucket_sentences(lengths, pipeline.length_buckets(lengths, max_buckets))
-    buckets = tuple(s for s in buckets if len(s))
-    rows = [pipeline.sentence_rows(ds, sentence_multiple=min(chunk, len(s)), sentences=s) for s in buckets]
+    groups = buckets.bucket_sentences(lengths, buckets.length_buckets(lengths, max_buckets))
+    groups = tuple(s for s in groups if len(s))
+    rows = [buckets.sentence_rows(ds, sentence_multiple=min(chunk, len(s)), sentences=s) for s in groups]
     token_slot, offset = np.zeros(len(ds.windows), np.int32), 0
-    for sentences, r in zip(buckets, rows):  # a bucket's grid visits its sentences' tokens in their order
-        token_slot[pipeline.sentence_tokens(lengths, sentences)] = offset + np.flatnonzero(r["mask"])
+    for sentences, r in zip(groups, rows):  # a bucket's grid visits its sentences' tokens in their order
+        token_slot[buckets.sentence_tokens(lengths, sentences)] = offset + np.flatnonzero(r["mask"])
         offset += r["mask"].size
     ev = SentenceEvalData(
         windows=tuple(r["windows"] for r in rows),

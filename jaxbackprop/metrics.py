@@ -76,6 +76,32 @@ def entity_scores_of_each(true_tag_seqs: Sequence[Sequence[str]], preds: Mapping
     return {name: _scores(true, _spans(pred)) for name, pred in preds.items()}
 
 
+def entity_scores_by(
+    true_tag_seqs: Sequence[Sequence[str]], pred_tag_seqs: Sequence[Sequence[str]], token_in: Sequence[Sequence[bool]]
+) -> dict:
+    """:func:`entity_scores` of two kinds of entity: those all of whose tokens are ``token_in``, and the rest.
+
+    A gold entity and a predicted one are each of the kind their own tokens give, so ``"inside"``
+    is scored on the inside entities alone -- precision over the predicted ones, recall over the
+    gold ones -- and ``"outside"`` on the others (e.g. ``token_in``: the word has a pretrained
+    vector, or was seen in training). ``"share_outside"`` is the fraction of gold entities outside.
+
+    >>> s = entity_scores_by([["B-PER", "O", "B-LOC"]], [["B-PER", "O", "O"]], [[True, True, False]])
+    >>> s["inside"]["f1"], s["outside"]["recall"], s["share_outside"]
+    (1.0, 0.0, 0.5)
+    """
+    _check(true_tag_seqs, pred_tag_seqs)
+    if [len(s) for s in token_in] != [len(s) for s in true_tag_seqs]:
+        raise ValueError("token_in needs one flag per token of every sentence")
+    inside = lambda span: all(token_in[span[0]][span[2] : span[3] + 1])  # noqa: E731
+    true, pred = _spans(true_tag_seqs), _spans(pred_tag_seqs)
+    kinds = {}
+    for name, keep in (("inside", True), ("outside", False)):
+        kinds[name] = _scores({s for s in true if inside(s) == keep}, {s for s in pred if inside(s) == keep})
+    kinds["share_outside"] = kinds["outside"]["n_true"] / len(true) if true else 0.0
+    return kinds
+
+
 def _scores(true: set, pred: set) -> dict:
     hit = true & pred
     count = lambda spans: collections.Counter(kind for _, kind, _, _ in spans)  # noqa: E731

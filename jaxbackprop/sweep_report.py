@@ -65,7 +65,9 @@ def write_results(out_dir: Path, table, configs, rows, curves, run_info: dict) -
     record = {"table": table, **run_info, "environment": environment(), "command": portable_argv(sys.argv)}
     files.write_json(out_dir / "config.json", record)
     plot_curves(table, curves, out_dir / "curves.png")
-    plot_heatmap([c.optimizer for c in configs], [c.learning_rate for c in configs], rows, out_dir / "heatmap.png")
+    several_heads = len({c.model.head for c in configs}) > 1
+    names = [f"{c.optimizer}, {c.model.head}" if several_heads else c.optimizer for c in configs]
+    plot_heatmap(names, [c.learning_rate for c in configs], rows, out_dir / "heatmap.png")
 
 
 def _label(row: dict) -> str:
@@ -91,7 +93,8 @@ def plot_curves(table, curves, path) -> None:
 
 
 def plot_heatmap(optimizers, learning_rates, rows, path) -> None:
-    """Best dev F1 per optimizer x learning rate (the best over any other axis); x marks divergence."""
+    """Best dev F1 per optimizer (its heatmap row name) x learning rate (the best over any other axis);
+    x marks divergence."""
     from jaxbackprop import plots
 
     opts, rates = list(dict.fromkeys(optimizers)), sorted(set(learning_rates))

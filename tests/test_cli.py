@@ -37,6 +37,16 @@ def test_sweep_quick_writes_its_table(tmp_path, capsys):
     assert "best dev F1" in capsys.readouterr().out
 
 
+def test_sweep_has_a_head_axis(tmp_path, capsys):
+    argv = ["sweep", "--quick", "--head", "softmax", "--head", "crf", "--optimizer", "adam", "--learning-rate", "0.1"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [r["head"] for r in rows] == ["softmax", "crf"] and rows[0]["group"] != rows[1]["group"]
+    assert all(r["best_dev_f1"] is not None and not r["diverged"] for r in rows)
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in printed if line.startswith(("softmax ", "crf "))] == ["softmax", "crf"]
+
+
 def test_help_of_every_subcommand_runs():
     out = subprocess.run(
         [sys.executable, "-m", "jaxbackprop.cli", "--help"], capture_output=True, text=True, check=True

@@ -102,7 +102,7 @@ def test_the_progress_hook_reports_every_k_steps(corpus):
 def test_a_bucketed_epoch_takes_the_loops_batches_and_keys(corpus):
     """scan_bucket_epoch feeds step i the batch and key that pipeline.scheduled_batches and
     fold_in(steps_key, i) give the Python loop, interleaving the buckets of the crf head."""
-    buckets = pipeline.sentence_buckets(corpus.train)
+    buckets = pipeline.training_rows(corpus.train, train.configure(head="crf").model)
     sizes = tuple(min(4, pipeline.row_count(r)) for r in buckets)
     steps = pipeline.steps_per_epoch(buckets, sizes)
     key = compiled_epoch.epoch_key(3, 2)

@@ -11,6 +11,7 @@ import pytest
 from helpers import assert_trees_close
 
 from jaxbackprop import (
+    buckets,
     checkpoint,
     cli,
     compiled_epoch,
@@ -54,15 +55,15 @@ def finished(corpus, tmp_path_factory):
 
 def test_sentence_rows_hold_every_token_in_order(corpus):
     ds = corpus.dev
-    rows = pipeline.sentence_rows(ds)
+    rows = buckets.sentence_rows(ds)
     S, L, n = rows["windows"].shape
-    assert S == len(ds.sentence_lengths) and L % pipeline.SENTENCE_LENGTH_MULTIPLE == 0
+    assert S == len(ds.sentence_lengths) and L % buckets.SENTENCE_LENGTH_MULTIPLE == 0
     assert L >= ds.sentence_lengths.max() and n == ds.windows.shape[1]
     np.testing.assert_array_equal(rows["mask"].sum(axis=1), ds.sentence_lengths)
     for k in ("windows", "features", "labels"):
         np.testing.assert_array_equal(rows[k][rows["mask"]], getattr(ds, k))
         assert rows[k].dtype == np.int32 and not rows[k][~rows["mask"]].any()
-    padded = pipeline.sentence_rows(ds, length_multiple=16, sentence_multiple=64)
+    padded = buckets.sentence_rows(ds, length_multiple=16, sentence_multiple=64)
     assert padded["windows"].shape[:2] == (64, 16 * -(-ds.sentence_lengths.max() // 16))
     assert not padded["mask"][S:].any()
 
@@ -71,36 +72,36 @@ def test_sentence_rows_hold_every_token_in_order(corpus):
 def test_length_buckets_pad_the_fewest_slots(seed):
     """The dynamic programme against every choice of at most 3 padded lengths among the multiples of 8."""
     lengths = np.random.default_rng(seed).geometric(0.08, size=300)
-    bounds = pipeline.length_buckets(lengths, max_buckets=3)
+    bounds = buckets.length_buckets(lengths, max_buckets=3)
     top = -(-lengths.max() // 8) * 8
     assert len(bounds) <= 3 and bounds[-1] == top and all(b % 8 == 0 for b in bounds)
-    buckets = pipeline.bucket_sentences(lengths, bounds)
-    assert all(len(s) for s in buckets), "an empty bucket"
-    np.testing.assert_array_equal(np.sort(np.concatenate(buckets)), np.arange(len(lengths)))
+    groups = buckets.bucket_sentences(lengths, bounds)
+    assert all(len(s) for s in groups), "an empty bucket"
+    np.testing.assert_array_equal(np.sort(np.concatenate(groups)), np.arange(len(lengths)))
 
     def slots(bounds):
-        return sum(len(s) * b for s, b in zip(pipeline.bucket_sentences(lengths, bounds), bounds))
+        return sum(len(s) * b for s, b in zip(buckets.bucket_sentences(lengths, bounds), bounds))
 
     choices = [(*c, top) for k in range(3) for c in itertools.combinations(range(8, top, 8), k)]
     assert slots(bounds) == min(slots(c) for c in choices)
-    assert pipeline.length_buckets(lengths, max_buckets=1) == (top,)
+    assert buckets.length_buckets(lengths, max_buckets=1) == (top,)
 
 
 def test_sentence_buckets_hold_every_sentence_once_padded_to_its_bucket(corpus):
     ds = corpus.train
-    buckets = pipeline.training_rows(ds, train.configure(**CRF).model)
-    assert isinstance(buckets, tuple) and len(buckets) > 1
-    lengths = [r["mask"].sum(axis=1) for r in buckets]
-    for r, n in zip(buckets, lengths):
+    rows = pipeline.training_rows(ds, train.configure(**CRF).model)
+    assert isinstance(rows, tuple) and len(rows) > 1
+    lengths = [r["mask"].sum(axis=1) for r in rows]
+    for r, n in zip(rows, lengths):
         L = r["mask"].shape[1]
-        assert L % pipeline.SENTENCE_LENGTH_MULTIPLE == 0 and L - pipeline.SENTENCE_LENGTH_MULTIPLE < n.max() <= L
-    sentences = pipeline.bucket_sentences(ds.sentence_lengths, pipeline.length_buckets(ds.sentence_lengths))
-    for r, s in zip(buckets, sentences):  # a bucket's tokens are its sentences', in order
-        tokens = pipeline.sentence_tokens(ds.sentence_lengths, s)
+        assert L % buckets.SENTENCE_LENGTH_MULTIPLE == 0 and L - buckets.SENTENCE_LENGTH_MULTIPLE < n.max() <= L
+    sentences = buckets.bucket_sentences(ds.sentence_lengths, buckets.length_buckets(ds.sentence_lengths))
+    for r, s in zip(rows, sentences):  # a bucket's tokens are its sentences', in order
+        tokens = buckets.sentence_tokens(ds.sentence_lengths, s)
         for k in ("windows", "features", "labels"):
             np.testing.assert_array_equal(r[k][r["mask"]], getattr(ds, k)[tokens])
     assert sorted(np.concatenate(lengths).tolist()) == sorted(ds.sentence_lengths.tolist())
-    assert pipeline.padding_waste(buckets) < pipeline.padding_waste(pipeline.sentence_rows(ds))
+    assert buckets.padding_waste(rows) < buckets.padding_waste(buckets.sentence_rows(ds))
 
 
 def test_the_bucket_plan_takes_every_batch_once_from_the_epoch_key():
@@ -227,7 +228,7 @@ def test_a_fresh_crf_is_the_per_token_softmax(corpus):
     crf_cfg, crf_params = rundir.init_run_params(train.configure(**CRF), corpus)
     crf_params = {**params, **{k: crf_params[k] for k in ("T", "start", "end")}}
     assert not any(np.asarray(crf_params[k]).any() for k in ("T", "start", "end"))
-    rows = pipeline.sentence_rows(corpus.dev)
+    rows = buckets.sentence_rows(corpus.dev)
     batch = pipeline.model_batch(rows, crf_cfg)
     per_sentence = model.per_example_loss(crf_params, batch, crf_cfg)
     windows = pipeline.model_batch(pipeline.training_rows(corpus.dev, softmax_cfg), softmax_cfg)

@@ -10,7 +10,7 @@ import optax
 import pytest
 from helpers import assert_trees_close
 
-from jaxbackprop import compiled_epoch, files, model, pipeline, rundir, sparse, sweep, sweep_group, train
+from jaxbackprop import buckets, compiled_epoch, files, model, pipeline, rundir, sparse, sweep, sweep_group, train
 from jaxbackprop.backprop import manual_value_and_grad
 from jaxbackprop.step import make_step
 
@@ -35,7 +35,7 @@ def one_epoch(config, corpus):
     its epoch) over the training sentences in a shuffled order, from float64 initial parameters."""
     model_cfg, params = float64_params(config, corpus)
     opt_state, step = make_step(config, model_cfg, params, STEPS)
-    rows = pipeline.sentence_rows(corpus.train)
+    rows = buckets.sentence_rows(corpus.train)
     order = np.random.default_rng(0).permutation(len(rows["mask"]))
     batches = list(pipeline.padded_batches(rows, SENTENCES_PER_STEP, order))
     assert len(batches) == STEPS and batches[-1]["weights"].min() == 0

@@ -17,7 +17,7 @@ from jaxbackprop import gradcheck, train
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = ("e01_computation_graph", "e02_gradient_checks", "e03_vectorisation", "e10_sparse_updates")
-CONFIGS = [f"e{n:02d}" for n in range(1, 11)]
+CONFIGS = [f"e{n:02d}" for n in range(1, 12)]
 
 
 def _load(name):
@@ -60,7 +60,7 @@ def _assert_files(folder: Path, result):
             assert (folder / line.split("(")[1].rstrip(")")).stat().st_size > 0, line
     env = result["environment"]
     assert env["jax"] and env["device"] and "git_commit" in env and isinstance(result["seeds"], list)
-    assert result["verdict"] in ("supported", "partly supported", "not supported")
+    assert result["verdict"] in ("supported", "partly supported", "not supported", "not resolved")
     assert not list(folder.glob("*.tmp")), "a temporary file was left behind"
 
 

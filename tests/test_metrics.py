@@ -10,6 +10,7 @@ from seqeval import metrics as seqeval_metrics
 
 from jaxbackprop.metrics import (
     entity_scores,
+    entity_scores_by,
     entity_scores_of_each,
     split_by_lengths,
     token_accuracy,
@@ -139,3 +140,22 @@ def test_split_by_lengths():
         split_by_lengths([1, 2, 3], [1, 1])
     with pytest.raises(ValueError, match="sum to len"):
         split_by_lengths([1], [2, -1])
+
+
+def test_entities_scored_apart_by_their_tokens():
+    # sentence 0: PER (both tokens flagged) found; LOC (unflagged token) missed.
+    # sentence 1: gold ORG is flagged and found as PER (a miss and a false alarm, both inside);
+    # a predicted MISC over an unflagged token is a false alarm outside
+    true = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O", "O"]]
+    pred = [["B-PER", "I-PER", "O", "O"], ["B-PER", "O", "B-MISC"]]
+    flags = [[True, True, True, False], [True, True, False]]
+    s = entity_scores_by(true, pred, flags)
+    assert (s["inside"]["tp"], s["inside"]["n_pred"], s["inside"]["n_true"]) == (1, 2, 2)
+    assert (s["outside"]["tp"], s["outside"]["n_pred"], s["outside"]["n_true"]) == (0, 1, 1)
+    assert s["inside"]["f1"] == 0.5 and s["outside"]["f1"] == 0.0 and s["share_outside"] == 1 / 3
+    # an entity with one unflagged token of two is outside
+    assert entity_scores_by([["B-PER", "I-PER"]], [["B-PER", "I-PER"]], [[True, False]])["outside"]["tp"] == 1
+    # every token flagged: inside is the plain score
+    assert entity_scores_by(true, pred, [[True] * len(t) for t in true])["inside"] == entity_scores(true, pred)
+    with pytest.raises(ValueError, match="one flag per token"):
+        entity_scores_by(true, pred, [[True] * 4, [True]])
