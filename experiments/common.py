@@ -157,9 +157,21 @@ def result_head(name: str, claim: str, config, corpus: Corpus | None = None, pre
 
 
 def verdict_of(parts) -> str:
-    """The verdict on a claim: "supported" if all its ``parts`` held, "partly supported" if some did."""
-    held = [bool(p) for p in parts]
-    return VERDICTS[0] if all(held) else VERDICTS[1] if any(held) else VERDICTS[2]
+    """The verdict on a claim from its ``parts``: each True (held), False (failed) or None (its interval
+    straddles the bar: the seeds cannot tell, see ``stats.holds``).
+
+    "supported" if all held; "not resolved" if none failed but some could not be told; "partly
+    supported" if some held and some failed; "not supported" if some failed and none held.
+
+    >>> verdict_of([True, True]), verdict_of([True, None]), verdict_of([True, False]), verdict_of([False, None])
+    ('supported', 'not resolved', 'partly supported', 'not supported')
+    """
+    parts = [None if p is None else bool(p) for p in parts]
+    if all(p is True for p in parts):
+        return VERDICTS[0]
+    if False not in parts:
+        return VERDICTS[3]
+    return VERDICTS[1] if True in parts else VERDICTS[2]
 
 
 def write_result(args, result: dict, started: float) -> dict:

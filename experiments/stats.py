@@ -68,6 +68,15 @@ def side(iv: dict, bar: float = 0.0) -> str:
     return "above" if iv["low"] > bar else "below" if iv["high"] < bar else "across"
 
 
+def holds(iv: dict, bar: float = 0.0) -> bool | None:
+    """One part of a claim, for :func:`common.verdict_of`: True above the bar, False below, None across it.
+
+    >>> holds({"low": 0.001, "high": 0.004}), holds({"low": -0.003, "high": -0.001}), holds({"low": None, "high": None})
+    (True, False, None)
+    """
+    return {"above": True, "below": False, "across": None}[side(iv, bar)]
+
+
 def verdict(iv: dict, bar: float = 0.0) -> str:
     """The verdict on "A beats B by more than ``bar``" from the paired interval of A - B."""
     return RESOLVED[side(iv, bar)]
