@@ -3,7 +3,8 @@
 Settings, command and expected result: configs/e02.py; the prose: templates/e02.md.
 (a) the relative error of (f(t+h) - f(t))/h and (f(t+h) - f(t-h))/2h against the hand-derived
 gradient, for h from 1e-1 to 1e-12; (b) seconds of a forward pass, a backprop pass and a full
-numeric gradient (2P forward passes, one jitted loop) as the parameter count P grows.
+numeric gradient (2P forward passes, one jitted loop) as the parameter count P grows with V; (c) a
+forward and a backprop pass as H, B and d grow, the sizes the forward pass's cost depends on.
 """
 
 from __future__ import annotations
@@ -112,6 +113,50 @@ def cost_table(config: e02.Config) -> list:
     return rows
 
 
+SCALED = {"H": "hidden units H", "B": "batch size B", "d": "word-vector width d"}
+
+
+def scaling_table(config: e02.Config) -> list:
+    """(c) Forward and backprop seconds per pass as H, B or d grows alone (the forward pass is O(B n d H)).
+
+    All points timed round-robin in one go; each row holds the medians and the quartiles of its repeats.
+    """
+    c, fns, points = config, {}, []
+    call = lambda f, *a: lambda: jax.block_until_ready(f(*a))  # noqa: E731
+    for axis in SCALED:
+        for f in c.scale_factors:
+            size = {"d": c.cost_embed_dim, "H": c.cost_hidden_dim, "B": c.cost_batch_size}
+            size[axis] *= f
+            model_cfg, params, batches, _ = gradient_check_problem(
+                c.scale_vocab, size["d"], size["H"], size["B"], c.seed, c.loop_batches
+            )
+            for k, loop in LOOPS.items():
+                fns[axis, f, k] = call(loop, params, *batches, model_cfg)
+            points.append({"axis": axis, "factor": f, **size, "P": int(sum(v.size for v in params.values()))})
+    t = time_round_robin(fns, repeats=c.repeats)
+    for row in points:
+        mine = {k: t[row["axis"], row["factor"], k] for k in LOOPS}
+        row["us"] = {k: 1e6 * v["median_s"] / c.loop_batches for k, v in mine.items()}
+        row["quartiles_us"] = {k: [1e6 * v[q] / c.loop_batches for q in ("q1_s", "q3_s")] for k, v in mine.items()}
+        row["backprop/forward"] = row["us"]["backprop_loop"] / row["us"]["forward_loop"]
+        row["backprop_rows/forward"] = row["us"]["backprop_rows_loop"] / row["us"]["forward_loop"]
+    return points
+
+
+def scaling_summary(points: list, config: e02.Config) -> dict:
+    """Per axis: how much the forward pass grew, backprop/forward's range, the log-log slope of backprop on forward."""
+    out = {}
+    for axis in SCALED:
+        mine = [p for p in points if p["axis"] == axis]
+        fwd = [p["us"]["forward_loop"] for p in mine]
+        ratios = [p[k] for p in mine for k in ("backprop/forward", "backprop_rows/forward")]
+        slope = loglog_slope(fwd, [p["us"]["backprop_rows_loop"] for p in mine]) if len(mine) > 1 else None
+        out[axis] = {"forward_growth": fwd[-1] / fwd[0], "ratio_min": min(ratios), "ratio_max": max(ratios)}
+        out[axis]["backprop_on_forward_slope"] = slope
+    out["within_bar"] = all(out[a]["ratio_max"] <= config.ratio_bar for a in SCALED)
+    return out
+
+
 def judge(accuracy: dict, rows: list, growth: float) -> dict:
     one, two = accuracy["one_sided"], accuracy["two_sided"]
     ratios = [r["ratios"]["backprop_loop/forward_loop"] for r in rows]
@@ -135,12 +180,15 @@ def main(argv=None) -> dict:
     args = parse_args(NAME, __doc__, argv)
     config = base.select(e02, quick=args.quick)
     with jax.enable_x64(True):
-        accuracy, cost = difference_errors(config), cost_table(config)
+        accuracy, cost, scaling = difference_errors(config), cost_table(config), scaling_table(config)
     P, ratio = [r["P"] for r in cost], [r["ratios"]["numeric/backprop_loop"] for r in cost]
     growth = loglog_slope(P, ratio) if len(cost) > 1 else float("nan")
     checks = judge(accuracy, cost, growth)
-    verdict = verdict_of([checks["accuracy"], checks["cost"]])
+    scaled = scaling_summary(scaling, config)
+    checks["scaling"] = scaled["within_bar"]
+    verdict = verdict_of([checks["accuracy"], checks["cost"], checks["scaling"]])
     result = {**result_head(NAME, CLAIM, config), "accuracy": accuracy, "cost": cost}
+    result.update(scaling=scaling, scaling_summary=scaled)
     result.update(numeric_over_backprop_slope=growth, checks=checks, verdict=verdict, seeds=[config.seed])
     result["plots"] = figure.draw(result, args.out)
     return write_result(args, result, started)

@@ -114,6 +114,75 @@ def rows_only_step(config: e10.Config, V: int) -> dict:
     return out | {"outside_rows_bit_identical": bool(np.array_equal(rows["E"][outside], params["E"][outside]))}
 
 
+DENSE_RULES = {"adagrad": optax.adagrad, "adam": optax.adam}
+
+
+def several_steps(config: e10.Config, V: int, rule: str, lr: float, every_row: bool = False) -> dict:
+    """``steps`` rows-only updates of ``rule`` (sparse.RULES) against optax's dense rule, float64.
+
+    Each step draws a new batch (with ``every_row``, every word is in every batch). Rows no batch
+    named must keep their bits in both; the rows-only rule must leave a row absent from the current
+    batch untouched, while dense Adam moves it along its stale momentum (Adagrad: its g = 0 moves
+    nothing, so the two are the same rule). Where the rules agree by design the parameters must
+    agree to float64 round-off, accumulated over the steps.
+    """
+    model_cfg, params, _ = sparse_step_problem(config, V)
+    params = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
+    rng = np.random.default_rng(config.seed + 1)
+    batches = []
+    for _ in range(config.steps):
+        windows = rng.integers(0, V, (config.batch_size, config.window), dtype=np.int32)
+        if every_row:
+            windows.reshape(-1)[:V] = rng.permutation(V)
+        batches.append({"windows": windows, "labels": rng.integers(0, 5, config.batch_size, dtype=np.int32)})
+    dense_tx = DENSE_RULES[rule](lr)
+    init, rows_step = sparse.make_sparse_step(model_cfg, dense_tx, rule, lr, donate=False)
+
+    @jax.jit
+    def dense_step(p, state, batch):
+        grads = manual_value_and_grad(p, batch, model_cfg)[1]
+        updates, state = dense_tx.update(grads, state, p)
+        return optax.apply_updates(p, updates), state
+
+    rows_p, rows_state, dense_p, dense_state = params, init(params), params, dense_tx.init(params)
+    seen = np.zeros(V, bool)
+    moved_absent = {"rows_only": 0, "dense": 0}
+    for batch in batches:
+        here = np.zeros(V, bool)
+        here[np.unique(batch["windows"])] = True
+        before = {"rows_only": np.asarray(rows_p["E"]), "dense": np.asarray(dense_p["E"])}
+        rows_p, rows_state = rows_step(rows_p, rows_state, batch, None)[:2]
+        dense_p, dense_state = dense_step(dense_p, dense_state, batch)
+        after = {"rows_only": np.asarray(rows_p["E"]), "dense": np.asarray(dense_p["E"])}
+        for k in moved_absent:  # rows seen before, absent now, that moved in this step
+            moved_absent[k] += int(np.sum(np.any(after[k] != before[k], axis=1) & ~here & seen))
+        seen |= here
+    never = ~seen
+    diff = {k: float(jnp.max(jnp.abs(rows_p[k] - dense_p[k]))) for k in params}
+    change = max(float(jnp.max(jnp.abs(dense_p[k] - params[k]))) for k in params)
+    # per step: the update's rounding at the scale of the largest change, and each gradient entry a sum of
+    # B n H products in another order; summed over the steps
+    n_terms = config.batch_size * config.window * config.hidden_dim
+    tol = config.steps * (roundoff_tolerance(np.float64, n_terms, change) + roundoff_tolerance(np.float64, 1, 1.0))
+    return {
+        "rule": rule,
+        "learning_rate": lr,
+        "V": V,
+        "steps": config.steps,
+        "every_row_in_every_batch": every_row,
+        "rows_never_in_a_batch": int(never.sum()),
+        "never_rows_bit_identical": bool(
+            np.array_equal(np.asarray(rows_p["E"])[never], np.asarray(params["E"])[never])
+            and np.array_equal(np.asarray(dense_p["E"])[never], np.asarray(params["E"])[never])
+        ),
+        "rows_moved_while_absent": moved_absent,
+        "max_abs_diff": diff,
+        "largest_change": change,
+        "tolerance": tol,
+        "equal_to_roundoff": max(diff.values()) <= tol,
+    }
+
+
 def main(argv=None) -> dict:
     started = time.perf_counter()
     args = parse_args(NAME, __doc__, argv)
@@ -124,6 +193,11 @@ def main(argv=None) -> dict:
     with jax.enable_x64(True):
         repeated = repeated_word(config, config.vocab_sizes[0])
     sparse_check = rows_only_step(config, config.vocab_sizes[0])
+    with jax.enable_x64(True):
+        V = config.vocab_sizes[0]
+        stateful = [several_steps(config, V, rule, lr) for rule, lr in config.rule_rates]
+        stateful += [several_steps(config, config.dense_vocab, "adam", dict(config.rule_rates)["adam"], True)]
+    by = {(r["rule"], r["every_row_in_every_batch"]): r for r in stateful}
     checks = {
         "rows": all(c["changed_equals_batch"] and c["outside_rows_bit_identical"] for c in changed),
         # the repeated word's change is the sum to round-off, and keeping one slot only is off by far more
@@ -131,10 +205,19 @@ def main(argv=None) -> dict:
         and repeated["rel_diff_if_only_second"] > 1e-3,
         "sparse": all(t["within_tolerance"] for t in sparse_check["tensors"].values())
         and sparse_check["outside_rows_bit_identical"],
+        # several steps: untouched rows keep their bits under every rule; rows-only Adagrad is dense Adagrad;
+        # lazy Adam never moves an absent row (dense Adam does) and is dense Adam when every row is in every batch
+        "stateful": all(
+            r["never_rows_bit_identical"] and r["rows_moved_while_absent"]["rows_only"] == 0 for r in stateful
+        )
+        and by["adagrad", False]["equal_to_roundoff"]
+        and by["adam", False]["rows_moved_while_absent"]["dense"] > 0
+        and by["adam", True]["equal_to_roundoff"],
     }
     verdict = verdict_of(checks.values())
     result = {**result_head(NAME, CLAIM, config), "changed": changed, "repeated": repeated}
-    result.update(rows_only_step=sparse_check, checks=checks, verdict=verdict, seeds=[config.seed])
+    result.update(rows_only_step=sparse_check, several_steps=stateful, checks=checks, verdict=verdict)
+    result["seeds"] = [config.seed]
     result["plots"] = figure.draw(result, args.out)
     return write_result(args, result, started)
 

@@ -24,7 +24,8 @@ def time_round_robin(fns: dict, *, repeats: int, min_time: float = 0.02, warmup:
     of them alike. A repeat calls the fn often enough to last ``min_time``.
 
     Returns:
-      ``{name: {"median_s", "q1_s", "q3_s", "calls_per_repeat", "repeats"}}``.
+      ``{name: {"median_s", "q1_s", "q3_s", "calls_per_repeat", "repeats", "times_s"}}``; ``times_s``
+      holds every repeat's seconds per call, in round order, so two fns can be compared round by round.
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -41,7 +42,7 @@ def time_round_robin(fns: dict, *, repeats: int, min_time: float = 0.02, warmup:
     for name, ts in times.items():
         q1, q3 = np.percentile(ts, [25, 75])
         out[name] = {"median_s": statistics.median(ts), "q1_s": float(q1), "q3_s": float(q3)}
-        out[name].update(calls_per_repeat=calls[name], repeats=repeats)
+        out[name].update(calls_per_repeat=calls[name], repeats=repeats, times_s=ts)
     return out
 
 

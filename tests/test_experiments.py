@@ -163,6 +163,20 @@ def test_e02_two_sided_converges_faster_and_numeric_is_slow(results):
     for row in r["cost"]:
         assert row["numeric_vs_manual_rel"] <= gradcheck.NUMERIC_RTOL  # the full numeric gradient is a gradient
         assert row["ratios"]["numeric/backprop_loop"] > 10
+    # (c) every size the forward pass depends on grew, each alone, and each point was timed
+    grown = {(p["axis"], p["factor"]) for p in r["scaling"]}
+    assert grown == {(a, f) for a in ("H", "B", "d") for f in r["config"]["scale_factors"]}
+    for p in r["scaling"]:
+        base = {
+            "d": r["config"]["cost_embed_dim"],
+            "H": r["config"]["cost_hidden_dim"],
+            "B": r["config"]["cost_batch_size"],
+        }
+        assert p[p["axis"]] == base[p["axis"]] * p["factor"]
+        assert p["backprop/forward"] == p["us"]["backprop_loop"] / p["us"]["forward_loop"]
+    assert r["checks"]["scaling"] == all(
+        r["scaling_summary"][a]["ratio_max"] <= r["config"]["ratio_bar"] for a in "HBd"
+    )
     _assert_files(results.root / "e02_gradient_checks", r)
 
 
@@ -173,7 +187,15 @@ def test_e03_records_blas_settings_and_agrees(results):
         # all variants computed the same W X, to float32 round-off; an entry sums cols products in [0, 1)
         cols = row["W"][1]
         assert row["max_abs_difference"] <= row["tolerance"] <= float32_tolerance(cols, cols, k=1, worst_case=True)
-        assert row["speedup"]["jax"] > 0 and row["speedup"]["numpy"] > 0
+        # each speed-up is the median of per-round ratios, inside its quartiles; every variant was measured
+        for k in ("jax", "numpy", "numpy_1thread"):
+            q1, q3 = row["speedup_quartiles"][k]
+            assert q1 <= row["speedup"][k] <= q3
+        assert row["claim_speedup"] == min(
+            row["speedup_quartiles"]["numpy_1thread"][0], row["speedup_quartiles"]["jax"][0]
+        )
+    assert r["checks"]["blas_cores"] >= 1 and r["checks"]["quiet"]["waited_s"] == 0.0  # --quick does not wait
+    assert r["verdict"] == ("supported" if all(x["claim_speedup"] >= 10 for x in r["rows"]) else r["verdict"])
     _assert_files(results.root / "e03_vectorisation", r)
 
 
@@ -190,5 +212,17 @@ def test_e10_only_batch_rows_change_and_repeats_add(results):
         assert t["max_abs_diff"] <= t["tolerance"], (k, t)
         # the allowance is float32 round-off (parameters and lr * gradients are below 1 here), nothing looser
         assert t["tolerance"] <= float32_tolerance(c["batch_size"] * c["window"] * c["hidden_dim"], 1.0, k=8)
+    steps = {(x["rule"], x["every_row_in_every_batch"]): x for x in r["several_steps"]}
+    assert set(steps) == {("adagrad", False), ("adam", False), ("adam", True)}
+    for x in steps.values():  # untouched rows keep their bits; the rows-only rules never move an absent row
+        assert x["never_rows_bit_identical"] and x["rows_moved_while_absent"]["rows_only"] == 0
+        # float64 over a few steps: an allowance of float64's order, nothing looser
+        assert x["tolerance"] < 1e-12
+    assert steps["adagrad", False]["rows_never_in_a_batch"] > 0 and steps["adagrad", False]["equal_to_roundoff"]
+    assert steps["adam", True]["equal_to_roundoff"]  # every row in every batch: lazy Adam is dense Adam
+    # dense Adam moves rows that left the batch (stale momentum), so the runs part by far more than round-off
+    assert (
+        steps["adam", False]["rows_moved_while_absent"]["dense"] > 0 and not steps["adam", False]["equal_to_roundoff"]
+    )
     assert r["verdict"] == "supported"
     _assert_files(results.root / "e10_sparse_updates", r)

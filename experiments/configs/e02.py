@@ -6,8 +6,9 @@
 Expected: (a) truncation slopes ~1 (one-sided) and ~2 (two-sided); the lowest error near
 h ~ 1e-8 (one-sided) and h ~ 1e-5 (two-sided); at the lecture's h = 1e-4 the two-sided error is
 ~1e-9. (b) backprop / forward a small constant (~2) at every size; numeric / backprop growing in
-proportion to the parameter count P (slope ~1 on log-log). Everything in float64: float32 central
-differences are too coarse to check anything.
+proportion to the parameter count P (slope ~1 on log-log). (c) as H, B or d grow 16-fold, the forward
+pass grows with them and backprop / forward stays a small constant (backprop has the forward's big-O).
+Everything in float64: float32 central differences are too coarse to check anything.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class Config:
     cost_hidden_dim: int = 50
     cost_batch_size: int = 64
     loop_batches: int = 16  # forward/backprop timed as a jitted loop over this many batches (no dispatch)
+    # (c) backprop vs forward as the sizes a forward pass depends on grow: H, B and d, one at a time,
+    # each multiplied by these factors from (d, H, B) = (cost_embed_dim, cost_hidden_dim, cost_batch_size)
+    scale_vocab: int = 200
+    scale_factors: tuple = (1, 2, 4, 8, 16)
+    ratio_bar: float = 5.0  # "a small constant": backprop within this many forward passes at every size (set before)
     step: float = 1e-5  # h of the full numeric gradient (the checker's default)
     repeats: int = 7  # median over repeats, run round-robin over the variants
     numeric_repeats: int = 3
@@ -45,4 +51,6 @@ QUICK = dict(
     loop_batches=4,
     repeats=3,
     numeric_repeats=1,
+    scale_vocab=50,
+    scale_factors=(1, 4),
 )

@@ -24,8 +24,12 @@ class Config:
     hidden_dim: int = 32
     batch_size: int = 32
     learning_rate: float = 0.1  # plain SGD: params - lr * grads
+    # several steps of the stateful rows-only rules against optax's dense ones (float64), each step a new batch
+    steps: int = 6
+    rule_rates: tuple = (("adagrad", 0.1), ("adam", 1e-2))
+    dense_vocab: int = 24  # a vocabulary every batch covers whole: lazy Adam must then equal dense Adam
     seed: int = 0
 
 
 CONFIG = Config()
-QUICK = dict(vocab_sizes=(1000,))
+QUICK = dict(vocab_sizes=(1000,), steps=3)

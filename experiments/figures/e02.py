@@ -49,4 +49,34 @@ def draw(result: dict, out: Path) -> list:
         ax.set_xticks(P, [str(p) for p in P], fontsize=8)
         ax.minorticks_off()
     plots.save(fig, out / "cost.png")
-    return ["difference_error.png", "cost.png"]
+    return ["difference_error.png", "cost.png", *_scaling(result, out)]
+
+
+def _scaling(result: dict, out: Path) -> list:
+    """Forward and backprop time as H, B, d grow (bars: quartiles of the repeats), and their ratio."""
+    points = result.get("scaling") or []
+    axes_names = list(dict.fromkeys(p["axis"] for p in points))
+    if not points:
+        return []
+    fig, axes = plt.subplots(1, len(axes_names) + 1, figsize=(4.2 * (len(axes_names) + 1), 3.8))
+    for ax, axis in zip(axes, axes_names):
+        mine = [p for p in points if p["axis"] == axis]
+        xs = [p[axis] for p in mine]
+        for key, label in (("forward_loop", "forward"), ("backprop_rows_loop", "backprop (dJ/dE as rows)")):
+            med = np.array([p["us"][key] for p in mine])
+            q = np.array([p["quartiles_us"][key] for p in mine]).T
+            ax.errorbar(xs, med, yerr=np.maximum([med - q[0], q[1] - med], 0), fmt="o-", capsize=3, label=label)
+        ax.set(xscale="log", yscale="log", xlabel=axis, ylabel="µs per pass (median)", title=f"growing {axis} alone")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    ax = axes[-1]
+    for axis, marker in zip(axes_names, "osd"):
+        mine = [p for p in points if p["axis"] == axis]
+        ax.plot([p["factor"] for p in mine], [p["backprop_rows/forward"] for p in mine], marker + "-", label=axis)
+    ax.axhline(result["config"]["ratio_bar"], color="k", ls=":", lw=1, label="the bar")
+    ax.set(xscale="log", xlabel="size / base size", ylabel="backprop / forward", title="backprop in forward passes")
+    ax.set_ylim(0, result["config"]["ratio_bar"] * 1.2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    plots.save(fig, out / "scaling.png")
+    return ["scaling.png"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxbackprop import plots
 
-GROUPS = {"numpy": "numpy, BLAS threads as found", "numpy_1thread": "numpy, 1 BLAS thread"}
+GROUPS = {"numpy": "numpy, BLAS on every usable core", "numpy_1thread": "numpy, 1 BLAS thread"}
 GROUPS["jax"] = "JAX (jit): loop of calls / one call"
 
 
@@ -21,12 +21,15 @@ def draw(result: dict, out: Path) -> list:
     groups = [(k, label) for k, label in GROUPS.items() if all(k in r["speedup"] for r in rows)]
     width = 0.8 / len(groups)
     for i, (k, label) in enumerate(groups):
-        ax1.bar(x - 0.4 + width * (i + 0.5), [r["speedup"][k] for r in rows], width, label=label)
+        med = np.array([r["speedup"][k] for r in rows])
+        q = np.array([r["speedup_quartiles"][k] for r in rows]).T
+        err = np.maximum([med - q[0], q[1] - med], 0)  # the quartiles of the per-round speed-ups
+        ax1.bar(x - 0.4 + width * (i + 0.5), med, width, yerr=err, capsize=2, label=label)
     ax1.axhline(1, color="k", lw=0.8)
     ax1.axhline(10, color="k", ls=":", lw=1, label="10× (an order of magnitude)")
     ax1.set_yscale("log")
     ax1.set_xticks(x, [f"{r['shape'].split(':')[1].strip()}\nN={r['N']}" for r in rows], fontsize=7)
-    ax1.set(ylabel="loop time / matmul time", title="speed-up of one matmul over a loop of W x_i")
+    ax1.set(ylabel="loop time / matmul time", title="speed-up of one matmul over a loop (bars: quartiles)")
     sweep = max({r["shape"] for r in rows}, key=lambda name: sum(r["shape"] == name for r in rows))
     sel = [r for r in rows if r["shape"] == sweep]
     for k in sel[0]["us_per_vector"]:
