@@ -1,4 +1,4 @@
-"""E05's plots: learning curves of every variant; the symmetry of the hidden units along training."""
+"""E05's plots: every arm's test F1 by seed with 95% intervals; how far apart a zero start's units get."""
 
 from __future__ import annotations
 
@@ -6,75 +6,74 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
 from jaxbackprop import plots
 
-ZERO_DRAWN_AT = 1e-12  # exact zeros (tanh from zero) are drawn here, so a log axis shows them
-PANELS = (
-    ("distinct_units", "distinct hidden units"),
-    ("max_unit_difference_rel", "max |unit_i - unit_j| / max |entry|"),
-    ("h_std_across_units", "std of h across units (dev)"),
-)
-
-
-def style(run) -> tuple:
-    if run["hidden_dim"] == 1:
-        return "0.4", "--"
-    return {"zeros": "tab:red", "normal": "tab:orange", "xavier": "tab:blue"}[run["init"]], ":" if run[
-        "dropout"
-    ] else "-"
+ARMS = {
+    "zeros": "tab:red",
+    "normal": "tab:orange",
+    "xavier": "tab:blue",
+    "one_unit": "0.4",
+    "zeros_dropout": "tab:pink",
+}
+LABELS = {"one_unit": "xavier, H = 1", "zeros_dropout": "zeros + dropout"}
+DTYPES = {"float32": "tab:red", "float64": "tab:blue"}
+ZERO_DRAWN_AT = 1e-18  # exactly 0 (bit-identical units) is drawn here, so a log axis shows it
 
 
 def draw(result: dict, out: Path) -> list:
-    return [curves(result, out), symmetry(result, out)]
+    plots_ = [f1(result, out)]
+    if result["traces"]:
+        plots_.append(symmetry(result, out))
+    return plots_
 
 
-def curves(result: dict, out: Path) -> str:
+def f1(result: dict, out: Path) -> str:
     acts = result["config"]["activations"]
-    fig, axes = plt.subplots(len(acts), 2, figsize=(11, 3.8 * len(acts)), squeeze=False, layout="constrained")
-    for (ax_f1, ax_loss), act in zip(axes, acts):
-        for r in (r for r in result["runs"] if r["activation"] == act):
-            color, ls = style(r)
-            e = [h["epoch"] for h in r["history"]]
-            ax_f1.plot(e, [h["dev_f1"] for h in r["history"]], "o", ls=ls, ms=3, color=color, label=r["label"])
-            ax_loss.plot(e, [h["train_loss"] for h in r["history"]], "o", ls=ls, ms=3, color=color, label=r["label"])
-        ax_f1.set(xlabel="epoch", ylabel="dev entity F1", title=f"{act}: dev F1 per epoch", ylim=(-0.02, 1.0))
-        ax_loss.set(xlabel="epoch", ylabel="mean training cross-entropy", title=f"{act}: training loss per epoch")
-        for ax in (ax_f1, ax_loss):
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig, axes = plt.subplots(1, len(acts), figsize=(5 * len(acts), 4.2), squeeze=False, layout="constrained")
+    for ax, act in zip(axes[0], acts):
+        rows = [r for r in result["aggregate"] if r["activation"] == act]
+        for i, row in enumerate(rows):
+            color = ARMS.get(row["arm"], "k")
+            seeds = [r["test_f1"] for r in result["runs"] if r["activation"] == act and r["arm"] == row["arm"]]
+            jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else [0.0]
+            ax.plot(i + np.asarray(jitter), seeds, "o", ms=4, alpha=0.5, color=color)
+            iv = row["test_f1"]
+            err = None if iv["half_width"] is None else [[iv["half_width"]], [iv["half_width"]]]
+            ax.errorbar([i + 0.3], [iv["mean"]], yerr=err, fmt="D", ms=6, capsize=4, color=color)
+        ax.set_xticks(range(len(rows)), [LABELS.get(r["arm"], r["arm"]) for r in rows], fontsize=8)
+        ax.set(ylabel="test entity F1 (final epoch)", title=f"{act}", ylim=(-0.03, 1.0))
+        ax.grid(axis="y", alpha=0.3)
     t = result["training"]
-    run = f"{t['optimizer']} lr {t['learning_rate']}, H = {t['hidden_dim']}, batch {t['batch_size']}, same seed"
-    fig.suptitle(f"{result['corpus_short']}: {run}", fontsize=10)
-    plots.save(fig, out / "learning_curves.png")
-    return "learning_curves.png"
+    run = f"{t['optimizer']} lr {t['learning_rate']}, H = {t['hidden_dim']}, {t['epochs']} epochs"
+    n = len(result["seeds"])
+    fig.suptitle(f"{result['corpus_short']}: {run}; {n} seeds (dots), mean and 95% interval", fontsize=10)
+    plots.save(fig, out / "initialisation.png")
+    return "initialisation.png"
 
 
 def symmetry(result: dict, out: Path) -> str:
-    acts, H, tol = result["config"]["activations"], result["training"]["hidden_dim"], result["same_unit_rtol"]
-    fig, axes = plt.subplots(len(acts), 3, figsize=(14, 3.8 * len(acts)), squeeze=False, layout="constrained")
-    for row, act in zip(axes, acts):
-        for ax, (key, title) in zip(row, PANELS):
-            for r in (r for r in result["runs"] if r["activation"] == act and r["hidden_dim"] > 1):
-                color, ls = style(r)
-                steps = np.asarray([p["step"] for p in r["trace"]], float)
-                values = [p[key] if key == "distinct_units" else max(p[key], ZERO_DRAWN_AT) for p in r["trace"]]
-                ax.plot(steps + 1, values, "o", ls=ls, ms=3, color=color, label=r["label"])
-            ax.set_xscale("log")
-            ax.set(xlabel="training step + 1", title=f"{act}: {title}")
-            if key == "distinct_units":
-                ax.set_ylim(0, H * 1.08)
-            else:
-                ax.set_yscale("log")
-                ax.set_ylim(ZERO_DRAWN_AT / 3, 10)
-                ax.set_ylabel(f"(exactly 0 drawn at {ZERO_DRAWN_AT:g})", fontsize=8)
-            if key == "max_unit_difference_rel":
-                ax.axhline(tol, color="k", ls=":", lw=1)
-                ax.annotate("tolerance", (1, tol), xytext=(2, 2), textcoords="offset points", fontsize=7)
-            ax.grid(alpha=0.3)
-        row[0].legend(fontsize=7)
-    fig.suptitle(f"{result['corpus_short']}: symmetry of the {H} hidden units during training", fontsize=10)
+    acts = sorted({t["activation"] for t in result["traces"]})
+    fig, axes = plt.subplots(1, len(acts), figsize=(8 * len(acts), 4.5), squeeze=False, layout="constrained")
+    for ax, act in zip(axes[0], acts):
+        for dtype, color in DTYPES.items():
+            mine = [t for t in result["traces"] if t["activation"] == act and t["dtype"] == dtype]
+            for i, t in enumerate(mine):
+                steps = [p["step"] + 1 for p in t["trace"]]
+                rel = [max(p["max_unit_difference_rel"], ZERO_DRAWN_AT) for p in t["trace"]]
+                ax.plot(steps, rel, "-", lw=1, alpha=0.7, color=color, label=f"{dtype} ({len(mine)} seeds)" * (i == 0))
+            if mine:
+                tol = mine[0]["rtol"]
+                ax.axhline(tol, color=color, ls=":", lw=1.2)
+                ax.annotate(f"sqrt(eps) of {dtype}", (1, tol), xytext=(2, 2), textcoords="offset points", fontsize=7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(ZERO_DRAWN_AT / 3, 1)
+        ax.set(xlabel="training step + 1", ylabel="max |unit_i - unit_j| / max |entry|")
+        ax.set_title(f"{act} from zeros: how far apart the hidden units are (exactly 0 drawn at {ZERO_DRAWN_AT:g})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="center right")
+    H = result["training"]["hidden_dim"]
+    fig.suptitle(f"{result['corpus_short']}: the {H} hidden units of a zero start, float32 and float64", fontsize=10)
     plots.save(fig, out / "symmetry.png")
     return "symmetry.png"
