@@ -9,10 +9,14 @@ derivation, line by line, is in ``docs/derivation.md``.
 
 :func:`manual_value_and_grad` has the call shape of ``jax.value_and_grad(model.loss)`` and
 returns gradients with exactly the tree structure of ``params``, so the two are
-interchangeable inside one training step.
+interchangeable inside one training step. The pass is assembled from the steps named in
+:class:`Steps`; ``steps=`` swaps any of them (``jaxbackprop check --impl`` runs a student's own).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,44 +48,48 @@ def window_fwd(params, windows, features, cfg: model.ModelConfig, key):
     return h, (windows, features, x, z, a, masks)
 
 
-def window_bwd(params, residuals, dh, cfg: model.ModelConfig):
-    """From dJ/dh (B, H) to the gradients of the window layer.
+def activation_bwd(params, z, a, da, cfg: model.ModelConfig):
+    """The error signal delta = dJ/dz = dJ/da o f'(z), elementwise: f acts on each unit alone.
+
+    The Jacobian da/dz is diag(f'(z)), so the chain rule is a product entry by entry; no (H, H)
+    matrix is formed. f' in terms of z and a = f(z): sigmoid a (1 - a); tanh 1 - a^2; hardtanh
+    1 on [-1, 1], else 0; relu 1 if z > 0, else 0; leaky_relu 1 if z > 0, else 0.01; prelu 1 if
+    z > 0, else alpha (``params["alpha"]``). :func:`jaxbackprop.nonlinearities.derivative` has them all.
 
     Args:
-      params: as for :func:`window_fwd`.
-      residuals: the second output of :func:`window_fwd`.
-      dh: dJ/dh, (B, H).
-      cfg: the model config.
+      params: the parameters (prelu reads its slope ``params["alpha"]``).
+      z: (B, H) pre-activations; a: (B, H) activations f(z), before dropout.
+      da: dJ/da, (B, H), the upstream gradient.
+      cfg: the model config; ``cfg.activation`` names f.
 
     Returns:
-      ``(grads, word_ids, word_rows)``: ``grads`` holds W, b (and alpha, F); the gradient
-      of E is left as rows -- ``word_rows[i]`` (d,) belongs to row ``word_ids[i]`` of E -- so a
-      caller can scatter-add them densely (:func:`scatter_rows`) or update only those rows.
+      delta = dJ/dz, (B, H).
     """
-    windows, features, x, z, a, masks = residuals
-    B, n, d = windows.shape[0], cfg.window, cfg.embed_dim
-    # dropout h = a * m_h:  dJ/da = dJ/dh * m_h                                 (B, H)
-    da = dh if masks is None else dh * masks[1]
-    # error signal delta = dJ/dz = dJ/da o f'(z)  (elementwise: f acts per unit)  (B, H)
-    delta = da * nl.derivative(cfg.activation, z, a, params.get("alpha"))
+    # a = f(z) unit by unit  =>  da/dz = diag(f'(z))  =>  delta = da o f'(z)    (B, H)
+    return da * nl.derivative(cfg.activation, z, a, params.get("alpha"))
+
+
+def linear_bwd(params, x, delta):
+    """From delta = dJ/dz (B, H) through z = x W^T + b to the gradients of W, b and the input x.
+
+    Row b of z is z_b = W x_b + b, so dz_b/dW_ij = x_b,j: dJ/dW = sum_b delta_b x_b^T (the outer
+    products), which is delta^T x (H, D); dz/db = I: dJ/db = sum_b delta_b (H,); dz_b/dx_b = W:
+    dJ/dx_b = W^T delta_b, for all rows at once delta W (B, D).
+
+    Args:
+      params: holds W (H, D) and b (H,).
+      x: (B, D) the layer's inputs (the window's word vectors, after dropout).
+      delta: dJ/dz, (B, H).
+
+    Returns:
+      ``({"W": (H, D), "b": (H,)}, dJ/dx (B, D))``.
+    """
     # z_b = W x_b + b  =>  dJ/dW = sum_b delta_b x_b^T = delta^T x  (outer products)  (H, D)
     dW = delta.T @ x
     # dz/db = I  =>  dJ/db = sum_b delta_b                                        (H,)
     db = jnp.sum(delta, axis=0)
     # dz/dx = W  =>  dJ/dx_b = W^T delta_b, all windows at once: delta W            (B, D)
-    dx = delta @ params["W"]
-    if masks is not None:
-        dx = dx * masks[0]  # dropout on x: the same mask gates the gradient
-    grads = {"W": dW, "b": db}
-    if cfg.activation == "prelu":
-        # h = alpha z where z <= 0  =>  dJ/dalpha = sum over all units of dJ/da * z [z <= 0]   ()
-        grads["alpha"] = jnp.sum(da * nl.prelu_alpha_derivative(z))
-    # x = [E[w_1]; ...; E[w_n]; ...]: the word slices of dJ/dx are the gradients of those rows
-    word_rows = dx[:, : n * d].reshape(B * n, d)  # (B n, d)
-    if cfg.uses_features:
-        feature_rows = dx[:, n * d :].reshape(B * cfg.feature_width, cfg.feature_dim)  # (B n k, dc)
-        grads["F"] = scatter_rows(features.reshape(-1), feature_rows, cfg.feature_vocab_size)
-    return grads, windows.reshape(-1), word_rows
+    return {"W": dW, "b": db}, delta @ params["W"]
 
 
 def scatter_rows(ids, rows, num_rows):
@@ -114,17 +122,22 @@ def softmax_head_fwd(params, h, labels, weights):
     return jnp.sum(w * nll), (h, jnp.exp(log_probs), labels, w)
 
 
-def softmax_head_bwd(params, residuals):
-    """Gradients of the softmax head and dJ/dh.
+def softmax_bwd(probs, labels, w):
+    """dJ/dlogits of the weighted mean cross-entropy: w_b (y_hat_b - y_b) for each window b.
+
+    J = sum_b w_b CE(y_b, softmax(logits_b)) and d CE / d logits = y_hat - y, with y the one-hot
+    gold class: the softmax and the log cancel into one subtraction.
+
+    Args:
+      probs: (B, C) y_hat = softmax(logits); labels: int (B,) gold classes; w: (B,) the weights
+        of the mean (1/B each for a plain mean).
 
     Returns:
-      ``({"U": (C, H), "c": (C,)}, dJ/dh (B, H))``.
+      dJ/dlogits, (B, C); each row sums to 0.
     """
-    h, probs, labels, w = residuals
-    y = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)
+    y = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)  # (B, C)
     # J = sum_b w_b CE(y_b, softmax(logits_b))  =>  dJ/dlogits_b = w_b (y_hat_b - y_b)   (B, C)
-    dlogits = w[:, None] * (probs - y)
-    return output_layer_bwd(params, h, dlogits)
+    return w[:, None] * (probs - y)
 
 
 def output_layer(params, h):
@@ -133,7 +146,18 @@ def output_layer(params, h):
 
 
 def output_layer_bwd(params, h, dlogits):
-    """From dJ/dlogits (B, C) to ``({"U": (C, H), "c": (C,)}, dJ/dh (B, H))``."""
+    """From dJ/dlogits (B, C) back through logits = h U^T + c to the gradients of U, c and h.
+
+    Row b is logits_b = U h_b + c: dJ/dU = sum_b dlogits_b h_b^T = dlogits^T h (C, H); dJ/dc =
+    sum_b dlogits_b (C,); dJ/dh_b = U^T dlogits_b, for all rows at once dlogits U (B, H).
+
+    Args:
+      params: holds U (C, H) and c (C,).
+      h: (B, H) the hidden vectors; dlogits: dJ/dlogits, (B, C).
+
+    Returns:
+      ``({"U": (C, H), "c": (C,)}, dJ/dh (B, H))``.
+    """
     # logits = h U^T + c  =>  dJ/dU = dlogits^T h,  dJ/dc = sum_b dlogits_b          (C, H), (C,)
     grads = {"U": dlogits.T @ h, "c": jnp.sum(dlogits, axis=0)}
     # dJ/dh = dlogits U                                                            (B, H)
@@ -158,7 +182,16 @@ def score_head_fwd(params, h, h_corrupt, weights):
 
 
 def score_head_bwd(params, residuals):
-    """Gradients of the score head and dJ/dh for the true and the corrupted windows.
+    """Gradients of the max-margin score head and dJ/dh for the true and the corrupted windows.
+
+    J = sum_b w_b max(0, m_b) with m = 1 - s + s_c and s = u.h, s_c = u.h_c. The hinge passes its
+    upstream where m > 0 and blocks it elsewhere (the subgradient 0 at the kink m = 0), so
+    dJ/ds = -w [m > 0] and dJ/ds_c = +w [m > 0]; u is used by both windows, so its two gradients add.
+
+    Args:
+      params: holds u (H,).
+      residuals: ``(h, h_corrupt, margin, w)``: h, h_corrupt (B, H) hidden vectors of the true and
+        the corrupted windows, margin (B,) = 1 - s + s_c, w (B,) the weights of the mean.
 
     Returns:
       ``({"u": (H,)}, dJ/dh (B, H), dJ/dh_corrupt (B, H))``.
@@ -198,6 +231,20 @@ def crf_head_fwd(params, emissions, labels, mask, weights):
 def crf_head_bwd(params, residuals):
     """Gradients of T, start, end and dJ/de, the emissions' gradient: marginals minus the gold tags.
 
+    J = sum_s w_s (log Z_s - score_s(gold)). The derivative of log Z with respect to any score is
+    the probability that a path uses it, which forward-backward gives: P(y_t = j) =
+    exp(alpha_t[j] + beta_t[j] - log Z) (:func:`jaxbackprop.crf.marginals`) and P(y_t-1 = i, y_t = j)
+    = exp(alpha_t-1[i] + T[i, j] + e_t[j] + beta_t[j] - log Z) (:func:`jaxbackprop.crf.pair_marginals`).
+    So dJ/de_t = w (P_t - onehot(y_t)), dJ/dT = sum_s w_s sum_t (P(i then j) - [gold i then j]),
+    dJ/dstart = sum_s w_s (P_1 - onehot(y_1)), dJ/dend likewise at each sentence's last real token.
+
+    Args:
+      params: holds T (C, C), start (C,), end (C,).
+      residuals: ``(emissions, alpha, beta, log_z, labels, mask, w)``: emissions (S, L, C); alpha,
+        beta (S, L, C) the forward and backward log-scores; log_z (S,); labels int (S, L); mask
+        bool (S, L), true on each sentence's tokens; w (S,) the weights of the mean, 0 for an
+        empty sentence.
+
     Returns:
       ``({"T": (C, C), "start": (C,), "end": (C,)}, dJ/de (S, L, C))``, 0 at padding.
     """
@@ -219,7 +266,102 @@ def crf_head_bwd(params, residuals):
     return {"T": dT, "start": dstart, "end": dend}, de
 
 
-def _crf_value_and_row_grads(params, batch, cfg: model.ModelConfig, key):
+def l2_bwd(params, grads, cfg: model.ModelConfig):
+    """Add the gradient of the L2 penalty (l2/2)(||W||^2 + ||U||^2) to the data term's gradients.
+
+    d/dW (l2/2)||W||^2 = l2 W, likewise l2 U (or l2 u for the score head). Only these weights are
+    penalised: the biases b and c, alpha, the feature table F and the crf's T, start and end keep
+    their data gradients (and E's gradient is not among ``grads``).
+
+    Args:
+      params: the parameters; cfg: the model config (``cfg.l2``, ``cfg.head``).
+      grads: dJ_data/dtheta for every parameter but E: W (H, D), b (H,), U (C, H) and c (C,) or
+        u (H,), and any of alpha, F, T, start, end.
+
+    Returns:
+      ``grads`` with l2 W added to W and l2 U (or l2 u) to U (or u); the other entries as they were.
+    """
+    head = "u" if cfg.head == "score" else "U"
+    # J = J_data + l2/2 (||W||^2 + ||U||^2)  =>  dJ/dW = dJ_data/dW + l2 W     (H, D), (C, H)
+    return {**grads, "W": grads["W"] + cfg.l2 * params["W"], head: grads[head] + cfg.l2 * params[head]}
+
+
+class Steps(NamedTuple):
+    """The backward steps the pass is assembled from, in backward order (the head first).
+
+    :data:`REFERENCE_STEPS` holds this module's own; another ``Steps`` -- a student's, with the
+    reference standing in for the steps not written yet -- runs the same pass with its steps
+    swapped in, called with the same positional arguments.
+    """
+
+    softmax_bwd: Callable
+    score_head_bwd: Callable
+    crf_head_bwd: Callable
+    output_layer_bwd: Callable
+    activation_bwd: Callable
+    linear_bwd: Callable
+    scatter_rows: Callable
+    l2_bwd: Callable
+
+
+REFERENCE_STEPS = Steps(
+    softmax_bwd=softmax_bwd,
+    score_head_bwd=score_head_bwd,
+    crf_head_bwd=crf_head_bwd,
+    output_layer_bwd=output_layer_bwd,
+    activation_bwd=activation_bwd,
+    linear_bwd=linear_bwd,
+    scatter_rows=scatter_rows,
+    l2_bwd=l2_bwd,
+)
+
+
+def window_bwd(params, residuals, dh, cfg: model.ModelConfig, steps: Steps = REFERENCE_STEPS):
+    """From dJ/dh (B, H) to the gradients of the window layer: dropout, f', then z = W x + b.
+
+    Args:
+      params: as for :func:`window_fwd`.
+      residuals: the second output of :func:`window_fwd`.
+      dh: dJ/dh, (B, H).
+      cfg: the model config.
+      steps: the backward steps (:class:`Steps`) it calls.
+
+    Returns:
+      ``(grads, word_ids, word_rows)``: ``grads`` holds W, b (and alpha, F); the gradient
+      of E is left as rows -- ``word_rows[i]`` (d,) belongs to row ``word_ids[i]`` of E -- so a
+      caller can scatter-add them densely (:func:`scatter_rows`) or update only those rows.
+    """
+    windows, features, x, z, a, masks = residuals
+    B, n, d = windows.shape[0], cfg.window, cfg.embed_dim
+    # dropout h = a * m_h:  dJ/da = dJ/dh * m_h                                 (B, H)
+    da = dh if masks is None else dh * masks[1]
+    delta = steps.activation_bwd(params, z, a, da, cfg)  # dJ/dz = dJ/da o f'(z)      (B, H)
+    grads, dx = steps.linear_bwd(params, x, delta)  # dJ/dW = delta^T x, dJ/dx = delta W
+    if masks is not None:
+        dx = dx * masks[0]  # dropout on x: the same mask gates the gradient
+    grads = dict(grads)
+    if cfg.activation == "prelu":
+        # h = alpha z where z <= 0  =>  dJ/dalpha = sum over all units of dJ/da * z [z <= 0]   ()
+        grads["alpha"] = jnp.sum(da * nl.prelu_alpha_derivative(z))
+    # x = [E[w_1]; ...; E[w_n]; ...]: the word slices of dJ/dx are the gradients of those rows
+    word_rows = dx[:, : n * d].reshape(B * n, d)  # (B n, d)
+    if cfg.uses_features:
+        feature_rows = dx[:, n * d :].reshape(B * cfg.feature_width, cfg.feature_dim)  # (B n k, dc)
+        grads["F"] = steps.scatter_rows(features.reshape(-1), feature_rows, cfg.feature_vocab_size)
+    return grads, windows.reshape(-1), word_rows
+
+
+def softmax_head_bwd(params, residuals, steps: Steps = REFERENCE_STEPS):
+    """Gradients of the softmax head and dJ/dh: :func:`softmax_bwd`, then :func:`output_layer_bwd`.
+
+    Returns:
+      ``({"U": (C, H), "c": (C,)}, dJ/dh (B, H))``.
+    """
+    h, probs, labels, w = residuals
+    return steps.output_layer_bwd(params, h, steps.softmax_bwd(probs, labels, w))
+
+
+def _crf_value_and_row_grads(params, batch, cfg: model.ModelConfig, key, steps: Steps):
     """The crf head's ``(J, grads without L2, ids, rows)``: every token is a row of the window layer."""
     windows, features = batch["windows"], batch.get("features")
     S, L, n = windows.shape
@@ -227,10 +369,10 @@ def _crf_value_and_row_grads(params, batch, cfg: model.ModelConfig, key):
     h, res = window_fwd(params, windows.reshape(S * L, n), rows, cfg, key)  # (S L, H)
     emissions = output_layer(params, h).reshape(S, L, cfg.num_classes)
     J, head_res = crf_head_fwd(params, emissions, batch["labels"], batch["mask"], batch.get("weights"))
-    head_grads, de = crf_head_bwd(params, head_res)
+    head_grads, de = steps.crf_head_bwd(params, head_res)
     # the emission layer is the softmax head's, token by token; padding tokens pass back 0
-    out_grads, dh = output_layer_bwd(params, h, de.reshape(S * L, cfg.num_classes))
-    grads, ids, rows = window_bwd(params, res, dh, cfg)
+    out_grads, dh = steps.output_layer_bwd(params, h, de.reshape(S * L, cfg.num_classes))
+    grads, ids, rows = window_bwd(params, res, dh, cfg, steps)
     return J, {**grads, **head_grads, **out_grads}, ids, rows
 
 
@@ -247,45 +389,42 @@ def _add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
-def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=None):
+def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=None, steps: Steps = REFERENCE_STEPS):
     """Loss and gradients with E's gradient as rows: ``(J, grads_without_E, (ids, rows))``.
 
     ``ids`` (N,) and ``rows`` (N, d) list one gradient row per word position in the batch
     (N = B n, 2 B n for the score head, S L n for the crf head); summing rows with equal ids gives dJ/dE. This is
-    what a rows-only (sparse) embedding update consumes.
+    what a rows-only (sparse) embedding update consumes. ``steps``: as for :func:`manual_value_and_grad`.
     """
     model.validate_batch(batch, cfg)
     weights = batch.get("weights")
     if cfg.head == "crf":
-        J, grads, ids, rows = _crf_value_and_row_grads(params, batch, cfg, key)
+        J, grads, ids, rows = _crf_value_and_row_grads(params, batch, cfg, key, steps)
         head_grads = {}
     elif cfg.head == "softmax":
         h, res = window_fwd(params, batch["windows"], batch.get("features"), cfg, key)
         J, head_res = softmax_head_fwd(params, h, batch["labels"], weights)
-        head_grads, dh = softmax_head_bwd(params, head_res)
-        grads, ids, rows = window_bwd(params, res, dh, cfg)
+        head_grads, dh = softmax_head_bwd(params, head_res, steps)
+        grads, ids, rows = window_bwd(params, res, dh, cfg, steps)
     else:
         k_true, k_corrupt = (None, None) if key is None else jax.random.split(key)
         h, res = window_fwd(params, batch["windows"], batch.get("features"), cfg, k_true)
         h_c, res_c = window_fwd(params, batch["corrupt"], batch.get("corrupt_features"), cfg, k_corrupt)
         J, head_res = score_head_fwd(params, h, h_c, weights)
-        head_grads, dh, dh_c = score_head_bwd(params, head_res)
+        head_grads, dh, dh_c = steps.score_head_bwd(params, head_res)
         # the window layer is used twice (true and corrupted window): its gradients sum
-        grads, ids, rows = window_bwd(params, res, dh, cfg)
-        grads_c, ids_c, rows_c = window_bwd(params, res_c, dh_c, cfg)
+        grads, ids, rows = window_bwd(params, res, dh, cfg, steps)
+        grads_c, ids_c, rows_c = window_bwd(params, res_c, dh_c, cfg, steps)
         grads = _add(grads, grads_c)
         ids, rows = jnp.concatenate([ids, ids_c]), jnp.concatenate([rows, rows_c])
-    grads.update(head_grads)
-    # L2: d/dW of l2/2 ||W||^2 = l2 W (likewise U or u); biases and embeddings are not penalised
-    if cfg.l2:
-        head = "u" if cfg.head == "score" else "U"
+    grads = {**grads, **head_grads}
+    if cfg.l2:  # the penalty's gradient: l2 W and l2 U (or u); nothing else is penalised
         J = J + model.l2_penalty(params, cfg)
-        grads["W"] = grads["W"] + cfg.l2 * params["W"]
-        grads[head] = grads[head] + cfg.l2 * params[head]
+        grads = dict(steps.l2_bwd(params, grads, cfg))
     return J, grads, (ids, rows)
 
 
-def manual_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None):
+def manual_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None, steps: Steps = REFERENCE_STEPS):
     """``(J, dJ/dparams)`` by hand-derived backpropagation; a drop-in for ``jax.value_and_grad``.
 
     Args:
@@ -293,6 +432,8 @@ def manual_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None):
       batch: as for :func:`jaxbackprop.loss`.
       cfg: the model config (static under jit).
       key: dropout key; the same key gives the same masks as ``loss(..., key=key)``.
+      steps: the backward steps the pass is assembled from (:class:`Steps`); by default this
+        module's own. ``jaxbackprop check --impl`` passes a student's.
 
     Returns:
       The loss and a dict with exactly the keys, shapes and dtypes of ``params``. Rows of E that
@@ -307,7 +448,7 @@ def manual_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None):
     >>> bool(jnp.allclose(g["W"], jax.grad(loss)(p, batch, cfg)["W"], atol=1e-6))
     True
     """
-    J, grads, (ids, rows) = manual_value_and_row_grads(params, batch, cfg, key=key)
+    J, grads, (ids, rows) = manual_value_and_row_grads(params, batch, cfg, key=key, steps=steps)
     # scatter-add each word slice of dJ/dx into its row of E (repeated words: both updates)
-    grads["E"] = scatter_rows(ids, rows, cfg.vocab_size)
+    grads["E"] = steps.scatter_rows(ids, rows, cfg.vocab_size)
     return J, {k: grads[k].astype(params[k].dtype) for k in params}

@@ -20,6 +20,9 @@ def _check(args) -> int:
     from jaxbackprop import check_matrix, gradcheck
     from jaxbackprop.nonlinearities import ACTIVATIONS
 
+    if args.impl is not None:
+        return _check_impl(args)
+
     activations = args.activation or ACTIVATIONS
     heads = args.head or check_matrix.MATRIX_HEADS  # the window heads and the crf head
     print(
@@ -50,6 +53,29 @@ def _check(args) -> int:
         print(f"{name:<6}{cells}")
     print(f"\n{'FAILED' if failed else 'PASSED'}: {failed} of the checks exceeded a tolerance")
     return 1 if failed else 0
+
+
+def _check_impl(args) -> int:
+    """``jaxbackprop check --impl FILE``: a student's backward steps against the reference's, one by one."""
+    from jaxbackprop import impl_check
+
+    if args.large:
+        raise ValueError("--large checks the project's own gradients at a large size; it does not combine with --impl")
+    report = impl_check.check_impl(args.impl, activations=args.activation, heads=args.head)
+    print(report.table())
+    return 0 if report.passed else 1
+
+
+def _exercise(args) -> int:
+    """``jaxbackprop exercise``: write the skeleton of the backward pass for a student to fill in."""
+    from jaxbackprop import exercise
+
+    path, written = exercise.write_skeleton(args.out, force=args.force)
+    done = "wrote" if written else "unchanged (already the fresh skeleton):"
+    print(f"{done} {path}: {len(exercise.ORDER)} backward steps to fill in, {', '.join(exercise.ORDER)}")
+    print(f"next: fill in a step (start with {exercise.ORDER[0]}), then run: jaxbackprop check --impl {path}")
+    print("      a step that still raises NotImplementedError is done by the reference meanwhile")
+    return 0
 
 
 def _print_row(result) -> None:
@@ -227,6 +253,7 @@ def _sweep(args) -> int:
 
 COMMANDS = {
     "check": _check,
+    "exercise": _exercise,
     "graph-demo": _graph_demo,
     "train": _train,
     "evaluate": _evaluate,

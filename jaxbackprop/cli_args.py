@@ -129,7 +129,8 @@ def _add_check(sub, debug) -> None:
         "and the sentence-level crf -- x 3 cases: random windows or sentences, repeated words and padding, "
         "a batch of 1) in float64 and prints, per check, the largest "
         "relative error of manual vs jax.grad and of both vs two-sided numeric differences. Exits 1 "
-        "if any tensor exceeds its tolerance.",
+        "if any tensor exceeds its tolerance. With --impl FILE it checks a student's backward steps instead "
+        "(`jaxbackprop exercise` writes a skeleton), step by step against the hand-derived ones.",
     )
     check.add_argument("--activation", action="append", choices=ACTIVATIONS, help="only this activation (repeatable)")
     check.add_argument(
@@ -140,6 +141,27 @@ def _add_check(sub, debug) -> None:
     check.add_argument(
         "--directions", type=positive_int, default=8, help="random directions per large tensor (default 8)"
     )
+    check.add_argument(
+        "--impl",
+        metavar="FILE",
+        help="check YOUR backward pass instead: a Python file defining any of the steps of `jaxbackprop exercise` "
+        "(or a whole value_and_grad(params, batch, cfg)); each step is fed the reference's inputs and compared, "
+        "output by output, naming the first step that leaves the reference (--activation/--head narrow it)",
+    )
+
+
+def _add_exercise(sub, debug) -> None:
+    ex = sub.add_parser(
+        "exercise",
+        parents=[debug],
+        help="write a skeleton of the backward pass to fill in, step by step (check it with `check --impl`)",
+        description="Writes DIR/backprop.py: every step of the hand-derived backward pass -- the softmax head, "
+        "the output layer, f', the outer product delta x^T, the scatter-add into E, the L2 term, the max-margin "
+        "score head and the crf head -- with its docstring (shapes, the lecture's equation) and a body that "
+        "raises NotImplementedError. Fill in the steps and run `jaxbackprop check --impl DIR/backprop.py`.",
+    )
+    ex.add_argument("--out", default=".", metavar="DIR", help="where backprop.py goes (default: here)")
+    ex.add_argument("--force", action="store_true", help="replace an existing DIR/backprop.py that holds other work")
 
 
 def _add_train(sub, debug) -> None:
@@ -307,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_check(sub, debug)
+    _add_exercise(sub, debug)
     sub.add_parser(
         "graph-demo",
         parents=[debug],
