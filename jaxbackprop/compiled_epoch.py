@@ -223,7 +223,15 @@ def scan_bucket_epoch(step, carry, buckets: tuple, key, batch_sizes: tuple, *, m
 
 
 def make_compiled_epoch(
-    config, model_cfg, params, steps_per_epoch: int, *, mesh=None, progress=None, batch_size: int | tuple | None = None
+    config,
+    model_cfg,
+    params,
+    steps_per_epoch: int,
+    *,
+    mesh=None,
+    progress=None,
+    batch_size: int | tuple | None = None,
+    pretrained_rows=None,
 ):
     """``(opt_state, epoch_fn)``: the run's step (:func:`jaxbackprop.step.make_step`) scanned over an epoch.
 
@@ -238,6 +246,7 @@ def make_compiled_epoch(
         (then ``data`` is a tuple of buckets too, and the epoch is :func:`scan_bucket_epoch`).
       mesh, progress: see :func:`scan_epoch`. With a mesh, place ``params`` and ``opt_state`` with
         :func:`jaxbackprop.parallel.replicate` before each call, and ``data`` with :func:`device_data`.
+      pretrained_rows: passed to :func:`jaxbackprop.step.make_step` (the rows ``"pretrained_frozen"`` keeps).
 
     Returns:
       The initial optimizer state, and jitted
@@ -247,7 +256,7 @@ def make_compiled_epoch(
       ``params`` and ``opt_state`` are donated: keep the returned ones. It compiles once per
       (N, dtypes).
     """
-    opt_state, train_step = make_step(config, model_cfg, params, steps_per_epoch)
+    opt_state, train_step = make_step(config, model_cfg, params, steps_per_epoch, pretrained_rows=pretrained_rows)
     batch_size = config.batch_size if batch_size is None else batch_size
 
     def step(carry, batch, key, i):
@@ -275,16 +284,34 @@ class CompiledEpoch(NamedTuple):
         return params, opt_state, float(loss)
 
 
-def compile_epoch(config, model_cfg, params, steps_per_epoch: int, ds: data_lib.Dataset, *, mesh=None, progress=None):
+def compile_epoch(
+    config,
+    model_cfg,
+    params,
+    steps_per_epoch: int,
+    ds: data_lib.Dataset,
+    *,
+    mesh=None,
+    progress=None,
+    pretrained_rows=None,
+):
     """``(opt_state, CompiledEpoch)`` for training on ``ds``: :func:`make_compiled_epoch` plus :func:`device_data`.
 
     ``ds``: a Dataset, or its :func:`jaxbackprop.pipeline.training_rows` (made here from a Dataset:
     length buckets of padded sentences for the crf head, each with its own
-    :func:`jaxbackprop.pipeline.rows_per_batch` sentences per step).
+    :func:`jaxbackprop.pipeline.rows_per_batch` sentences per step). ``pretrained_rows``: as for
+    :func:`jaxbackprop.step.make_step`.
     """
     rows = pipeline.training_rows(ds, model_cfg)
     batch = pipeline.rows_per_batch(config.batch_size, rows)
     opt_state, epoch_fn = make_compiled_epoch(
-        config, model_cfg, params, steps_per_epoch, mesh=mesh, progress=progress, batch_size=batch
+        config,
+        model_cfg,
+        params,
+        steps_per_epoch,
+        mesh=mesh,
+        progress=progress,
+        batch_size=batch,
+        pretrained_rows=pretrained_rows,
     )
     return opt_state, CompiledEpoch(epoch_fn, device_data(rows, mesh))

@@ -120,7 +120,10 @@ class TrainConfig:
     grad: str = _field("manual", "manual: hand-derived backprop; autodiff: jax.grad", step.GRADS)
     impl: str = _field("pure", "pure: functions over a dict; flax: the NNX module", step.IMPLS)
     embeddings_mode: str = _field(
-        "finetune", "finetune: E is trained; frozen: E keeps its initial values", optim.EMBEDDING_MODES
+        "finetune",
+        "finetune: E is trained; frozen: E keeps its initial values; pretrained_frozen: the rows seeded "
+        "from --embeddings keep their vectors, every other row (words without a vector, <unk>) trains",
+        optim.EMBEDDING_MODES,
     )
     sparse: bool = _field(
         False,

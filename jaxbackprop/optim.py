@@ -1,7 +1,10 @@
 """Optimisation: the learning-rate schedules and the optax optimizer of a run.
 
 Every optax optimizer that takes a learning rate can be named (:func:`optimizer_names`);
-``"momentum"`` is SGD with momentum 0.9. With frozen embeddings, ``E``'s updates are set to zero.
+``"momentum"`` is SGD with momentum 0.9. With frozen embeddings, ``E``'s updates are set to zero;
+with ``"pretrained_frozen"`` only the updates of the rows seeded from pretrained vectors are
+(:func:`freeze_rows`), and every other row of ``E`` -- words without a vector, ``<unk>``, ``<pad>``
+-- trains.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "cyclic", "warmup_cosine")
-EMBEDDING_MODES = ("finetune", "frozen")
+EMBEDDING_MODES = ("finetune", "frozen", "pretrained_frozen")
 
 
 def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
@@ -99,16 +102,64 @@ def _takes_a_schedule(sig: inspect.Signature) -> bool:
     )
 
 
-def make_transform(config, params, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The run's optimizer on its schedule; with ``embeddings_mode="frozen"``, E's updates are zero.
+def frozen_rows(config, pretrained_rows):
+    """The rows of ``E`` a run keeps fixed under ``embeddings_mode="pretrained_frozen"``, else None.
+
+    Args:
+      config: the run's :class:`~jaxbackprop.config.TrainConfig` (its embeddings_mode).
+      pretrained_rows: bool (V,), the rows seeded from a pretrained vector
+        (:attr:`jaxbackprop.pipeline.Prepared.pretrained_rows`), or None without pretrained vectors.
+
+    Raises:
+      ValueError: ``"pretrained_frozen"`` without pretrained vectors (there is nothing to freeze).
+    """
+    if config.embeddings_mode != "pretrained_frozen":
+        return None
+    if pretrained_rows is None:
+        raise ValueError(
+            "embeddings_mode 'pretrained_frozen' keeps the rows of E seeded from pretrained vectors, "
+            "but this run has none: pass --embeddings (or use 'finetune' / 'frozen')"
+        )
+    return jnp.asarray(pretrained_rows, bool)
+
+
+def freeze_rows(rows) -> optax.GradientTransformation:
+    """Zero the update of ``E``'s rows where ``rows`` (bool (V,)) is true; every other update passes.
+
+    Chained after the optimizer, so the rows keep their values bit for bit (Adam's moments of
+    those rows still run, but never reach them), weight decay included.
+
+    >>> import jax.numpy as jnp
+    >>> tx = freeze_rows(jnp.array([True, False]))
+    >>> updates, _ = tx.update({"E": jnp.ones((2, 3)), "W": jnp.ones(2)}, tx.init(None))
+    >>> updates["E"].tolist(), updates["W"].tolist()
+    ([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], [1.0, 1.0])
+    """
+    keep = ~jnp.asarray(rows, bool)[:, None]  # (V, 1): broadcast over the d columns
+
+    def update(updates, state, params=None):
+        E = updates["E"]
+        return {**updates, "E": jnp.where(keep, E, jnp.zeros((), E.dtype))}, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_transform(config, params, steps_per_epoch: int, pretrained_rows=None) -> optax.GradientTransformation:
+    """The run's optimizer on its schedule; with ``embeddings_mode="frozen"``, E's updates are zero;
+    with ``"pretrained_frozen"``, those of the rows in ``pretrained_rows`` (:func:`freeze_rows`).
 
     Args:
       config: the run's :class:`~jaxbackprop.config.TrainConfig` (optimizer, schedule, embeddings_mode, ...).
       params: the parameters (their keys label E apart from the rest).
       steps_per_epoch: optimizer steps per epoch, for the schedule.
+      pretrained_rows: bool (V,), the rows of E seeded from pretrained vectors (None: none were);
+        read only by ``"pretrained_frozen"``, which refuses None (:func:`frozen_rows`).
     """
     tx = make_optimizer(config.optimizer, make_schedule(config, steps_per_epoch))
     if config.embeddings_mode == "frozen":
         labels = {k: ("frozen" if k == "E" else "trained") for k in params}
         tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+    rows = frozen_rows(config, pretrained_rows)
+    if rows is not None:
+        tx = optax.chain(tx, freeze_rows(rows))
     return tx

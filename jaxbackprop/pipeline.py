@@ -2,7 +2,8 @@
 
 ::
 
-    prepare(train, dev, test, pretrained) -> Prepared(vocab, tags, train/dev/test Datasets, E, coverage)
+    prepare(train, dev, test, pretrained) -> Prepared(vocab, tags, train/dev/test Datasets, E, coverage,
+                                                      pretrained_rows)
     model_config(config, prepared)        -> the ModelConfig with the data's sizes
     training_rows(dataset, model_cfg)     -> one row per training example: a window, or (crf) a padded
                                              sentence, in length buckets (buckets.py)
@@ -18,7 +19,7 @@ import numpy as np
 
 from jaxbackprop import buckets, crf, data, embeddings, model
 from jaxbackprop.batch_checks import batch_keys
-from jaxbackprop.vocab import Vocab, build_vocab
+from jaxbackprop.vocab import RESERVED, Vocab, build_vocab
 
 
 class Prepared(NamedTuple):
@@ -31,6 +32,7 @@ class Prepared(NamedTuple):
     test: data.Dataset | None
     embeddings: np.ndarray | None  # (V, d) initial E, from pretrained vectors
     coverage: dict
+    pretrained_rows: np.ndarray | None = None  # bool (V,): the rows of E seeded from a pretrained vector
 
 
 def prepare(
@@ -72,10 +74,26 @@ def prepare(
         data.make_windows(s, vocab, index, window, name=f"{split} sentence") if s is not None else None
         for split, s in (("train", train_sents), ("dev", dev_sents), ("test", test_sents))
     ]
-    E, coverage = (None, {})
+    E, coverage, rows = (None, {}, None)
     if vectors is not None:
         E, coverage = embeddings.embedding_matrix(vocab, words, vectors, seed)
-    return Prepared(vocab, tags, *splits, E, coverage)
+        rows = seeded_rows(vocab, words)
+    return Prepared(vocab, tags, *splits, E, coverage, rows)
+
+
+def seeded_rows(vocab: Vocab, words) -> np.ndarray:
+    """bool (V,): the rows of E that :func:`jaxbackprop.embeddings.embedding_matrix` seeds from one of
+    ``words``' vectors (by its own lookup: the word, else its normalised form); the reserved ids never.
+
+    >>> from jaxbackprop import data
+    >>> vocab = build_vocab([data.Sentence(("Paris", "zzq"), ("B-LOC", "O"))])
+    >>> [w for w, r in zip(vocab.words, seeded_rows(vocab, ["paris"])) if r]
+    ['paris']
+    """
+    lookup = embeddings._pretrained_lookup(words)  # the rule embedding_matrix seeds E by
+    rows = np.zeros(len(vocab), bool)
+    rows[len(RESERVED) :] = [w in lookup for w in vocab.words[len(RESERVED) :]]
+    return rows
 
 
 def prepare_for(config, train_sents, dev_sents, test_sents=None, pretrained=None) -> Prepared:

@@ -207,6 +207,7 @@ def make_sparse_step(
     learning_rate,
     *,
     freeze_embeddings: bool = False,
+    frozen_rows=None,
     donate: bool = True,
 ):
     """A jitted training step: optax for the dense parameters, a rows-only rule for ``E``.
@@ -218,6 +219,9 @@ def make_sparse_step(
       learning_rate: E's learning rate, a float or an optax schedule called with the number of
         steps taken so far (0 on the first step, as optax does).
       freeze_embeddings: leave ``E`` untouched (and keep no state for it).
+      frozen_rows: bool (V,) or None: rows of ``E`` never updated (those seeded from pretrained
+        vectors, ``embeddings_mode="pretrained_frozen"``); their positions name no row, as padding
+        does (:func:`unique_row_grads`' ``keep``), so no rule touches them -- lazy Adam included.
       donate: donate ``params`` and ``opt_state`` to the step so XLA updates the (V, d) tables
         in place; without it every step copies them, which costs O(V). The arrays passed in
         are invalid afterwards -- keep the returned ones.
@@ -241,6 +245,7 @@ def make_sparse_step(
             raise ValueError(f"rule must be a RowRule or one of {sorted(RULES)}, got {rule!r}")
         rule = RULES[rule]()
     schedule = learning_rate if callable(learning_rate) else (lambda count: learning_rate)
+    frozen_rows = None if frozen_rows is None else jnp.asarray(frozen_rows, bool)
 
     def init(params):
         frozen = freeze_embeddings
@@ -260,6 +265,9 @@ def make_sparse_step(
         E, E_state, slots, count = params["E"], opt_state["E"], opt_state["slots"], opt_state["count"]
         if not freeze_embeddings:
             keep = counted_positions(batch, cfg)
+            if frozen_rows is not None:  # ids (N,): one per gradient row
+                free = ~frozen_rows[ids]
+                keep = free if keep is None else keep & free
             unique_ids, unique_grads, slots = unique_row_grads(ids, rows.astype(E.dtype), slots, keep)
             lr = jnp.asarray(schedule(count), E.dtype)
             E, E_state = rule.update(E, E_state, unique_ids, unique_grads, lr, count + 1)

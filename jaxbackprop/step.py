@@ -84,7 +84,7 @@ def make_train_step(model_cfg: model.ModelConfig, tx, value_and_grad, word_dropo
     return jax.jit(with_word_dropout(step, word_dropout))
 
 
-def make_step(config, model_cfg: model.ModelConfig, params, steps_per_epoch: int):
+def make_step(config, model_cfg: model.ModelConfig, params, steps_per_epoch: int, *, pretrained_rows=None):
     """``(opt_state, step)`` for a run: the dense optax step, or the rows-only embedding update.
 
     Args:
@@ -93,6 +93,9 @@ def make_step(config, model_cfg: model.ModelConfig, params, steps_per_epoch: int
       model_cfg: the sized model config (:func:`pipeline.model_config`).
       params: the initial parameters (the optimizer state is made for them).
       steps_per_epoch: optimizer steps per epoch, for the schedule.
+      pretrained_rows: bool (V,), the rows of E seeded from pretrained vectors
+        (:attr:`jaxbackprop.pipeline.Prepared.pretrained_rows`); ``embeddings_mode="pretrained_frozen"``
+        keeps them fixed (:func:`jaxbackprop.optim.frozen_rows`), other modes ignore them.
 
     Returns:
       The initial optimizer state, and ``step(params, opt_state, batch, key) -> (params,
@@ -105,12 +108,15 @@ def make_step(config, model_cfg: model.ModelConfig, params, steps_per_epoch: int
         rule = config.optimizer if config.optimizer in ("sgd", "adagrad") else "adam"
         dense_tx = optim.make_optimizer(config.optimizer, schedule)
         frozen = config.embeddings_mode == "frozen"
-        init, sparse_step = sparse.make_sparse_step(model_cfg, dense_tx, rule, schedule, freeze_embeddings=frozen)
+        rows = optim.frozen_rows(config, pretrained_rows)
+        init, sparse_step = sparse.make_sparse_step(
+            model_cfg, dense_tx, rule, schedule, freeze_embeddings=frozen, frozen_rows=rows
+        )
         # donate like the sparse step itself, or every step would copy E and its moment tables
         opt_state = init(params)
         jitted = jax.jit(with_word_dropout(sparse_step, config.word_dropout), donate_argnums=(0, 1))
     else:
-        tx = optim.make_transform(config, params, steps_per_epoch)
+        tx = optim.make_transform(config, params, steps_per_epoch, pretrained_rows)
         opt_state = tx.init(params)
         value_and_grad = value_and_grad_fn(config.grad, config.impl)
         jitted = make_train_step(model_cfg, tx, value_and_grad, config.word_dropout)

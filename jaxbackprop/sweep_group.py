@@ -72,16 +72,21 @@ class GroupKey(NamedTuple):
     grad: str
     impl: str
     word_dropout: float
-    frozen: bool
+    embeddings_mode: str  # finetune, frozen, or pretrained_frozen (the rows to keep are an argument)
     batch_size: int
 
 
 def group_key(config: train.TrainConfig, prepared: pipeline.Prepared) -> GroupKey:
     """The :class:`GroupKey` of a configuration."""
     model_cfg = pipeline.model_config(train.configure(config, l2=0.0), prepared)
-    frozen = config.embeddings_mode == "frozen"
     return GroupKey(
-        model_cfg, config.optimizer, config.grad, config.impl, config.word_dropout, frozen, config.batch_size
+        model_cfg,
+        config.optimizer,
+        config.grad,
+        config.impl,
+        config.word_dropout,
+        config.embeddings_mode,
+        config.batch_size,
     )
 
 
@@ -103,13 +108,15 @@ def _epoch_program(key: GroupKey, stacked: bool, batch_rows):
 @functools.lru_cache(maxsize=32)
 def group_epoch(key: GroupKey, stacked: bool = True, batch_rows=None):
     """``(tx, epoch_fn)``: the injected-hyperparams optimizer and a jitted epoch of every member,
-    ``epoch_fn(params, opt_state, data, seed_keys, lrs, l2s, epoch) -> (params, opt_state, losses)``.
+    ``epoch_fn(params, opt_state, data, seed_keys, lrs, l2s, epoch, frozen_rows) -> (params, opt_state, losses)``.
 
     ``params``/``opt_state`` are stacked (members first) and donated, ``seed_keys`` (K,) each
     member's ``jax.random.key(seed)``, ``lrs`` (K, steps of the run) tabulated schedules, ``l2s``
     (K,), ``losses`` (K,) each member's mean loss of the epoch; ``data`` (the training split on the
     device, :func:`jaxbackprop.compiled_epoch.device_data` of :func:`training_data`'s rows) and
-    ``epoch`` (from 1) are shared. ``batch_rows``: rows per step (None: ``key.batch_size``), a
+    ``epoch`` (from 1) are shared, as is ``frozen_rows``: bool (V,), the rows of E that
+    ``embeddings_mode="pretrained_frozen"`` keeps (:func:`jaxbackprop.optim.frozen_rows`), None for
+    the other modes. ``batch_rows``: rows per step (None: ``key.batch_size``), a
     tuple for length buckets (then ``data`` is one dict per bucket).
     Cached: another group with the same key (new rates, seeds, L2) reuses the compiled program.
     ``stacked=False`` serves a single member (leading axis 1) with the plain, unbatched program
@@ -121,7 +128,7 @@ def group_epoch(key: GroupKey, stacked: bool = True, batch_rows=None):
     value_and_grad = step.value_and_grad_fn(key.grad, key.impl)
     scan = compiled_epoch.scan_bucket_epoch if isinstance(batch_rows, tuple) else compiled_epoch.scan_epoch
 
-    def member_epoch(params, opt_state, data, seed_key, lrs, l2, epoch):
+    def member_epoch(params, opt_state, data, seed_key, lrs, l2, epoch, frozen_rows):
         steps = pipeline.steps_per_epoch(data, batch_rows)  # static: from the shapes
 
         def update(params, opt_state, batch, k_dropout, t):
@@ -131,8 +138,10 @@ def group_epoch(key: GroupKey, stacked: bool = True, batch_rows=None):
             grads = {**grads, "W": grads["W"] + l2 * params["W"], "U": grads["U"] + l2 * params["U"]}
             opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lrs[t]})
             updates, opt_state = tx.update(grads, opt_state, params)
-            if key.frozen:  # as optim.make_transform's set_to_zero for E
+            if key.embeddings_mode == "frozen":  # as optim.make_transform's set_to_zero for E
                 updates = {**updates, "E": jnp.zeros_like(updates["E"])}
+            if key.embeddings_mode == "pretrained_frozen":  # as optim.make_transform's freeze_rows
+                updates, _ = optim.freeze_rows(frozen_rows).update(updates, optax.EmptyState())
             return optax.apply_updates(params, updates), opt_state, J
 
         def member_step(carry, batch, k, i):
@@ -151,12 +160,12 @@ def group_epoch(key: GroupKey, stacked: bool = True, batch_rows=None):
         return params, opt_state, loss
 
     if stacked:
-        vmapped = jax.vmap(member_epoch, in_axes=(0, 0, None, 0, 0, 0, None))
+        vmapped = jax.vmap(member_epoch, in_axes=(0, 0, None, 0, 0, 0, None, None))
         return tx, jax.jit(vmapped, donate_argnums=(0, 1))
 
-    def single(params, opt_state, data, seed_keys, lrs, l2s, epoch):
+    def single(params, opt_state, data, seed_keys, lrs, l2s, epoch, frozen_rows):
         first = functools.partial(jax.tree.map, lambda x: x[0])  # size-1 axis: a free reshape
-        out = member_epoch(first(params), first(opt_state), data, seed_keys[0], lrs[0], l2s[0], epoch)
+        out = member_epoch(first(params), first(opt_state), data, seed_keys[0], lrs[0], l2s[0], epoch, frozen_rows)
         return jax.tree.map(lambda x: x[None], out)
 
     return tx, jax.jit(single, donate_argnums=(0, 1))
@@ -231,6 +240,7 @@ def train_group(configs, prepared: pipeline.Prepared, *, devices="all", log=prin
     key = group_key(first, prepared)
     rows, batch_rows, steps = training_data(key, prepared)
     tx, group = _epoch_program(key, len(configs) > 1, batch_rows)
+    frozen_rows = optim.frozen_rows(first, prepared.pretrained_rows)
     params, opt_state, seed_keys, lrs, l2s, lr_table = init_group(configs, prepared, key, tx)
     data = compiled_epoch.device_data(rows)
     if mesh is not None:
@@ -246,7 +256,7 @@ def train_group(configs, prepared: pipeline.Prepared, *, devices="all", log=prin
     curves, diverged, epoch_seconds = [[] for _ in configs], [None] * len(configs), []
     for epoch in range(1, first.epochs + 1):
         t_epoch = time.perf_counter()
-        params, opt_state, losses = group(params, opt_state, data, seed_keys, lrs, l2s, epoch)
+        params, opt_state, losses = group(params, opt_state, data, seed_keys, lrs, l2s, epoch, frozen_rows)
         train_loss = np.asarray(losses)
         pred = jax.device_get(predict(params, ev, *constraints))  # (K, Np) tag ids and (K,) loss sums
         penalties = np.asarray(_l2_penalties(params, l2s))  # (K,): only these K numbers leave the device
@@ -384,11 +394,12 @@ def _time_epoch(configs, size: int, prepared, key: GroupKey, data, batch_rows=No
     members = [configs[k % len(configs)] for k in range(size)]
     tx, fn = _epoch_program(key, size > 1, batch_rows)
     state = init_group(members, prepared, key, tx)[:5]
-    compiled = fn.lower(*state[:2], data, *state[2:], 1).compile()
+    frozen_rows = optim.frozen_rows(configs[0], prepared.pretrained_rows)
+    compiled = fn.lower(*state[:2], data, *state[2:], 1, frozen_rows).compile()
     params, opt_state, *rest = state
     runs = []
     for _ in range(2):
         t = time.perf_counter()
-        params, opt_state, _ = jax.block_until_ready(compiled(params, opt_state, data, *rest, 1))
+        params, opt_state, _ = jax.block_until_ready(compiled(params, opt_state, data, *rest, 1, frozen_rows))
         runs.append(time.perf_counter() - t)
     return min(runs)

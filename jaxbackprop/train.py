@@ -91,6 +91,7 @@ def train_and_evaluate(
     model_cfg = pipeline.model_config(config, prepared)
     writer = jax.process_index() == 0  # with several processes, one writes the run's files
     # every check comes before anything is computed or written, so a refused call changes nothing
+    optim.frozen_rows(config, prepared.pretrained_rows)  # "pretrained_frozen" without vectors is refused here
     if resume:
         conf = check_resumable(run_dir, config, model_cfg, prepared)
     elif writer:  # on a shared disk the others could already see process 0's new files
@@ -104,12 +105,20 @@ def train_and_evaluate(
     # the loop draws its own bar; a compiled epoch moves this one from inside, and only on a terminal
     show = progress and on_step is None and sys.stderr.isatty()
     bar = _ProgressBar(steps_per_epoch) if show else None
+    rows = prepared.pretrained_rows  # what embeddings_mode="pretrained_frozen" keeps fixed
     if on_step is None:  # the whole epoch as one compiled program, the training split on the device
         opt_state, step = compiled_epoch.compile_epoch(
-            config, model_cfg, params, steps_per_epoch, train_rows, mesh=mesh, progress=bar and bar.hook
+            config,
+            model_cfg,
+            params,
+            steps_per_epoch,
+            train_rows,
+            mesh=mesh,
+            progress=bar and bar.hook,
+            pretrained_rows=rows,
         )
     else:  # a Python loop, so on_step can watch the parameters between steps
-        opt_state, step = make_step(config, model_cfg, params, steps_per_epoch)
+        opt_state, step = make_step(config, model_cfg, params, steps_per_epoch, pretrained_rows=rows)
     if resume:
         (params, opt_state), history, best = reopen_run(run_dir, conf, config, (params, opt_state))
         log(f"resuming {run_dir} after epoch {len(history)} (best dev F1 {best['f1']:.4f} at epoch {best['epoch']})")
