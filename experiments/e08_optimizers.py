@@ -1,7 +1,7 @@
 """E08: plain SGD works but needs a carefully tuned learning rate; adaptive optimizers are robust.
 
 Settings, command and expected result: configs/e08.py; the prose: templates/e08.md. Files:
-result.json, f1_vs_rate.png, and run_sweep's own files in ``sweep/``.
+result.json, optimizers.png, and run_sweep's own files in ``sweep/`` (tuning) and ``confirm/``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stats
 from common import load_corpus, parse_args, prepare, result_head, verdict_of, write_result
 from configs import base, e08
 from figures import e08 as figure
@@ -24,56 +25,139 @@ CLAIM = "SGD needs a tuned learning rate; adaptive optimizers are robust across 
 ADAPTIVE = ("adagrad", "rmsprop", "adam", "adamw")
 
 
-def robustness(rows: list, config: e08.Config) -> dict:
-    """Per optimizer: best F1 and its rate, the rates within ``band`` of it, divergences, F1 at the default rate."""
-    out, defaults = {}, dict(config.default_rates)
+def f1_of(row: dict) -> float:
+    """A run's best-epoch dev F1; a diverged run (NaN/inf loss) failed and scores 0."""
+    return 0.0 if row["diverged"] else row["best_dev_f1"]
+
+
+def good_band(curve: dict, band: float, failed: set) -> list:
+    """The unbroken run of rates around the best one whose F1 is within ``band`` of it (none failed).
+
+    >>> good_band({0.1: 0.5, 0.3: 0.9, 1.0: 0.89, 3.0: 0.95, 10.0: 0.0}, 0.05, {10.0})  # 0.3 is cut off by 1.0
+    [3.0]
+    >>> good_band({0.1: 0.85, 0.3: 0.9, 1.0: 0.89, 3.0: 0.95}, 0.1, set())
+    [0.1, 0.3, 1.0, 3.0]
+    """
+    grid = sorted(curve)
+    best = max(grid, key=curve.get)
+    ok = [lr not in failed and curve[lr] >= curve[best] - band for lr in grid]
+    i = j = grid.index(best)
+    while i > 0 and ok[i - 1]:
+        i -= 1
+    while j < len(grid) - 1 and ok[j + 1]:
+        j += 1
+    return grid[i : j + 1]
+
+
+def tuning(rows: list, config: e08.Config) -> dict:
+    """Per optimizer: the mean F1 of each rate over the tuning seeds, the failed rates (diverged or
+    collapsed), the tuned rate, its good band and that band's width per tuning seed."""
+    out = {}
     for opt in config.optimizers:
-        mine = sorted((r for r in rows if r["optimizer"] == opt), key=lambda r: r["learning_rate"])
-        f1 = {r["learning_rate"]: None if r["diverged"] else r["best_dev_f1"] for r in mine}
-        alive = {lr: v for lr, v in f1.items() if v is not None}
-        best_lr = max(alive, key=alive.get) if alive else None
-        good = [lr for lr, v in alive.items() if v >= alive[best_lr] - config.band]
-        loose = [lr for lr, v in alive.items() if v >= alive[best_lr] - config.loose_band]
-        grid = [r["learning_rate"] for r in mine]
+        mine = [r for r in rows if r["optimizer"] == opt]
+        per_seed = {s: {r["learning_rate"]: f1_of(r) for r in mine if r["seed"] == s} for s in config.tune_seeds}
+        grid = sorted({r["learning_rate"] for r in mine})
+        curve = {lr: float(np.mean([per_seed[s][lr] for s in config.tune_seeds])) for lr in grid}
+        best = max(grid, key=curve.get)
+        diverged = sorted({r["learning_rate"] for r in mine if r["diverged"]})
+        collapsed = [lr for lr in grid if lr not in diverged and curve[lr] < config.collapse_fraction * curve[best]]
+        failed = set(diverged) | set(collapsed)
+        band = good_band(curve, config.band, failed)
+        widths = []  # each tuning seed's own band, failures judged on its own curve
+        for s in config.tune_seeds:
+            seed_curve = per_seed[s]
+            seed_best = max(seed_curve.values())
+            seed_failed = {lr for lr in grid if seed_curve[lr] < config.collapse_fraction * seed_best} | set(diverged)
+            widths.append(len(good_band(seed_curve, config.band, seed_failed)) / config.per_decade)
         out[opt] = {
-            "best_f1": alive.get(best_lr),
-            "best_rate": best_lr,
-            "good_rates": good,
-            "n_good": len(good),
-            "width_decades": len(good) / config.per_decade,  # each grid rate stands for 1/per_decade decades
-            "width_decades_loose": len(loose) / config.per_decade,
-            "contiguous": bool(good) and grid.index(good[-1]) - grid.index(good[0]) + 1 == len(good),
-            "diverged_rates": [r["learning_rate"] for r in mine if r["diverged"]],
-            "f1_by_rate": {f"{lr:g}": v for lr, v in f1.items()},
-            "default_rate": defaults.get(opt),
-            "f1_at_default": f1.get(defaults.get(opt)),
+            "f1_by_rate": {f"{lr:g}": curve[lr] for lr in grid},
+            "tuned_rate": best,
+            "tuned_f1": curve[best],
+            "best_interior": grid[0] < best < grid[-1],
+            "good_rates": band,
+            "width_decades": len(band) / config.per_decade,
+            "width_by_seed": widths,
+            "diverged_rates": diverged,
+            "collapsed_rates": collapsed,  # finite loss, F1 below the fraction: too small a rate to learn, or too large
+            "collapsed_above_tuned": [lr for lr in collapsed if lr > best],  # a large rate's collapse
+            "failed": len(failed),
+            "default_rate": dict(config.default_rates)[opt],
         }
     return out
 
 
-def judge(rob: dict, config: e08.Config) -> dict:
-    """The numbers the verdict rests on; each part is a comparison, never a constant."""
-    overall = max(v["best_f1"] for v in rob.values() if v["best_f1"] is not None)
-    sgd, adaptive = rob.get("sgd"), [o for o in ADAPTIVE if o in rob and rob[o]["best_f1"] is not None]
-    width = float(np.mean([rob[o]["width_decades"] for o in adaptive])) if adaptive else float("nan")
-    loose = float(np.mean([rob[o]["width_decades_loose"] for o in adaptive])) if adaptive else float("nan")
-    # "good out of the box": the default rate lands within the band of the optimizer's best
-    at_default = {
-        o: r["f1_at_default"] is not None and r["f1_at_default"] >= r["best_f1"] - config.band for o, r in rob.items()
-    }
+def confirmation(rows: list, tuned: dict, config: e08.Config) -> dict:
+    """Per optimizer: F1 at the tuned and the default rate over the fresh seeds, and their paired difference."""
+    out = {}
+    for opt, t in tuned.items():
+        at = {}
+        for which, rate in (("tuned", t["tuned_rate"]), ("default", t["default_rate"])):
+            mine = {r["seed"]: r for r in rows if r["optimizer"] == opt and r["learning_rate"] == rate}
+            at[which] = [f1_of(mine[s]) for s in config.seeds]
+        gain = stats.paired(at["tuned"], at["default"])
+        out[opt] = {
+            "tuned_f1": at["tuned"],
+            "default_f1": at["default"],
+            "tuned": stats.interval(at["tuned"]),
+            "default": stats.interval(at["default"]),
+            "tuning_gain": {**gain, "side": stats.side(gain, config.band)},
+            "default_diverged": sum(
+                r["diverged"] for r in rows if r["optimizer"] == opt and r["learning_rate"] == t["default_rate"]
+            ),
+        }
+    return out
+
+
+def usually(parts: list) -> bool | None:
+    """ "Usually" over several optimizers: True if most held, False if at least half failed, else None.
+
+    >>> usually([True, True, None]), usually([True, False]), usually([True, None, None])
+    (True, False, None)
+    """
+    n = len(parts)
+    if sum(p is True for p in parts) > n / 2:
+        return True
+    return False if sum(p is False for p in parts) >= n / 2 else None
+
+
+def judge(tuned: dict, confirmed: dict, config: e08.Config) -> dict:
+    """The four parts of the claim, each from a paired interval against a bar fixed in the config."""
+    adaptive = [o for o in ADAPTIVE if o in tuned]
+    band, cell = config.band, 1 / config.per_decade
+    reference = "adam" if "adam" in tuned else adaptive[0]
+    # 1. SGD works: at its tuned rate no more than `band` below the reference adaptive optimizer's tuned F1
+    works = stats.paired(confirmed["sgd"]["tuned_f1"], confirmed[reference]["tuned_f1"])
+    # 2. SGD needs tuning: its default rate is more than `band` worse than its tuned rate
+    needs = confirmed["sgd"]["tuning_gain"]
+    # 3. adaptive out of the box: default rate no more than `band` below the tuned rate, for most of them
+    box = {o: stats.paired(confirmed[o]["default_f1"], confirmed[o]["tuned_f1"]) for o in adaptive}
+    box_parts = {o: stats.holds(d, -band) for o, d in box.items()}
+    # 4. robust across rates: the adaptive optimizers' mean good band wider than SGD's by more than a grid cell,
+    #    tuning seed by tuning seed (a failed rate is never good)
+    mean_width = np.mean([tuned[o]["width_by_seed"] for o in adaptive], axis=0)
+    wider = stats.paired(list(mean_width), tuned["sgd"]["width_by_seed"])
     return {
-        "overall_best_f1": overall,
-        "sgd_reaches_best": bool(sgd and sgd["best_f1"] is not None and sgd["best_f1"] >= overall - config.band),
-        "adaptive_mean_width_decades": width,
-        "adaptive_mean_width_decades_loose": loose,
-        # wider by at least one grid cell: a difference below the grid's resolution is no difference
-        "adaptive_wider": bool(sgd and adaptive and width >= sgd["width_decades"] + 1 / config.per_decade),
-        "sgd_diverged": len(sgd["diverged_rates"]) if sgd else None,
-        "adaptive_diverged": sum(len(rob[o]["diverged_rates"]) for o in adaptive),
-        "good_at_default": at_default,
-        "adaptive_good_at_default": sum(at_default[o] for o in adaptive),
+        "reference": reference,
+        "sgd_vs_reference": {**works, "side": stats.side(works, -band)},
+        "sgd_works": stats.holds(works, -band),
+        "sgd_needs_tuning": stats.holds(needs, band),
+        "out_of_the_box": {o: {**d, "side": stats.side(d, -band)} for o, d in box.items()},
+        "out_of_the_box_parts": box_parts,
+        "adaptive_out_of_the_box": usually(list(box_parts.values())),
+        "adaptive_good_at_default": sum(p is True for p in box_parts.values()),
         "adaptive_count": len(adaptive),
-        "sgd_good_at_default": bool(at_default.get("sgd")),
+        "width_difference": {**wider, "side": stats.side(wider, cell)},
+        "adaptive_wider": stats.holds(wider, cell),
+        "adaptive_mean_width_decades": float(np.mean([tuned[o]["width_decades"] for o in adaptive])),
+        "sgd_width_decades": tuned["sgd"]["width_decades"],
+        "failed_rates": {o: t["failed"] for o, t in tuned.items()},
+        "collapsed_above_tuned": {o: len(t["collapsed_above_tuned"]) for o, t in tuned.items()},
+        "best_interior": all(t["best_interior"] for t in tuned.values()),
+        # the noise the band was set from, measured again on the fresh seeds at the tuned rates
+        "seed_sd_at_tuned": {o: c["tuned"]["sd"] for o, c in confirmed.items()},
+        "band_over_max_sd": band / max((c["tuned"]["sd"] or 0.0 for c in confirmed.values()), default=0.0)
+        if any(c["tuned"]["sd"] for c in confirmed.values())
+        else None,
     }
 
 
@@ -85,20 +169,34 @@ def main(argv=None) -> dict:
     corpus = corpus._replace(dev=corpus.dev[: config.dev_sentences])
     subset = corpus.train[: config.train_sentences]
     prepared = prepare(corpus, config.training, subset)
-    table = [{"optimizer": o, "learning_rate": lr} for o in config.optimizers for lr in config.learning_rates]
     log = (lambda *_: None) if args.quick else print
-    rows = sweep.run_sweep(table, prepared, args.out / "sweep", base=config.training, log=log, overwrite=True)
-    rob = robustness(rows, config)
-    j = judge(rob, config)
-    held = [j["sgd_reaches_best"], j["adaptive_wider"], j["adaptive_good_at_default"] > j["adaptive_count"] / 2]
-    verdict = verdict_of(held)
-    keep = ("optimizer", "learning_rate", "best_dev_f1", "best_epoch", "final_train_loss", "diverged", "diverged_epoch")
+    grid = [
+        {"optimizer": o, "learning_rate": lr, "seed": s}
+        for o in config.optimizers
+        for lr in config.learning_rates
+        for s in config.tune_seeds
+    ]
+    rows = sweep.run_sweep(grid, prepared, args.out / "sweep", base=config.training, log=log, overwrite=True)
+    tuned = tuning(rows, config)
+    rates = {o: sorted({t["tuned_rate"], t["default_rate"]}) for o, t in tuned.items()}
+    table = [{"optimizer": o, "learning_rate": lr, "seed": s} for o in rates for lr in rates[o] for s in config.seeds]
+    confirm_rows = sweep.run_sweep(table, prepared, args.out / "confirm", base=config.training, log=log, overwrite=True)
+    confirmed = confirmation(confirm_rows, tuned, config)
+    j = judge(tuned, confirmed, config)
+    keep = ("optimizer", "learning_rate", "seed", "best_dev_f1", "best_epoch", "final_train_loss", "diverged")
     result = result_head(NAME, CLAIM, config, corpus, prepared, len(subset))
-    result.update(runs=[{k: r[k] for k in keep} for r in rows], robustness=rob, judgement=j, verdict=verdict)
+    result.update(tuning_runs=[{k: r[k] for k in keep} for r in rows])
+    result.update(confirm_runs=[{k: r[k] for k in keep} for r in confirm_rows])
+    result.update(tuning=tuned, confirmation=confirmed, judgement=j, seeds=list(config.seeds))
+    result["verdict"] = verdict_of(
+        [j["sgd_works"], j["sgd_needs_tuning"], j["adaptive_out_of_the_box"], j["adaptive_wider"]]
+    )
+    result["sweep_runs"] = len(rows) + len(confirm_rows)
     # one (group, seconds) pair per stacked program: a group split into chunks has several
-    result["sweep_seconds"] = sum(sec for _, sec in {(r["group"], r["group_seconds"]) for r in rows})
-    result["sweep_runs"] = len(rows)
-    result.update(seeds=[config.training.seed], plots=figure.draw(result, args.out))
+    result["sweep_seconds"] = sum(
+        sum(sec for _, sec in {(r["group"], r["group_seconds"]) for r in x}) for x in (rows, confirm_rows)
+    )
+    result["plots"] = figure.draw(result, args.out)
     return write_result(args, result, started)
 
 

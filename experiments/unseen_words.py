@@ -1,51 +1,75 @@
-"""E09's word sets: which dev words are unseen in training or have a pretrained vector, and how far
-fine-tuning moves the vectors of seen and unseen words."""
+"""E09's word sets: which words a training subset saw and which have a pretrained vector, the
+per-token "seen in training" flags entity F1 is split by, and how far each kind of row of E moved."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from jaxbackprop.features import normalize_word
+from jaxbackprop.vocab import RESERVED
 
 
-def word_sets(pretrained, subset, prepared, held_out=frozenset()) -> dict:
-    """Which dev tokens are unseen in ``subset``, have a pretrained vector, are ``held_out``; the row ids
-    of the seen and the unseen words that have a vector; and ``counts`` of all these."""
+def thin_vectors(pretrained, every: int, keep=frozenset()):
+    """``pretrained`` (words, vectors) without every ``every``-th word (by sorted normalised form), except
+    ``keep``: a vector file that, like GloVe for CoNLL-2003, lacks part of the training vocabulary.
+    ``every`` 0 keeps them all.
+
+    >>> words, vectors = thin_vectors((["a", "b", "c", "d"], np.eye(4)), 2, keep={"c"})
+    >>> words, vectors.shape
+    (['b', 'c'], (2, 4))
+    """
+    words, vectors = pretrained
+    if not every:
+        return pretrained
+    dropped = set(sorted({normalize_word(w) for w in words} - set(keep))[::every])
+    rows = [i for i, w in enumerate(words) if normalize_word(w) not in dropped]
+    return [words[i] for i in rows], vectors[rows]
+
+
+def seen_flags(sentences, subset) -> list:
+    """Per sentence, per token: does its normalised word occur in the training ``subset``?"""
     seen = {normalize_word(t) for s in subset for t in s.tokens}
-    with_vector = set(pretrained[0]) | {normalize_word(w) for w in pretrained[0]}
-    dev_words = [normalize_word(t) for tokens in prepared.dev.tokens for t in tokens]
-    unseen, has_vec = np.array([w not in seen for w in dev_words]), np.array([w in with_vector for w in dev_words])
-    held, ids = np.array([w in held_out for w in dev_words]), prepared.vocab.index
-    seen_ids = np.array(sorted(ids[w] for w in seen if w in with_vector and w in ids), int)
-    unseen_ids = np.array(sorted({ids[w] for w, u, v in zip(dev_words, unseen, has_vec) if u and v and w in ids}), int)
-    counts = {
-        "train_sentences": len(subset),
-        "train_tokens": len(prepared.train.windows),
-        "vocab_size": len(prepared.vocab),
-        "seen_words": len(seen),
-        "seen_with_vector": len(seen_ids),
-        "dev_tokens": len(dev_words),
-        "unseen_tokens": int(unseen.sum()),
-        "unseen_tokens_with_vector": int((unseen & has_vec).sum()),
-        "held_out_tokens": int(held.sum()),
-    }
-    masks = {"unseen_mask": unseen, "vector_mask": has_vec, "held_mask": held}
-    return {**masks, "seen_ids": seen_ids, "unseen_ids": unseen_ids, "counts": counts}
+    return [[normalize_word(t) in seen for t in s.tokens] for s in sentences]
 
 
-def movement(E0: np.ndarray, E1: np.ndarray, words: dict) -> dict:
-    """How far the vectors moved, and how far each unseen word ends up from its nearest seen word."""
-    moved, s, u = np.linalg.norm(E1 - E0, axis=1), words["seen_ids"], words["unseen_ids"]
-    stat = lambda f, ids: float(f(moved[ids])) if len(ids) else None  # noqa: E731
-    out = {
-        "moved_seen_mean": stat(np.mean, s),
-        "moved_seen_max": stat(np.max, s),
-        "moved_unseen_mean": stat(np.mean, u),
+def row_kinds(prepared) -> dict:
+    """bool (V,) masks of E's rows: ``seen`` (a word of the training windows), ``pretrained`` (seeded from a
+    vector), and their overlaps ``seen_pretrained``, ``seen_random`` and ``unseen_pretrained``."""
+    seen = np.zeros(len(prepared.vocab), bool)
+    seen[np.unique(prepared.train.windows)] = True
+    seen[: len(RESERVED)] = False  # <pad>, <s>, </s> fill windows; <unk> is no word either
+    pre = prepared.pretrained_rows
+    return {
+        "seen": seen,
+        "pretrained": pre,
+        "seen_pretrained": seen & pre,
+        "seen_random": seen & ~pre,
+        "unseen_pretrained": ~seen & pre,
     }
-    out |= {"moved_unseen_max": stat(np.max, u), "pretrained_norm_mean": float(np.linalg.norm(E0[s], axis=1).mean())}
-    if len(s) and len(u):  # nearest seen word of each unseen one in the pretrained space: |a-b|^2 = |a|^2 - 2ab + |b|^2
-        d2 = (E0[u] ** 2).sum(1)[:, None] - 2 * E0[u] @ E0[s].T + (E0[s] ** 2).sum(1)[None, :]
-        nn = s[np.argmin(d2, axis=1)]
-        out["neighbour_before"] = float(np.linalg.norm(E0[u] - E0[nn], axis=1).mean())
-        out["neighbour_after"] = float(np.linalg.norm(E1[u] - E1[nn], axis=1).mean())
+
+
+def counts(prepared, subset, flags: dict) -> dict:
+    """The sizes a result reports about one training subset: its words, with and without a vector, and
+    the dev/test tokens it never saw."""
+    kinds = row_kinds(prepared)
+    out = {"train_sentences": len(subset), "train_tokens": len(prepared.train.windows)}
+    out |= {"vocab_size": len(prepared.vocab), "seen_words": int(kinds["seen"].sum())}
+    out |= {
+        "seen_with_vector": int(kinds["seen_pretrained"].sum()),
+        "seen_without_vector": int(kinds["seen_random"].sum()),
+    }
+    for split, f in flags.items():
+        tokens = [x for sentence in f for x in sentence]
+        out |= {f"{split}_tokens": len(tokens), f"{split}_unseen_tokens": tokens.count(False)}
+    return out
+
+
+def movement(E0: np.ndarray, E1: np.ndarray, kinds: dict) -> dict:
+    """Mean (and max) ||E1 - E0|| over each kind of row of :func:`row_kinds`; None where there is none."""
+    moved = np.linalg.norm(np.asarray(E1, np.float64) - np.asarray(E0, np.float64), axis=1)
+    out = {}
+    for kind in ("seen_pretrained", "seen_random", "unseen_pretrained"):
+        rows = moved[kinds[kind]]
+        out[f"moved_{kind}_mean"] = float(rows.mean()) if len(rows) else None
+        out[f"moved_{kind}_max"] = float(rows.max()) if len(rows) else None
     return out

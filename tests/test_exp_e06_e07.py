@@ -1,10 +1,24 @@
-"""Smoke tests of experiments E06 (overfitting and L2) and E07 (learning rates): --quick, real values."""
+"""Smoke tests of experiments E06 (overfitting and L2) and E07 (learning rates): --quick, real values,
+paired differences that are the per-seed differences, verdicts that follow from the intervals."""
 
+import doctest
 import json
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
-from helpers import EPS64
+from helpers import EPS64, TINY, tiny_corpus
 from test_experiments import _assert_files, run_quick
+
+from jaxbackprop import sweep, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import schedules  # noqa: E402  (experiments/ is no package)
+import stats  # noqa: E402
+from common import verdict_of  # noqa: E402
+
+SIDE_TO_PART = {"below": True, "above": False, "across": None}  # a part "lambda - 0 is below 0"
 
 
 @pytest.fixture(scope="module")
@@ -19,38 +33,143 @@ def e07(tmp_path_factory):
     return out, run_quick("e07_learning_rates", out)
 
 
-def test_e06_l2_shrinks_weights_and_costs_training_fit(e06):
+def _by(runs, l2):
+    return sorted((r for r in runs if r["l2"] == l2), key=lambda r: r["seed"])
+
+
+def test_e06_every_lambda_runs_every_seed_and_overfits_without_l2(e06):
     out, r = e06
-    base, strong = (run["summary"] for run in (r["runs"][0], r["runs"][-1]))
-    assert base["l2"] == 0 and strong["l2"] > 0
-    assert strong["final_w_norm"] < 0.5 * base["final_w_norm"]  # the penalty keeps W small
-    assert strong["final_train_loss"] > base["final_train_loss"]  # ... and the training set is fit worse
-    curve = r["runs"][0]["curve"]
-    assert len(curve) == r["training"]["epochs"]
-    assert curve[-1]["train_loss"] < 0.5 * curve[0]["train_loss"]  # without L2 the training loss keeps falling
-    assert all(row["penalty"] == 0 for row in curve)  # lambda = 0: nothing added to the objective
-    s = r["runs"][-1]["curve"][-1]  # the recorded penalty is lambda/2 (||W||^2 + ||U||^2)
-    # same float64 numbers: only sqrt, squaring and the sum round here, a few eps64 in all
-    assert s["penalty"] == pytest.approx(0.5 * strong["l2"] * (s["w_norm"] ** 2 + s["u_norm"] ** 2), rel=8 * EPS64)
-    assert base["final_gap"] == pytest.approx(base["final_dev_loss"] - base["final_train_loss"])
-    assert base["dev_rise"] >= 0 and 1 <= base["min_dev_epoch"] <= len(curve)
+    seeds, lambdas = r["seeds"], r["config"]["lambdas"]
+    assert len(seeds) >= 2 and sorted((x["l2"], x["seed"]) for x in r["runs"]) == sorted(
+        (l2, s) for l2 in lambdas for s in seeds
+    )
+    base, strong = _by(r["runs"], 0.0), _by(r["runs"], lambdas[-1])
+    assert base[0]["curve"][0]["train_loss"] != base[1]["curve"][0]["train_loss"]  # a seed changes the run
+    for b, s in zip(base, strong):
+        curve = b["curve"]
+        assert len(curve) == r["training"]["epochs"] and all(row["penalty"] == 0 for row in curve)
+        assert curve[-1]["train_loss"] < 0.5 * curve[0]["train_loss"]  # without L2 the training loss keeps falling
+        # the quick sizes overfit: the dev loss ends well above its minimum in every seed ...
+        assert b["summary"]["dev_rise_rel"] > r["config"]["rise_bar"] and b["summary"]["min_dev_epoch"] < len(curve)
+        # ... and L2 keeps W small, fits the training set worse and narrows the gap, seed by seed
+        assert s["summary"]["final_w_norm"] < 0.5 * b["summary"]["final_w_norm"]
+        assert s["summary"]["final_train_loss"] > b["summary"]["final_train_loss"]
+        assert s["summary"]["final_gap"] < b["summary"]["final_gap"]
+        last = s["curve"][-1]  # the recorded penalty is lambda/2 (||W||^2 + ||U||^2), in float64
+        penalty = 0.5 * s["l2"] * (last["w_norm"] ** 2 + last["u_norm"] ** 2)
+        assert last["penalty"] == pytest.approx(penalty, rel=8 * EPS64)
+        assert b["summary"]["final_gap"] == pytest.approx(
+            b["summary"]["final_dev_loss"] - b["summary"]["final_train_loss"], rel=8 * EPS64
+        )
     _assert_files(out, r)
 
 
-def test_e07_too_large_rate_is_marked_diverged_and_the_sweep_goes_on(e07):
+def test_e06_paired_differences_are_the_seeds_differences_and_the_verdict_follows(e06):
+    _, r = e06
+    j, base = r["judgement"], _by(r["runs"], 0.0)
+    for row in r["aggregate"]["paired"]:
+        mine = _by(r["runs"], row["l2"])
+        for key in ("final_dev_loss", "dev_rise_rel", "final_gap", "final_train_loss"):
+            d = row[key]
+            assert d["differences"] == pytest.approx(
+                [a["summary"][key] - b["summary"][key] for a, b in zip(mine, base)]
+            )
+            assert d["side"] == stats.side(stats.interval(d["differences"]))
+    primary = next(row for row in r["aggregate"]["paired"] if row["l2"] == j["primary_l2"])
+    assert j["l2_lowers_dev_loss"] == SIDE_TO_PART[primary["final_dev_loss"]["side"]]
+    assert j["l2_costs_training_fit"] == stats.holds(primary["final_train_loss"])
+    rise = r["aggregate"]["per_lambda"][0]["dev_rise_rel"]
+    assert rise["mean"] == pytest.approx(np.mean([b["summary"]["dev_rise_rel"] for b in base]))
+    assert j["rise_side"] == stats.side(rise, r["config"]["rise_bar"])
+    parts = [
+        j[k] for k in ("overfits_without_l2", "l2_reduces_overfitting", "l2_lowers_dev_loss", "l2_costs_training_fit")
+    ]
+    assert r["verdict"] == verdict_of(parts)
+
+
+def test_warmup_constant_is_warmup_cosines_warmup_then_the_peak():
+    failed, attempted = doctest.testmod(schedules, raise_on_error=False)
+    assert attempted >= 3 and failed == 0
+    config = train.configure(**{**TINY, "learning_rate": 0.3, "epochs": 4})
+    warm, cos = (schedules.rate_table(config, name, 10) for name in ("warmup_constant", "warmup_cosine"))
+    np.testing.assert_array_equal(warm[:11], cos[:11])  # the same linear warm-up over the first epoch
+    assert warm[0] == 0 and np.all(warm[10:] == np.float32(0.3)) and cos[-1] < 0.01
+    with pytest.raises(ValueError, match="unknown schedule"):
+        schedules.make_schedule(config, "linear", 10)
+
+
+def test_train_arm_is_the_sweeps_run(tmp_path):
+    """A library schedule trained by schedules.train_arm is the run sweep.run_sweep trains: same
+    initialisation, data order and steps (one compiled program), so the same losses and F1."""
+    corpus = tiny_corpus()
+    config = train.configure(**{**TINY, "schedule": "constant", "learning_rate": 0.5, "seed": 3})
+    arms = [schedules.train_arm(config, name, corpus) for name in ("constant", "step")]
+    table = [{"schedule": name, "seed": 3} for name in ("constant", "step")]
+    sweep.run_sweep(table, corpus, tmp_path, base=config, chunk=1, devices=None, log=lambda *_: None)
+    curves = json.loads((tmp_path / "curves.json").read_text())
+    for arm, swept in zip(arms, curves):
+        assert [e["train_loss"] for e in arm["curve"]] == [e["train_loss"] for e in swept["epochs"]]
+        assert [e["dev_f1"] for e in arm["curve"]] == [e["dev_f1"] for e in swept["epochs"]]
+        # dev loss: the same sum of float32 cross-entropies, reduced by another program
+        np.testing.assert_allclose(
+            [e["dev_loss"] for e in arm["curve"]], [e["dev_loss"] for e in swept["epochs"]], rtol=1e-5
+        )
+    assert arms[0]["curve"][-1]["train_loss"] != arms[1]["curve"][-1]["train_loss"]  # the schedule reached the steps
+
+
+def test_e07_rate_table_fails_large_and_picks_the_tuned_rate(e07):
     out, r = e07
-    largest, *rest = r["rates"][::-1]
-    assert largest["diverged"] and largest["best_dev_f1"] is None and r["checks"]["largest_rate_diverged"]
-    assert all(not x["diverged"] and 0 <= x["best_dev_f1"] <= 1 for x in rest)
-    assert len(rest[-1]["curve"]) == r["training"]["epochs"]  # the smallest rate ran every epoch
-    for sub in ("sweep_rates", "sweep_schedules"):  # run_sweep's own files
-        assert (out / sub / "results.csv").stat().st_size > 0 and (out / sub / "curves.png").stat().st_size > 0
-    rows = json.loads((out / "sweep_rates" / "results.json").read_text())
-    assert [x["diverged"] for x in rows] == [x["diverged"] for x in r["rates"]]
-    high = r["checks"]["high_rate"]
-    assert high == max(x["learning_rate"] for x in rest)  # schedules run at the largest rate that trained
-    by = {s["schedule"]: s for s in r["schedules"] if s["learning_rate"] == high}
-    const, step = by["constant"]["lr_per_step"], by["step"]["lr_per_step"]
-    assert max(const) == min(const) == high
-    assert step[0] == high and step[-1] < step[0]  # the step schedule decays
+    n = len(r["config"]["selection_seeds"])
+    rates = r["rates"]
+    assert [x["learning_rate"] for x in rates] == r["config"]["rates"] and all(len(x["seeds"]) == n for x in rates)
+    assert rates[-1]["diverged"] == n  # the largest rate: NaN/inf in every seed, the sweep went on
+    tuned = max(rates, key=lambda x: x["f1"]["mean"])
+    assert r["judgement"]["tuned_rate"] == tuned["learning_rate"]
+    floor = r["config"]["collapse_fraction"] * tuned["f1"]["mean"]
+    for x in rates:  # a failure: diverged, or a finite loss with the F1 collapsed below the floor
+        finite = [f for f, loss in zip(x["final_dev_f1"], x["final_train_loss"]) if loss is not None]
+        assert x["collapsed"] == sum(f < floor for f in finite) and x["failed"] == x["diverged"] + x["collapsed"]
+    assert (
+        r["judgement"]["too_large"]["holds"] is True
+        and rates[-1]["learning_rate"] in (r["judgement"]["too_large"]["failed_every_seed"])
+    )
+    crawl, small = r["judgement"]["crawl"], rates[0]
+    assert crawl["ratios"] == pytest.approx(
+        [a / b for a, b in zip(small["final_train_loss"], tuned["final_train_loss"])]
+    )
+    assert r["judgement"]["crawls"] == stats.holds(crawl, r["config"]["crawl_factor"])
+    rows = json.loads((out / "sweep_rates" / "results.json").read_text())  # run_sweep's own files
+    assert [x["diverged"] for x in rows] == [x["diverged"] for x in r["rate_runs"]]
+    assert (out / "sweep_rates" / "curves.png").stat().st_size > 0
     _assert_files(out, r)
+
+
+def test_e07_schedule_arms_are_paired_by_seed_and_the_verdict_follows(e07):
+    _, r = e07
+    config, j = r["config"], r["judgement"]
+    assert not set(config["selection_seeds"]) & set(config["comparison_seeds"])  # selection and comparison apart
+    assert r["high_rate"] is not None and r["high_rate"] > j["tuned_rate"]  # the quick table has a finite high rate
+    for c in r["comparisons"]:
+        f1 = {
+            arm: [
+                x["final_dev_f1"]
+                for x in sorted(r["arm_runs"], key=lambda x: x["seed"])
+                if (x["stage"], x["schedule"]) == (c["stage"], arm)
+            ]
+            for arm in (c["a"], c["b"])
+        }
+        assert len(f1[c["a"]]) == len(config["comparison_seeds"])
+        assert c["differences"] == pytest.approx([a - b for a, b in zip(f1[c["a"]], f1[c["b"]])])
+        assert c["side"] == stats.side(stats.interval(c["differences"]), config["bar"])
+    primary = next(
+        c for c in r["comparisons"] if c["stage"] == "tuned" and (c["a"], c["b"]) == (config["primary"], "constant")
+    )
+    assert j["decay_holds"] == stats.holds(primary, config["bar"]) and j["decay"]["side"] == primary["side"]
+    assert r["verdict"] == verdict_of([j["too_large"]["holds"], j["crawls"], j["decay_holds"]])
+    by = {(a["stage"], a["schedule"]): a for a in r["arms"]}
+    steps = r["steps_per_epoch"]
+    const, step, warm = (by["tuned", s]["lr_per_step"] for s in ("constant", "step", "warmup_constant"))
+    assert max(const) == min(const) == pytest.approx(j["tuned_rate"])
+    assert step[0] == pytest.approx(j["tuned_rate"]) and step[-1] < step[0]  # the step schedule decays
+    stride = by["tuned", "warmup_constant"]["lr_step_stride"]
+    assert warm[0] == 0 and warm[-1] == pytest.approx(j["tuned_rate"]) and warm[steps // stride + 1] == warm[-1]

@@ -1,4 +1,5 @@
-"""E09's plots: F1 and token accuracy (all, unseen) against the training-set size; how far vectors moved."""
+"""E09's plot: test F1 (all entities; entities with an unseen word) against the training-set size per arm,
+seeds as dots and the 95% interval as bars; and the paired differences to fine-tuning with their intervals."""
 
 from __future__ import annotations
 
@@ -9,46 +10,65 @@ import numpy as np
 
 from jaxbackprop import plots
 
-COLORS = {"frozen": "tab:blue", "finetune": "tab:red"}
-PANELS = (("dev_f1", "dev entity F1"), ("acc_all", "token accuracy, all dev tokens"))
-PANELS += (("acc_unseen", "token accuracy, unseen dev tokens"),)
+COLORS = {"finetune": "tab:red", "pretrained_frozen": "tab:blue", "frozen": "tab:gray"}
+LABELS = {"finetune": "fine-tuned", "pretrained_frozen": "pretrained rows fixed", "frozen": "all rows fixed"}
+PANELS = (
+    ("test_f1", "test entity F1", "all test entities"),
+    ("test_unseen_f1", "test entity F1", "test entities with a word unseen in training"),
+)
 
 
-def mean(agg, size, mode, key):
-    stat = next(a[key] for a in agg if a["size"] == size and a["mode"] == mode)
-    return np.nan if stat is None else stat["mean"]
+def _offsets(n: int, width: float = 0.06) -> np.ndarray:
+    """Horizontal offsets (in log10 units) that keep n arms at one size apart."""
+    return (np.arange(n) - (n - 1) / 2) * width
 
 
 def draw(result: dict, out: Path) -> list:
-    agg, sizes = result["aggregate"], result["config"]["sizes"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ax, (key, title) in zip(axes, PANELS):
-        for mode, color in COLORS.items():
-            stats = [next(a[key] for a in agg if a["size"] == s and a["mode"] == mode) for s in sizes]
-            xs, st = [s for s, x in zip(sizes, stats) if x], [x for x in stats if x]
-            # clipped at 0: the mean of equal floats can land an ulp outside min..max
-            err = np.maximum([[x["mean"] - x["min"] for x in st], [x["max"] - x["mean"] for x in st]], 0.0)
-            ax.errorbar(xs, [x["mean"] for x in st], yerr=err, fmt="o-", capsize=3, color=color, label=mode)
-        ax.set(xscale="log", xlabel="training sentences", title=title)
+    sizes, arms, runs = result["config"]["sizes"], result["config"]["arms"], result["runs"]
+    agg = result["aggregate"]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
+    for ax, (key, ylabel, title) in zip(axes[:2], PANELS):
+        for arm, dx in zip(arms, _offsets(len(arms))):
+            xs, means, halves = [], [], []
+            for size in sizes:
+                x = size * 10**dx
+                seeds = [r[key] for r in runs if r["size"] == size and r["arm"] == arm and r[key] is not None]
+                ax.plot([x] * len(seeds), seeds, "o", ms=3, alpha=0.4, color=COLORS[arm])
+                iv = agg[str(size)]["arms"][arm].get(key)
+                if iv is not None:
+                    xs.append(x)
+                    means.append(iv["mean"])
+                    halves.append(iv["half_width"] or 0.0)
+            ax.errorbar(xs, means, yerr=halves, fmt="D-", ms=5, capsize=4, color=COLORS[arm], label=LABELS[arm])
+        ax.set(xscale="log", xlabel="training sentences", ylabel=ylabel, title=title)
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(f"frozen vs fine-tuned word vectors ({result['corpus_short']}); mean over seeds, bars: min..max")
-    plots.save(fig, out / "frozen_vs_finetuned.png")
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot(sizes, [mean(agg, s, "finetune", "moved_seen_mean") for s in sizes], "o-", label="seen words")
-    ax1.plot(sizes, [mean(agg, s, "finetune", "moved_unseen_mean") for s in sizes], "s-", label="unseen dev words")
-    ax1.set(xscale="log", xlabel="training sentences", ylabel="mean ||E_final - E_pretrained||")
-    ax1.set_title("how far fine-tuning moved the vectors")
-    before = [mean(agg, s, "finetune", "neighbour_before") for s in sizes]
-    ax2.plot(sizes, before, "o--", color="0.4", label="pretrained")
-    after = [mean(agg, s, "finetune", "neighbour_after") for s in sizes]
-    ax2.plot(sizes, after, "o-", color="tab:red", label="after fine-tuning")
-    ax2.set(
-        xscale="log", xlabel="training sentences", ylabel="mean distance", title="unseen word to its nearest seen word"
+    axes[0].legend(fontsize=8)
+    ax = axes[2]
+    shown = [("pretrained_frozen", "test_f1", "-"), ("pretrained_frozen", "test_unseen_f1", "--")]
+    shown += [("frozen", "test_f1", "-")]
+    for (arm, key, style), dx in zip(shown, _offsets(len(shown))):
+        pts = [(s, agg[str(s)]["differences"].get(f"{arm}-finetune:{key}")) for s in sizes]
+        pts = [(s * 10**dx, d) for s, d in pts if d is not None]
+        if pts:
+            err = [d["half_width"] or 0.0 for _, d in pts]
+            what = "all entities" if key == "test_f1" else "entities with an unseen word"
+            ax.errorbar(
+                [x for x, _ in pts],
+                [d["mean"] for _, d in pts],
+                yerr=err,
+                fmt="o" + style,
+                capsize=4,
+                color=COLORS[arm],
+                label=f"{LABELS[arm]} - fine-tuned, {what}",
+            )
+    ax.axhline(result["config"]["bar"], color="k", lw=0.8)
+    ax.set(xscale="log", xlabel="training sentences", ylabel="paired test F1 difference")
+    ax.set_title("paired difference to fine-tuning")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    ax.grid(alpha=0.3)
+    seeds = len(result["seeds"])
+    fig.suptitle(
+        f"frozen vs fine-tuned word vectors ({result['corpus_short']}): {seeds} seeds (dots), mean and 95% interval"
     )
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    plots.save(fig, out / "vector_movement.png")
-    return ["frozen_vs_finetuned.png", "vector_movement.png"]
+    plots.save(fig, out / "frozen_vs_finetuned.png")
+    return ["frozen_vs_finetuned.png"]
