@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
-from jaxbackprop import data, embeddings, files, model, pipeline, rundir, synthetic, train
+from jaxbackprop import data, embeddings, files, model, pipeline, rundir, sweep, synthetic, train
 from jaxbackprop.provenance import environment, portable_argv, portable_path, sha256_file
 
 HERE = Path(__file__).resolve().parent
@@ -138,6 +139,17 @@ def train_run(config: train.TrainConfig, prepared: pipeline.Prepared, *, on_step
         model_cfg = pipeline.model_config(config, prepared)
         params = rundir.load_params(tmp, model_cfg)[0] if history else None
     return Run(history, summary, params, model_cfg)
+
+
+def train_table(configs, prepared) -> list:
+    """Train every config (``sweep.train_configs``: rows differing only in rate / seed share one compiled
+    program); per config its dev curve, the epoch it diverged in (or None) and its final params."""
+    out = [None] * len(configs)
+    for part, run, _, _ in sweep.train_configs(configs, prepared, chunk=1, devices=None, log=lambda *_: None):
+        for k, j in enumerate(part):
+            params = jax.tree.map(lambda x, k=k: x[k], run.params)
+            out[j] = {"curve": run.curves[k], "diverged": run.diverged[k], "params": params}
+    return out
 
 
 # ----------------------------------------------------------------------------- result.json

@@ -14,11 +14,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stats
-from common import load_corpus, parse_args, prepare, result_head, verdict_of, write_result
+from common import load_corpus, parse_args, prepare, result_head, train_table, verdict_of, write_result
 from configs import base, e04
 from figures import e04 as figure
 
-from jaxbackprop import evaluate, model, nonlinearities, pipeline, probes, sweep, train
+from jaxbackprop import evaluate, model, nonlinearities, pipeline, probes, train
 
 NAME = "e04_nonlinearities"
 CLAIM = (
@@ -46,17 +46,6 @@ def failure(curve: list, diverged, collapse: float) -> str | None:
     if final == 0:
         return "all-O"
     return "collapsed" if final < collapse * best else None
-
-
-def train_table(configs, prepared) -> list:
-    """Train every config (``sweep.train_configs``: rows differing only in rate / seed share one compiled
-    program); per config its dev curve, the epoch it diverged in (or None) and its final params."""
-    out = [None] * len(configs)
-    for part, run, _, _ in sweep.train_configs(configs, prepared, chunk=1, devices=None, log=lambda *_: None):
-        for k, j in enumerate(part):
-            params = jax.tree.map(lambda x, k=k: x[k], run.params)
-            out[j] = {"curve": run.curves[k], "diverged": run.diverged[k], "params": params}
-    return out
 
 
 def tune(config: e04.Config, prepared) -> tuple[list, dict]:

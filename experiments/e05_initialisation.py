@@ -16,11 +16,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stats
-from common import load_corpus, parse_args, prepare, result_head, verdict_of, write_result
+from common import load_corpus, parse_args, prepare, result_head, train_table, verdict_of, write_result
 from configs import base, e05
 from figures import e05 as figure
 
-from jaxbackprop import backprop, evaluate, model, pipeline, probes, sweep, train
+from jaxbackprop import backprop, evaluate, model, pipeline, probes, train
 from jaxbackprop import step as train_step
 
 NAME = "e05_initialisation"
@@ -37,17 +37,6 @@ def arms(config: e05.Config) -> list:
     out = [(init, {"init": init}) for init in config.inits]
     out += [("one_unit", dict(config.one_unit))] if config.one_unit else []
     return out + ([("zeros_dropout", {"init": "zeros", "dropout": config.dropout})] if config.dropout else [])
-
-
-def train_table(configs, prepared) -> list:
-    """Train every config (``sweep.train_configs``: rows differing only in seed share one compiled
-    program); per config its dev curve, the epoch it diverged in (or None) and its final params."""
-    out = [None] * len(configs)
-    for part, run, _, _ in sweep.train_configs(configs, prepared, chunk=1, devices=None, log=lambda *_: None):
-        for k, j in enumerate(part):
-            params = jax.tree.map(lambda x, k=k: x[k], run.params)
-            out[j] = {"curve": run.curves[k], "diverged": run.diverged[k], "params": params}
-    return out
 
 
 def nonzero(tree) -> list:
