@@ -128,15 +128,20 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+# what runs write, not what they run: a run's own (or an earlier run's) results do not make the code dirty
+OUTPUTS = ("experiments/results", "experiments/RESULTS.md", "benchmarks/results", "BENCHMARKS.md", "BENCHMARKS_GPU.md")
+
+
 def git_state() -> dict:
-    """``{"git_commit": HEAD's hash, "git_dirty": tracked files differ from it}`` of the project
-    checkout; both None where the package does not sit in a git checkout or git is missing."""
+    """``{"git_commit": HEAD's hash, "git_dirty": tracked files other than :data:`OUTPUTS` differ from it}``
+    of the project checkout; both None where the package does not sit in a git checkout or git is missing."""
     unknown = {"git_commit": None, "git_dirty": None}
     if not (PROJECT_ROOT / ".git").exists():  # an installed package: the folder above is not ours
         return unknown
     try:
         commit = _git("rev-parse", "HEAD")
-        changed = _git("status", "--porcelain", "--untracked-files=no")
+        outputs = [f":(exclude){path}" for path in OUTPUTS]
+        changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *outputs)
     except (OSError, subprocess.SubprocessError):
         return unknown
     return {"git_commit": commit or None, "git_dirty": bool(changed)}
