@@ -209,6 +209,28 @@ def test_machine_record_never_fails_outside_a_git_checkout(tmp_path, monkeypatch
     assert env["cpu_model"] and env["device"].startswith(jax.devices()[0].platform)
 
 
+def test_results_written_by_runs_do_not_make_the_code_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    from jaxbackprop import provenance
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "experiments" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "experiments" / "results" / "result.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    monkeypatch.setattr(provenance, "PROJECT_ROOT", tmp_path)
+    assert provenance.git_state()["git_dirty"] is False
+    (tmp_path / "experiments" / "results" / "result.json").write_text('{"rerun": true}\n')  # a run's output
+    assert provenance.git_state()["git_dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")  # the code itself
+    assert provenance.git_state()["git_dirty"] is True
+
+
 def test_a_marked_section_survives_a_regenerated_report(tmp_path):
     harness = bench_module("harness")
     md = tmp_path / "BENCHMARKS.md"
