@@ -104,7 +104,8 @@ class TrainConfig:
         "cosine",
         "step: multiply by --decay-rate every --decay-epochs epochs; exponential: the smooth version; "
         "cyclic: triangular, period 2 * --decay-epochs epochs, between rate * --decay-rate and rate; "
-        "warmup_cosine: linear warm-up over the first epoch, then cosine",
+        "warmup_cosine: linear warm-up over the first epoch, then cosine; warmup_constant: the same warm-up, "
+        "then the peak rate",
         optim.SCHEDULES,
     )
     decay_epochs: int = _field(3, "epochs per decay step (step, exponential) or half cycle (cyclic)")

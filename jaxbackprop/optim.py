@@ -15,7 +15,7 @@ import inspect
 import jax.numpy as jnp
 import optax
 
-SCHEDULES = ("constant", "step", "exponential", "cosine", "cyclic", "warmup_cosine")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "cyclic", "warmup_cosine", "warmup_constant")
 EMBEDDING_MODES = ("finetune", "frozen", "pretrained_frozen")
 
 
@@ -48,6 +48,8 @@ def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
     if config.schedule == "cyclic":
         low = lr * config.decay_rate
         return lambda step: low + (lr - low) * (1 - jnp.abs((step % (2 * k)) / k - 1))
+    if config.schedule == "warmup_constant":  # warmup_cosine's warm-up alone: it tells the warm-up from the decay
+        return optax.linear_schedule(0.0, lr, transition_steps=steps_per_epoch)
     # the decay must span more steps than the warm-up, even in a one-epoch run
     decay_steps = max(total, steps_per_epoch + 1)
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup_steps=steps_per_epoch, decay_steps=decay_steps)

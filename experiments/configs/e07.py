@@ -9,7 +9,7 @@ order, :mod:`jaxbackprop.compiled_epoch`):
    before any schedule runs;
 2. at the tuned rate, with fresh ``comparison_seeds`` (so the rate's selection does not flatter
    its own constant arm), every arm of ``arms``: constant, each decay, cyclic, warm-up + cosine and
-   warm-up then constant (``schedules.warmup_constant``, which isolates the warm-up from the decay).
+   warm-up then constant (``optim``'s ``warmup_constant``, which isolates the warm-up from the decay).
    Each arm minus constant, paired by seed, final dev F1, with its 95% interval. The verdict's arm
    is ``primary`` ("halve the rate every k epochs", the lecture's example); the bar, ``bar``, was
    fixed before any run: 0 F1, because the paired interval already carries the seed noise.
