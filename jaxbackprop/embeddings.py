@@ -113,7 +113,7 @@ def _rng(key_or_seed) -> np.random.Generator:
     return np.random.default_rng(np.asarray(jax.random.key_data(key_or_seed)).ravel().tolist())
 
 
-def _pretrained_lookup(words: Sequence[str]) -> dict[str, int]:
+def pretrained_lookup(words: Sequence[str]) -> dict[str, int]:
     """word -> row: exact matches first, then the first word with the same normalised form."""
     lookup = {}
     for i, w in enumerate(words):
@@ -144,7 +144,7 @@ def embedding_matrix(
         raise ValueError(f"vectors must have shape (len(words), d) = ({len(words)}, d), got {vectors.shape}")
     std = float(vectors.std()) if scale is None else float(scale)
     E = (std * _rng(key_or_seed).standard_normal((len(vocab), vectors.shape[1]))).astype(np.float32)
-    lookup = _pretrained_lookup(words)
+    lookup = pretrained_lookup(words)
     rows = np.array([-1] * len(RESERVED) + [lookup.get(w, -1) for w in vocab.words[len(RESERVED) :]])
     found = rows >= 0
     E[found] = vectors[rows[found]]

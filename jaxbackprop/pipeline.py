@@ -90,7 +90,7 @@ def seeded_rows(vocab: Vocab, words) -> np.ndarray:
     >>> [w for w, r in zip(vocab.words, seeded_rows(vocab, ["paris"])) if r]
     ['paris']
     """
-    lookup = embeddings._pretrained_lookup(words)  # the rule embedding_matrix seeds E by
+    lookup = embeddings.pretrained_lookup(words)  # the rule embedding_matrix seeds E by
     rows = np.zeros(len(vocab), bool)
     rows[len(RESERVED) :] = [w in lookup for w in vocab.words[len(RESERVED) :]]
     return rows
