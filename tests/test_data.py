@@ -93,6 +93,30 @@ def test_crlf_and_a_missing_final_newline():
     assert data.parse_conll(text) == [Sentence(("EU", "rejects"), ("B-ORG", "O")), Sentence(("Peter",), ("B-PER",))]
 
 
+@pytest.mark.parametrize("newline", ["\r", "\r\n"])
+def test_a_file_with_cr_line_breaks_gives_the_windows_of_its_lf_twin(tmp_path, newline):
+    lf = write_lines(tmp_path / "lf.txt", IOB1, "\n")
+    cr = write_lines(tmp_path / "cr.txt", IOB1, newline)
+    lf_sents, cr_sents = data.read_conll(lf), data.read_conll(cr)
+    assert cr_sents == lf_sents and len(cr_sents) == 2
+    vocab, tag_index = build_vocab(lf_sents), data.make_tag_index(data.tags_from(lf_sents))
+    lf_ds, cr_ds = (data.make_windows(s, vocab, tag_index, 3) for s in (lf_sents, cr_sents))
+    assert len(cr_ds.windows) == 12
+    np.testing.assert_array_equal(cr_ds.windows, lf_ds.windows)
+    np.testing.assert_array_equal(cr_ds.labels, lf_ds.labels)
+
+
+def test_a_cr_only_file_names_the_line_of_its_error(tmp_path):
+    path = write_lines(tmp_path / "cr.txt", "EU B-ORG\nrejects O\n\nPeter B-PER\nBlackburn BAD\n", "\r")
+    with pytest.raises(DataError, match=re.escape(f"{path}:5: illegal tag 'BAD'")):
+        data.read_conll(path)
+
+
+def write_lines(path: Path, text: str, newline: str) -> Path:
+    path.write_bytes(text.replace("\n", newline).encode())
+    return path
+
+
 @pytest.mark.parametrize("sep", ["\t", " ", "  "])
 def test_two_column_files(sep, tmp_path):
     path = tmp_path / "two.txt"
