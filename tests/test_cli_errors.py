@@ -131,6 +131,19 @@ def test_a_bad_embeddings_line_is_named(capsys, files, tmp_path):
     assert (code, err) == (2, f"jaxbackprop: error: {vectors}:2: expected 2 values after the word, got 1")
 
 
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("eu 0.1\nrejects 0.3 0.4\ngerman 0.5 0.6\n", "1: expected 2 values after the word, got 1"),
+        ("eu 0.1 0.2\nrejects 1e39 0.4\n", "2: value '1e39' is beyond float32's range (+-3.4e38)"),
+    ],
+)
+def test_a_bad_embeddings_value_or_first_line_is_one_line(capsys, files, tmp_path, text, problem):
+    vectors = write(tmp_path / "vectors.txt", text)
+    code, err = run(capsys, "train", "--train", files[0], "--dev", files[1], "--embeddings", vectors, *TINY)
+    assert (code, err) == (2, f"jaxbackprop: error: {vectors}:{problem}")
+
+
 def test_files_need_train_and_dev_together(capsys, files):
     code, err = run(capsys, "train", "--dev", files[1])
     assert (code, err) == (

@@ -2,6 +2,7 @@
 
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -384,8 +385,29 @@ def test_bad_dimension_names_the_line(tmp_path):
         embeddings.read_embeddings(path)
 
 
+def test_a_wrong_first_line_is_the_one_blamed(tmp_path):
+    path = write(tmp_path, "a 1 2\nb 1 2 3\nc 1 2 3\nd 1 2 3\n")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:1: expected 3 values after the word, got 2$"):
+        embeddings.read_embeddings(path)
+
+
+def test_a_no_break_space_belongs_to_the_word(tmp_path):
+    # GloVe 840B holds words like "a\u00a0b": only ASCII blanks separate the word from its values
+    words, vectors = embeddings.read_embeddings(write(tmp_path, "a\u00a0b 1 2\nc 3 4\n\u00a0d 5 6\n"))
+    assert words == ["a\u00a0b", "c", "\u00a0d"]
+    np.testing.assert_array_equal(vectors, np.array([[1, 2], [3, 4], [5, 6]], np.float32))
+
+
+def test_a_value_beyond_float32_is_one_error_without_a_warning(tmp_path):
+    path = write(tmp_path, "a 1 2\nb 1e39 2\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" would be a second line
+        with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:2: value '1e39' is beyond float32's range"):
+            embeddings.read_embeddings(path)
+
+
 @pytest.mark.parametrize(
-    "value, problem", [("x1", "value 'x1' is not a number"), ("nan", "non-finite"), ("inf", "non-finite")]
+    "value, problem", [("x1", "value 'x1' is not a number"), ("nan", "non-finite value 'nan'"), ("inf", "non-finite")]
 )
 def test_bad_values_name_the_line(tmp_path, value, problem):
     with pytest.raises(DataError, match=rf":2: {problem}"):
