@@ -28,6 +28,8 @@ from jaxbackprop import (
     model,
     optim,
     pipeline,
+    settings,
+    sweep,
     train,
 )
 from jaxbackprop.files import write_json, write_text
@@ -173,11 +175,28 @@ def test_an_unknown_optimizer_lists_optax_optimizers(capsys):
         (["train", "--dropout", "1.5"], "argument --dropout: must be a number in [0, 1), got 1.5"),
         (
             ["train", "--window", "4"],
-            "argument --window: must be an odd integer >= 1 (a centre word and equal context), got 4",
+            "argument --window: must be an odd integer in [1, 101] (a centre word and equal context), got 4",
         ),
+        (
+            ["train", "--window", "20001"],
+            "argument --window: must be an odd integer in [1, 101] (a centre word and equal context), got 20001",
+        ),
+        (["train", "--seed", str(2**63)], f"argument --seed: must be an integer in [0, 4294967295], got {2**63}"),
+        (["train", "--seed", str(2**32)], f"argument --seed: must be an integer in [0, 4294967295], got {2**32}"),
+        (["sweep", "--seed", str(2**32)], f"argument --seed: must be an integer in [0, 4294967295], got {2**32}"),
+        (
+            ["train", "--batch-size", "100000000"],
+            "argument --batch-size: must be an integer in [1, 65536], got 100000000",
+        ),
+        (
+            ["sweep", "--learning-rate", "0.1", "--learning-rate", "1e-1"],
+            "argument --learning-rate: 0.1 is given twice (each value runs once)",
+        ),
+        (["sweep", "--seed", "1", "--seed", "1"], "argument --seed: 1 is given twice (each value runs once)"),
+        (["train", "--resume", "--overwrite"], "argument --overwrite: not allowed with argument --resume"),
         (["train", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
         (["train", "--learning-rate", "-1"], "argument --learning-rate: must be a number > 0, got -1.0"),
-        (["train", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
+        (["train", "--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295], got -1"),
         (["train", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
         (
             ["train", "--activation", "swish"],
@@ -195,6 +214,82 @@ def test_an_unknown_optimizer_lists_optax_optimizers(capsys):
 )
 def test_an_option_out_of_range_names_the_option_and_the_range(capsys, argv, problem):
     assert run(capsys, *argv) == (2, f"jaxbackprop {argv[0]}: error: {problem}")
+
+
+@pytest.mark.parametrize("address", ["nonsense", "host:", ":1234", "host:99999", "host:port"])
+def test_a_coordinator_that_is_not_host_port_is_refused_as_the_options_are_read(capsys, address):
+    assert run(capsys, "--coordinator", address, "train") == (
+        2,
+        "jaxbackprop: error: argument --coordinator: must be HOST:PORT with a port in 1 ... 65535 "
+        f"(e.g. 10.0.0.1:1234), got {address!r}",
+    )
+
+
+def test_refusals_come_before_the_corpus_loads(capsys, tmp_path):
+    """Each is refused although --train names no file: the options are checked first."""
+    missing = tmp_path / "missing.txt"
+    (tmp_path / "a_file").write_text("mine")
+    corpus = ["--train", missing, "--dev", missing]
+    assert run(capsys, "train", *corpus, "--impl", "flax") == (
+        2,
+        "jaxbackprop: error: impl='flax' needs grad='autodiff': the flax module is differentiated by jax.grad",
+    )
+    for command in ("train", "sweep"):
+        assert run(capsys, command, *corpus, "--out", tmp_path / "a_file") == (
+            2,
+            f"jaxbackprop: error: {tmp_path / 'a_file'}: exists and is not a directory; choose another --out",
+        )
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_sweep_quick_honours_epochs_and_hidden_dim(capsys, monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run_sweep(table, prepared, out, *, base, **_):
+        seen.update(table=table, base=base)
+        return []
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    assert cli.main(["sweep", "--quick", "--epochs", "3", "--out", str(tmp_path / "sw")]) == 0
+    assert (seen["base"].epochs, seen["base"].model.hidden_dim, seen["base"].model.window) == (3, 32, 3)
+    assert len(seen["table"]) == 4  # sgd, adam x 1e-2, 1e-1
+    assert "4 configurations, 3 epoch(s) each" in capsys.readouterr().out
+    assert cli.main(["sweep", "--quick", "--hidden-dim", "8", "--out", str(tmp_path / "sw")]) == 0
+    assert (seen["base"].epochs, seen["base"].model.hidden_dim) == (1, 8)
+
+
+ARGUMENT_ERRORS = [
+    ["--help"],
+    ["train", "--seed", str(2**63)],
+    ["--coordinator", "nonsense", "train"],
+    ["train", "--resume", "--overwrite"],
+    ["sweep", "--learning-rate", "0.1", "--learning-rate", "0.1"],
+    ["train", "--train", "x.txt", "--dev", "x.txt", "--impl", "flax"],
+    ["train", "--train", "x.txt"],
+]
+
+
+def test_reading_and_refusing_the_options_does_not_import_jax(tmp_path):
+    """JAX takes seconds to import: --help and an argument error answer without it."""
+    probe = (
+        "import sys\n"
+        "from jaxbackprop import cli\n"
+        "try:\n"
+        "    code = cli.main(sys.argv[1:])\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "print('jax imported' if 'jax' in sys.modules else 'no jax', code, file=sys.stderr)\n"
+    )
+    for argv in ARGUMENT_ERRORS:
+        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=tmp_path)
+        *message, last = done.stderr.splitlines()
+        assert last == f"no jax {0 if argv == ['--help'] else 2}", (argv, done.stderr)
+        assert "Traceback" not in done.stderr and len(message) == (argv != ["--help"]), done.stderr
+
+
+def test_the_cli_lists_the_optimizers_optax_has():
+    """settings.OPTIMIZERS is optax's list written out, so the parser does not import optax (and JAX)."""
+    assert settings.OPTIMIZERS == optim.optimizer_names()
 
 
 def test_settings_that_do_not_go_together_are_one_line(capsys):
