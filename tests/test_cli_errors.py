@@ -7,6 +7,7 @@ option and what it allows. ``--debug`` or ``JAXBACKPROP_DEBUG=1`` adds the trace
 
 import dataclasses
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from jaxbackprop import (
     model,
     optim,
     pipeline,
+    rundir,
     settings,
     sweep,
     train,
@@ -348,6 +350,39 @@ def test_predict_names_a_missing_input(capsys, run_dir, tmp_path):
     assert run(capsys, "predict", "--run", run_dir, "--input", missing) == (
         2,
         f"jaxbackprop: error: {missing}: No such file or directory",
+    )
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_non_finite_best_parameters_are_named(capsys, run_dir, tmp_path, files, command):
+    damaged = tmp_path / "run"
+    shutil.copytree(run_dir, damaged)
+    params = {name: np.asarray(value) for name, value in rundir.load_run(damaged)[-1].items()}
+    params["W"] = np.full_like(params["W"], np.nan)
+    checkpoint.save_tree(damaged / "best.npz", params, {"epoch": 1, "dev_f1": 0.0})
+    option = "--data" if command == "evaluate" else "--input"
+    assert run(capsys, command, "--run", damaged, option, files[1]) == (
+        2,
+        f"jaxbackprop: error: {damaged / 'best.npz'}: tensor W holds non-finite values (nan or inf); "
+        "these parameters cannot tag anything",
+    )
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly():
+    """``jaxbackprop evaluate ... | head -1``: no 'Broken pipe', exit 141 as a process that SIGPIPE ended."""
+    command = [sys.executable, "-m", "jaxbackprop.cli", "graph-demo"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as done:
+        done.stdout.close()  # before the command writes: every write meets a pipe without a reader
+        _, err = done.communicate()
+    assert (err, done.returncode) == (b"", 141)
+
+
+def test_predict_with_its_output_closed_is_one_line(run_dir, files):
+    command = f"{shlex.quote(sys.executable)} -m jaxbackprop.cli predict --run {run_dir} --input {files[1]} >&-"
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (
+        2,
+        "jaxbackprop: error: standard output is closed: predict writes its tags there (redirect it, e.g. > tags.txt)\n",
     )
 
 
