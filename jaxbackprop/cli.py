@@ -116,8 +116,6 @@ def _load_corpus(args):
     from jaxbackprop import data, embeddings, synthetic
 
     if args.train is None:
-        if args.dev or args.test:
-            raise ValueError("--dev/--test need --train (without files the embedded synthetic corpus is used)")
         corpus = synthetic.synthetic_corpus(seed=0)
         pretrained = (
             synthetic.synthetic_vectors() if args.embeddings is None else embeddings.read_embeddings(args.embeddings)
@@ -127,8 +125,6 @@ def _load_corpus(args):
             f"no --train given: using the embedded synthetic corpus ({sizes} sentences) and its synthetic word vectors"
         )
         return corpus["train"], corpus["dev"], corpus["test"], pretrained
-    if args.dev is None:
-        raise ValueError("--train needs --dev (the best epoch is chosen on dev F1)")
     train_sents = data.read_conll(args.train)
     tags = data.tags_from(train_sents)  # a dev/test tag outside them is reported at its file and line
     dev_sents = data.read_conll(args.dev, allowed_tags=tags)
@@ -137,12 +133,32 @@ def _load_corpus(args):
     return train_sents, dev_sents, test_sents, pretrained
 
 
+def _check_corpus_options(args) -> None:
+    """Refuse a corpus given in part (checked before JAX imports and anything loads)."""
+    if args.train is None and (args.dev or args.test):
+        raise ValueError("--dev/--test need --train (without files the embedded synthetic corpus is used)")
+    if args.train is not None and args.dev is None:
+        raise ValueError("--train needs --dev (the best epoch is chosen on dev F1)")
+
+
+def _out_dir(out: str | None, command: str) -> str:
+    """``--out``, or ``runs/<command>-<time>``; a path that is a file is refused before anything loads."""
+    if out is not None and os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"{out}: exists and is not a directory; choose another --out")
+    return out or f"runs/{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _train(args) -> int:
     """``jaxbackprop train``: prepare the corpus, train, write the run directory."""
-    from jaxbackprop import config, parallel, pipeline, train
+    from jaxbackprop import config
 
     names = (*config.MODEL_FIELDS, *config.TRAIN_FIELDS)
     run_config = config.configure(**{n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    out = _out_dir(args.out, "train")
+    _check_corpus_options(args)
+
+    from jaxbackprop import parallel, pipeline, train  # JAX: only once the options are known to be right
+
     parallel.check_batch_divides(run_config.batch_size, parallel.mesh_for(args.devices))  # before the corpus loads
     train_s, dev_s, test_s, pretrained = _load_corpus(args)
     prepared = pipeline.prepare_for(run_config, train_s, dev_s, test_s, pretrained)
@@ -155,7 +171,6 @@ def _train(args) -> int:
             f"writes every row of E (and its optimizer state) on every step; --sparse updates only the rows in the "
             f"batch (on Linux, GLIBC_TUNABLES=glibc.malloc.hugetlb=1 also speeds up large tables: see README)"
         )
-    out = args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}"
     sizes = (
         f"{len(prepared.train.windows)} training windows, vocabulary {len(prepared.vocab)}, {len(prepared.tags)} tags"
     )
@@ -173,6 +188,7 @@ def _evaluate(args) -> int:
     from jaxbackprop.evaluate import evaluate
 
     run_config, model_cfg, vocab, tags, params = rundir.load_run(args.run)
+    _refuse_non_finite(args.run, params)
     sents = data.read_conll(args.data, allowed_tags=tags)
     ds = data.make_windows(sents, vocab, data.make_tag_index(tags), model_cfg.window)
     decoder = args.decode or run_config.decode
@@ -187,8 +203,23 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _refuse_non_finite(run, params) -> None:
+    """A ValueError naming the first tensor of a run's best parameters that holds nan or inf:
+    scored, it would read as loss nan and F1 0 without a word."""
+    import numpy as np
+
+    for name, value in params.items():
+        if not np.isfinite(np.asarray(value)).all():
+            raise ValueError(
+                f"{os.path.join(run, 'best.npz')}: tensor {name} holds non-finite values (nan or inf); "
+                "these parameters cannot tag anything"
+            )
+
+
 def _predict(args) -> int:
     """``jaxbackprop predict``: ``token TAG`` lines for whitespace-tokenised text."""
+    if sys.stdout is None:  # started with its standard output closed (`>&-`)
+        raise ValueError("standard output is closed: predict writes its tags there (redirect it, e.g. > tags.txt)")
     import numpy as np
 
     from jaxbackprop import data, rundir
@@ -196,6 +227,7 @@ def _predict(args) -> int:
 
     text = data.read_text(args.input) if args.input else None  # a wrong path fails before the run loads
     run_config, model_cfg, vocab, tags, params = rundir.load_run(args.run)
+    _refuse_non_finite(args.run, params)
     text = sys.stdin.read() if text is None else text
     sentences = [line.split() for line in text.splitlines() if line.strip()]
     if not sentences:
@@ -211,28 +243,36 @@ def _predict(args) -> int:
     return 0
 
 
+SWEEP_BASE = {"epochs": 3, "hidden_dim": 100}  # a sweep's model, smaller than train's
+QUICK_BASE = {"epochs": 1, "hidden_dim": 32, "window": 3, "feature_dim": 4}  # --quick; --epochs/--hidden-dim win
+
+
 def _sweep(args) -> int:
     """``jaxbackprop sweep``: train the product of the given axes, print the table, write the results."""
     import itertools
 
-    from jaxbackprop import config, parallel, pipeline, sweep
+    from jaxbackprop import config, settings
 
-    parallel.mesh_for(args.devices)  # a wrong --devices fails before the corpus loads
-    train_s, dev_s, test_s, pretrained = _load_corpus(args)
-    base = config.configure(epochs=args.epochs, hidden_dim=args.hidden_dim, batch_size=args.batch_size)
-    if args.quick:
-        base = config.configure(base, epochs=1, hidden_dim=32, window=3, feature_dim=4)
-        train_s, dev_s = train_s[:600], dev_s[:150]
-    optimizers = args.optimizer or (("sgd", "adam") if args.quick else sweep.OPTIMIZERS)
-    rates = args.learning_rate or ((1e-2, 1e-1) if args.quick else sweep.LEARNING_RATES)
+    _check_corpus_options(args)
+    out = _out_dir(args.out, "sweep")
+    given = {name: getattr(args, name) for name in ("epochs", "hidden_dim") if getattr(args, name) is not None}
+    base = config.configure(**{**SWEEP_BASE, **(QUICK_BASE if args.quick else {}), **given}, batch_size=args.batch_size)
+    optimizers = args.optimizer or (("sgd", "adam") if args.quick else settings.SWEEP_OPTIMIZERS)
+    rates = args.learning_rate or ((1e-2, 1e-1) if args.quick else settings.SWEEP_LEARNING_RATES)
     heads = args.head or ("softmax",)
     axes = (heads, optimizers, rates, args.schedule or ("constant",), args.l2 or (0.0,), args.seed or (0,))
     table = [
         {"head": h, "optimizer": o, "learning_rate": lr, "schedule": s, "l2": l2, "seed": seed}
         for h, o, lr, s, l2, seed in itertools.product(*axes)
     ]
+
+    from jaxbackprop import parallel, pipeline, sweep  # JAX: only once the options are known to be right
+
+    parallel.mesh_for(args.devices)  # a wrong --devices fails before the corpus loads
+    train_s, dev_s, test_s, pretrained = _load_corpus(args)
+    if args.quick:
+        train_s, dev_s = train_s[:600], dev_s[:150]
     prepared = pipeline.prepare_for(base, train_s, dev_s, None, pretrained)
-    out = args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"sweep of {len(table)} configurations, {base.epochs} epoch(s) each -> {out}")
     rows = sweep.run_sweep(
         table, prepared, out, base=base, chunk=args.chunk, devices=args.devices, overwrite=args.overwrite
@@ -267,7 +307,8 @@ def main(argv=None) -> int:
 
     Exit codes: 0 done; 1 ``check`` found a gradient beyond tolerance; 2 an error in what was
     given (options, files, run directory) or a diverged training run; 3 an internal error, a bug;
-    130 interrupted. ``--debug`` or ``JAXBACKPROP_DEBUG=1`` adds the traceback.
+    130 interrupted; 141 the output was closed before all of it was written (``| head``).
+    ``--debug`` or ``JAXBACKPROP_DEBUG=1`` adds the traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -277,7 +318,12 @@ def main(argv=None) -> int:
     try:
         quiet = distributed(args) and _join_processes(args) > 0
         with _silenced(quiet):
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a reader gone (`| head`) shows here, not in Python's last flush at exit
+        return code
+    except BrokenPipeError:
+        return _output_closed()
     except KeyboardInterrupt:
         _print_traceback(debug)
         print("jaxbackprop: interrupted", file=sys.stderr)
@@ -287,6 +333,14 @@ def main(argv=None) -> int:
         code, message = _error_line(err)
         print(f"jaxbackprop: error: {message}", file=sys.stderr)
         return code
+
+
+def _output_closed() -> int:
+    """The reader of the output went away (``jaxbackprop evaluate ... | head -1``): end quietly with
+    141, the status of a process that SIGPIPE ended (128 + 13), as other command-line tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the rest of the buffer goes nowhere, Python's last flush too
+    return 141
 
 
 def _join_processes(args) -> int:
@@ -325,11 +379,11 @@ def _error_line(err: Exception) -> tuple[int, str]:
     ``ValueError`` (``data.DataError``, checkpoint and run-directory errors, bad settings),
     ``OSError`` as ``<path>: <reason>``, ``train.TrainingDiverged``. Anything else is a bug.
     """
-    from jaxbackprop.train import TrainingDiverged
-
+    train = sys.modules.get("jaxbackprop.train")  # not imported: the error cannot be its TrainingDiverged
+    diverged = train is not None and isinstance(err, train.TrainingDiverged)
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
         return 2, one_line(f"{err.filename}: {err.strerror}")
-    if isinstance(err, (ValueError, OSError, TrainingDiverged)):
+    if diverged or isinstance(err, (ValueError, OSError)):
         return 2, one_line(str(err) or type(err).__name__)
     what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     return 3, one_line(f"internal error: {what} (run with --debug for the traceback)")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from jaxbackprop import config, decode, model, optim, sweep
-from jaxbackprop.nonlinearities import ACTIVATIONS
+from jaxbackprop import config, settings
+from jaxbackprop.settings import ACTIVATIONS
 
 DEBUG_HELP = "on an error, print the full traceback as well (also: environment variable JAXBACKPROP_DEBUG=1)"
 # old names of options, still accepted
@@ -51,6 +51,20 @@ def config_value(name: str, kind: type):
 
     parse.__name__ = kind.__name__
     return parse
+
+
+class AppendOnce(argparse.Action):
+    """``action=AppendOnce`` that refuses a value given twice: a sweep would train it twice.
+
+    The values are compared as parsed, so ``--learning-rate 0.1 --learning-rate 1e-1`` is a repeat.
+    """
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        values = list(getattr(namespace, self.dest) or [])
+        if value in values:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            raise argparse.ArgumentError(self, f"{shown} is given twice (each value runs once)")
+        setattr(namespace, self.dest, [*values, value])
 
 
 def positive_int(text: str) -> int:
@@ -105,7 +119,7 @@ def add_train_options(parser) -> None:
         if isinstance(default, bool):
             group.add_argument(*flags, action="store_true", default=None, help=text)
         elif name == "optimizer":  # too many choices for the usage line: the help lists them
-            names = optim.optimizer_names()
+            names = settings.OPTIMIZERS
             group.add_argument(*flags, choices=names, metavar="NAME", help=f"{text}; one of: {' '.join(names)}")
         elif choices is not None:
             group.add_argument(*flags, choices=choices, help=text)
@@ -132,9 +146,12 @@ def _add_check(sub, debug) -> None:
         "if any tensor exceeds its tolerance. With --impl FILE it checks a student's backward steps instead "
         "(`jaxbackprop exercise` writes a skeleton), step by step against the hand-derived ones.",
     )
-    check.add_argument("--activation", action="append", choices=ACTIVATIONS, help="only this activation (repeatable)")
+    check.add_argument("--activation", action=AppendOnce, choices=ACTIVATIONS, help="only this activation (repeatable)")
     check.add_argument(
-        "--head", action="append", choices=model.HEADS + model.SENTENCE_HEADS, help="only this head (repeatable)"
+        "--head",
+        action=AppendOnce,
+        choices=settings.HEADS + settings.SENTENCE_HEADS,
+        help="only this head (repeatable)",
     )
     check.add_argument("--verbose", "-v", action="store_true", help="print the per-tensor table of every check")
     check.add_argument("--large", action="store_true", help="also check a V=20k, d=50 model along random directions")
@@ -177,13 +194,14 @@ def _add_train(sub, debug) -> None:
     _add_corpus_options(train)
     train.add_argument("--test", help="test data, evaluated once with the best epoch")
     train.add_argument("--out", "--run-dir", dest="out", help="where the run's files go (default: runs/train-<time>)")
-    train.add_argument(
+    again = train.add_mutually_exclusive_group()  # one continues the run, the other replaces it
+    again.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out after its last finished epoch, with exactly its recorded "
         "configuration (only --epochs may grow, where the schedule allows)",
     )
-    train.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    again.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--devices", type=devices_value, metavar="N|all", help=DEVICES_HELP)
     add_train_options(train)
@@ -210,7 +228,9 @@ def _add_evaluate_and_predict(sub, debug) -> None:
     predict.add_argument("--input", help="a text file (default: stdin)")
     for command in (evaluate, predict):
         command.add_argument(
-            "--decode", choices=decode.DECODERS, help="how tags are read off the softmax (default: the run's --decode)"
+            "--decode",
+            choices=settings.DECODERS,
+            help="how tags are read off the softmax (default: the run's --decode)",
         )
 
 
@@ -228,35 +248,35 @@ def _add_sweep(sub, debug) -> None:
     sw.add_argument("--test", help=argparse.SUPPRESS)
     sw.add_argument("--out", help="output directory (default: runs/sweep-<time>)")
     sw.add_argument("--overwrite", action="store_true", help="replace the results of an earlier sweep in --out")
-    names = optim.optimizer_names()
+    names = settings.OPTIMIZERS
     sw.add_argument(
         "--optimizer",
-        action="append",
+        action=AppendOnce,
         choices=names,
         metavar="NAME",
-        help=f"optax optimizer (repeatable; default: {' '.join(sweep.OPTIMIZERS)}), one of: {' '.join(names)}",
+        help=f"optax optimizer (repeatable; default: {' '.join(settings.SWEEP_OPTIMIZERS)}), one of: {' '.join(names)}",
     )
-    rates = " ".join(f"{r:g}" for r in sweep.LEARNING_RATES)
+    rates = " ".join(f"{r:g}" for r in settings.SWEEP_LEARNING_RATES)
     sw.add_argument(
         "--learning-rate",
-        action="append",
+        action=AppendOnce,
         type=config_value("learning_rate", float),
         help=f"repeatable (default: {rates})",
     )
     sw.add_argument(
         "--head",
-        action="append",
+        action=AppendOnce,
         choices=config.TRAIN_HEADS,
         help="output layer (repeatable; default: softmax); crf batches count tokens, as in train",
     )
-    sw.add_argument("--schedule", action="append", choices=optim.SCHEDULES, help="repeatable (default: constant)")
-    sw.add_argument("--l2", action="append", type=config_value("l2", float), help="repeatable (default: 0)")
-    sw.add_argument("--seed", action="append", type=config_value("seed", int), help="repeatable (default: 0)")
+    sw.add_argument("--schedule", action=AppendOnce, choices=settings.SCHEDULES, help="repeatable (default: constant)")
+    sw.add_argument("--l2", action=AppendOnce, type=config_value("l2", float), help="repeatable (default: 0)")
+    sw.add_argument("--seed", action=AppendOnce, type=config_value("seed", int), help="repeatable (default: 0)")
     sw.add_argument(
-        "--epochs", type=config_value("epochs", int), default=3, help="epochs per configuration (default: 3)"
+        "--epochs", type=config_value("epochs", int), help="epochs per configuration (default: 3; with --quick: 1)"
     )
     sw.add_argument(
-        "--hidden-dim", type=config_value("hidden_dim", int), default=100, help="hidden units (default: 100)"
+        "--hidden-dim", type=config_value("hidden_dim", int), help="hidden units (default: 100; --quick: 32)"
     )
     sw.add_argument(
         "--batch-size", type=config_value("batch_size", int), default=128, help="windows per step (default: 128)"
@@ -276,7 +296,10 @@ def _add_sweep(sub, debug) -> None:
         "XLA_FLAGS=--xla_force_host_platform_device_count=N makes N)",
     )
     sw.add_argument(
-        "--quick", action="store_true", help="a tiny sweep (sgd, adam x 1e-2, 1e-1; 1 epoch; small model) in seconds"
+        "--quick",
+        action="store_true",
+        help="a tiny sweep (sgd, adam x 1e-2, 1e-1; 1 epoch; small model; 600 training sentences) in seconds; "
+        "the axes, --epochs and --hidden-dim given with it still apply",
     )
 
 
@@ -292,9 +315,31 @@ def _add_distributed_options(parser) -> None:
         help="join the other processes through jax.distributed.initialize (SLURM and Open MPI are detected; "
         "elsewhere give the three options below, which imply --distributed)",
     )
-    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, reachable from every host")
+    hosts.add_argument(
+        "--coordinator",
+        type=coordinator_value,
+        metavar="HOST:PORT",
+        help="address of process 0, reachable from every host",
+    )
     hosts.add_argument("--num-processes", type=positive_int, metavar="P", help="how many processes take part")
     hosts.add_argument("--process-id", type=non_negative_int, metavar="I", help="this process's index, 0 ... P-1")
+
+
+def coordinator_value(text: str) -> str:
+    """An argparse ``type`` for ``--coordinator``: ``HOST:PORT``, a port in 1 ... 65535 (IPv6: ``[::1]:PORT``).
+
+    >>> coordinator_value("10.0.0.1:1234")
+    '10.0.0.1:1234'
+    """
+    host, _, port = text.rpartition(":")
+    if not host.strip("[]") or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be HOST:PORT with a port in 1 ... 65535 (e.g. 10.0.0.1:1234), got {text!r}"
+        )
+    return text
+
+
+coordinator_value.__name__ = "HOST:PORT"
 
 
 def non_negative_int(text: str) -> int:
@@ -320,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Backpropagation for the window-based NER classifier: hand-derived gradients, "
         "checked against jax.grad and numeric differences.",
         epilog="An error prints one line, 'jaxbackprop: error: <file>:<line>: <problem>' or the option and what it "
-        "allows, and exits with 2 (1: `check` found a wrong gradient; 3: an internal error; 130: interrupted).",
+        "allows, and exits with 2 (1: `check` found a wrong gradient; 3: an internal error; 130: interrupted; "
+        "141: the output was closed early, as by `| head`, and the rest went unprinted).",
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     _add_distributed_options(parser)

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxbackprop import optim, step
-from jaxbackprop.batch_checks import is_real
-from jaxbackprop.decode import DECODERS
-from jaxbackprop.model import INITS, ModelConfig
-from jaxbackprop.nonlinearities import ACTIVATIONS
+from jaxbackprop import settings
+from jaxbackprop.model_config import ModelConfig
+from jaxbackprop.settings import ACTIVATIONS, DECODERS, INITS, is_int, is_real
 
 # The architecture fields of ModelConfig a run sets, and their help text. The model's other
 # fields are sizes read off the data (vocab_size, num_classes, feature_vocab_size,
@@ -106,7 +104,7 @@ class TrainConfig:
         "cyclic: triangular, period 2 * --decay-epochs epochs, between rate * --decay-rate and rate; "
         "warmup_cosine: linear warm-up over the first epoch, then cosine; warmup_constant: the same warm-up, "
         "then the peak rate",
-        optim.SCHEDULES,
+        settings.SCHEDULES,
     )
     decay_epochs: int = _field(3, "epochs per decay step (step, exponential) or half cycle (cyclic)")
     decay_rate: float = _field(0.5, "factor per decay step (step, exponential); lowest fraction of the rate (cyclic)")
@@ -118,13 +116,13 @@ class TrainConfig:
     )
     patience: int = _field(0, "stop after this many epochs without a better dev F1 (0: never stop early)")
     seed: int = _field(0, "seeds initialisation, shuffling, dropout and word dropout")
-    grad: str = _field("manual", "manual: hand-derived backprop; autodiff: jax.grad", step.GRADS)
-    impl: str = _field("pure", "pure: functions over a dict; flax: the NNX module", step.IMPLS)
+    grad: str = _field("manual", "manual: hand-derived backprop; autodiff: jax.grad", settings.GRADS)
+    impl: str = _field("pure", "pure: functions over a dict; flax: the NNX module", settings.IMPLS)
     embeddings_mode: str = _field(
         "finetune",
         "finetune: E is trained; frozen: E keeps its initial values; pretrained_frozen: the rows seeded "
         "from --embeddings keep their vectors, every other row (words without a vector, <unk>) trains",
-        optim.EMBEDDING_MODES,
+        settings.EMBEDDING_MODES,
     )
     sparse: bool = _field(
         False,
@@ -150,25 +148,27 @@ class TrainConfig:
             allowed = f.metadata.get("choices")
             if allowed is not None and getattr(self, f.name) not in allowed:
                 raise ValueError(f"{f.name} must be one of {allowed}, got {getattr(self, f.name)!r}")
-        if self.optimizer not in optim.optimizer_names():
+        if self.optimizer not in settings.OPTIMIZERS:
             raise ValueError(
                 "optimizer must name an optax optimizer that takes a learning rate, one of "
-                f"{optim.optimizer_names()}, got {self.optimizer!r}"
+                f"{settings.OPTIMIZERS}, got {self.optimizer!r}"
             )
-        minimums = {
-            "suffix_len": 0,
-            "suffix_min_count": 1,
-            "decay_epochs": 1,
-            "epochs": 1,
-            "batch_size": 1,
-            "patience": 0,
-            "seed": 0,
-            "min_count": 1,
+        ranges = {  # (least, largest or None)
+            "suffix_len": (0, None),
+            "suffix_min_count": (1, None),
+            "decay_epochs": (1, None),
+            "epochs": (1, None),
+            "batch_size": (1, settings.MAX_BATCH_SIZE),
+            "patience": (0, None),
+            "seed": (0, settings.MAX_SEED),
+            "min_count": (1, None),
         }
-        for name, minimum in minimums.items():
+        for name, (least, largest) in ranges.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            too_large = largest is not None and is_int(value) and value > largest
+            if isinstance(value, bool) or not isinstance(value, int) or value < least or too_large:
+                allowed = f">= {least}" if largest is None else f"in [{least}, {largest}]"
+                raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
         if not (is_real(self.word_dropout) and 0 <= self.word_dropout < 1):
             raise ValueError(f"word_dropout must be a number in [0, 1), got {self.word_dropout!r}")
         for name in ("learning_rate", "decay_rate"):
@@ -179,6 +179,8 @@ class TrainConfig:
             raise ValueError(f"sparse must be True or False, got {self.sparse!r}")
         if self.sparse and self.grad != "manual":
             raise ValueError("sparse=True needs grad='manual': only the hand-derived gradient yields E's rows")
+        if self.impl == "flax" and self.grad != "autodiff":
+            raise ValueError("impl='flax' needs grad='autodiff': the flax module is differentiated by jax.grad")
 
 
 # TrainConfig's own fields, by flat name: every field but the model

@@ -70,11 +70,23 @@ def iob1_to_iob2(tags: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def lines_of(text: str) -> list[str]:
+    """The lines of a text whichever break it uses: LF, CRLF or a lone CR (old Mac files).
+
+    Only these three count (not ``str.splitlines``'s form feeds or Unicode separators), so the
+    line numbers are the ones an editor shows.
+
+    >>> lines_of("a O\\r\\nb O\\rc O\\n")
+    ['a O', 'b O', 'c O', '']
+    """
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def _records(text: str, name: str):
     """Yield ``(line, token, tag)`` per token line and None per sentence break (blank line, DOCSTART)."""
     ncols, legal = None, set()  # legal: tags already checked, so the regex runs once per tag
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        fields = line.split()  # any whitespace: tabs, spaces, a trailing CR
+    for lineno, line in enumerate(lines_of(text), start=1):
+        fields = line.split()  # any whitespace: tabs, spaces
         if not fields or fields[0] == DOCSTART:
             yield None
             continue
@@ -97,7 +109,7 @@ def parse_conll(text: str, name: str = "<string>", allowed_tags: Iterable[str] |
 
     Accepts the 4-column CoNLL-2003 layout (``EU NNP B-NP B-ORG``) and 2-column token/tag lines
     separated by tabs or spaces; the first token line fixes the column count for the file.
-    ``-DOCSTART-`` lines break sentences and are skipped; CRLF is fine. Tags come back in IOB2
+    ``-DOCSTART-`` lines break sentences and are skipped; lines may end in LF, CRLF or CR. Tags come back in IOB2
     whether the file used IOB1 or IOB2.
 
     Args:
@@ -149,7 +161,8 @@ def read_text(path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataError(path, raw.count(b"\n", 0, err.start) + 1, f"not UTF-8 text ({err.reason})") from None
+        line = len(lines_of(raw[: err.start].decode("utf-8", "replace")))
+        raise DataError(path, line, f"not UTF-8 text ({err.reason})") from None
 
 
 def read_conll(path, allowed_tags: Iterable[str] | None = None) -> list[Sentence]:

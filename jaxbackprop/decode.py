@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-DECODERS = ("viterbi", "argmax")
+from jaxbackprop.settings import DECODERS
 
 
 def iob2_constraints(tags) -> tuple[np.ndarray, np.ndarray]:

@@ -6,13 +6,16 @@ vocabulary uses, so "Paris" and "1996" find GloVe's "paris" and "0000"-like entr
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from jaxbackprop import files
-from jaxbackprop.data import DataError, Sentence, check_column, read_text
+from jaxbackprop.data import DataError, Sentence, check_column, lines_of, read_text
 from jaxbackprop.features import normalize_word
 from jaxbackprop.vocab import RESERVED, Vocab
 
@@ -26,16 +29,39 @@ def _word2vec_header(line: str):
     return None
 
 
+_ASCII_SPACE = re.compile(r"[ \t\f\v]+")
+DIM_SAMPLE = 10  # lines whose most common length sets d, so a wrong first line is the one blamed
+
+
+def _fields(line: str) -> list[str]:
+    """The word and its values. Only ASCII blanks separate them: a word may hold a no-break space
+    (GloVe 840B has such words), which ``str.split`` would cut into two fields."""
+    if line.isascii():
+        return line.split()
+    stripped = line.strip(" \t\f\v")
+    return _ASCII_SPACE.split(stripped) if stripped else []
+
+
+def _common_dim(lines: Sequence[str]) -> int | None:
+    """d: the most common number of values among the first :data:`DIM_SAMPLE` vector lines (ties: the earliest)."""
+    counts = [len(fields) - 1 for fields in itertools.islice(filter(None, map(_fields, lines)), DIM_SAMPLE)]
+    return max(counts, key=counts.count) if counts else None
+
+
 def _parse_vector(fields: list[str], dim: int, name, lineno: int) -> np.ndarray:
     if len(fields) != dim + 1:
         raise DataError(name, lineno, f"expected {dim} values after the word, got {len(fields) - 1}")
     try:
-        vec = np.array(fields[1:], dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, reported below
+            vec = np.array(fields[1:], dtype=np.float32)
     except ValueError:
         bad = next(f for f in fields[1:] if not _is_float(f))
         raise DataError(name, lineno, f"value {bad!r} is not a number") from None
     if not np.isfinite(vec).all():
-        raise DataError(name, lineno, "non-finite value (nan or inf) in vector")
+        bad = fields[1 + int(np.argmin(np.isfinite(vec)))]
+        if math.isfinite(float(bad)):
+            raise DataError(name, lineno, f"value {bad!r} is beyond float32's range (+-3.4e38)")
+        raise DataError(name, lineno, f"non-finite value {bad!r} (nan or inf) in vector")
     return vec
 
 
@@ -51,22 +77,24 @@ def read_embeddings(path) -> tuple[list[str], np.ndarray]:
     """Words and float32 (N, d) vectors of a GloVe (no header) or word2vec text file.
 
     A first line ``count dim`` is taken as a word2vec header (the count is checked). Every line
-    must hold the word and exactly d values. A repeated word keeps its first vector; repeats
-    are counted and logged, not fatal.
+    must hold the word and exactly d values (without a header, d is the most common count of the
+    first lines). Word and values are separated by ASCII blanks, so a word may hold a no-break
+    space, as some of GloVe 840B's do. A repeated word keeps its first vector; repeats are counted
+    and logged, not fatal.
 
     Raises:
       DataError: ``"{path}:{line}: expected 50 values after the word, got 49"`` and the like.
     """
     name = str(path)
-    lines = read_text(path).split("\n")
+    lines = lines_of(read_text(path))
     header = _word2vec_header(lines[0])
-    dim = header[1] if header else None
+    body = lines[1:] if header else lines
+    dim = header[1] if header else _common_dim(body)
     words, rows, seen, repeats = [], [], set(), 0
-    for lineno, line in enumerate(lines[1:] if header else lines, start=2 if header else 1):
-        fields = line.split()
+    for lineno, line in enumerate(body, start=2 if header else 1):
+        fields = _fields(line)
         if not fields:
             continue
-        dim = dim if dim is not None else len(fields) - 1
         vec = _parse_vector(fields, dim, name, lineno)
         if fields[0] in seen:
             repeats += 1

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-ACTIVATIONS = ("sigmoid", "tanh", "hardtanh", "relu", "leaky_relu", "prelu")
+from jaxbackprop.settings import ACTIVATIONS
+
 LEAKY_SLOPE = 0.01
 PRELU_ALPHA_INIT = 0.25
 

@@ -15,8 +15,8 @@ import inspect
 import jax.numpy as jnp
 import optax
 
-SCHEDULES = ("constant", "step", "exponential", "cosine", "cyclic", "warmup_cosine", "warmup_constant")
-EMBEDDING_MODES = ("finetune", "frozen", "pretrained_frozen")
+from jaxbackprop.settings import EMBEDDING_MODES as EMBEDDING_MODES  # the choices this module implements
+from jaxbackprop.settings import SCHEDULES as SCHEDULES
 
 
 def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:

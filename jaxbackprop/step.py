@@ -15,10 +15,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxbackprop import backprop, model, optim, pipeline
+from jaxbackprop.settings import GRADS as GRADS  # the choices this module implements
+from jaxbackprop.settings import IMPLS as IMPLS
 from jaxbackprop.vocab import RESERVED, UNK_ID
-
-GRADS = ("manual", "autodiff")
-IMPLS = ("pure", "flax")
 
 
 def value_and_grad_fn(grad: str, impl: str) -> Callable:

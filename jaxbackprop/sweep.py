@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from jaxbackprop import pipeline, sweep_report, train
+from jaxbackprop import pipeline, settings, sweep_report, train
 from jaxbackprop.sweep_group import group_indices, measure_chunk, members_mesh, train_group, worth_measuring
 
-OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
-LEARNING_RATES = (1e-4, 1e-3, 1e-2, 1e-1, 1e0)  # powers of ten
+OPTIMIZERS = settings.SWEEP_OPTIMIZERS
+LEARNING_RATES = settings.SWEEP_LEARNING_RATES  # powers of ten
 DEFAULT_BASE = train.TrainConfig()
 
 

@@ -7,6 +7,7 @@ option and what it allows. ``--debug`` or ``JAXBACKPROP_DEBUG=1`` adds the trace
 
 import dataclasses
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,9 @@ from jaxbackprop import (
     model,
     optim,
     pipeline,
+    rundir,
+    settings,
+    sweep,
     train,
 )
 from jaxbackprop.files import write_json, write_text
@@ -131,6 +135,19 @@ def test_a_bad_embeddings_line_is_named(capsys, files, tmp_path):
     assert (code, err) == (2, f"jaxbackprop: error: {vectors}:2: expected 2 values after the word, got 1")
 
 
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("eu 0.1\nrejects 0.3 0.4\ngerman 0.5 0.6\n", "1: expected 2 values after the word, got 1"),
+        ("eu 0.1 0.2\nrejects 1e39 0.4\n", "2: value '1e39' is beyond float32's range (+-3.4e38)"),
+    ],
+)
+def test_a_bad_embeddings_value_or_first_line_is_one_line(capsys, files, tmp_path, text, problem):
+    vectors = write(tmp_path / "vectors.txt", text)
+    code, err = run(capsys, "train", "--train", files[0], "--dev", files[1], "--embeddings", vectors, *TINY)
+    assert (code, err) == (2, f"jaxbackprop: error: {vectors}:{problem}")
+
+
 def test_files_need_train_and_dev_together(capsys, files):
     code, err = run(capsys, "train", "--dev", files[1])
     assert (code, err) == (
@@ -160,11 +177,28 @@ def test_an_unknown_optimizer_lists_optax_optimizers(capsys):
         (["train", "--dropout", "1.5"], "argument --dropout: must be a number in [0, 1), got 1.5"),
         (
             ["train", "--window", "4"],
-            "argument --window: must be an odd integer >= 1 (a centre word and equal context), got 4",
+            "argument --window: must be an odd integer in [1, 101] (a centre word and equal context), got 4",
         ),
+        (
+            ["train", "--window", "20001"],
+            "argument --window: must be an odd integer in [1, 101] (a centre word and equal context), got 20001",
+        ),
+        (["train", "--seed", str(2**63)], f"argument --seed: must be an integer in [0, 4294967295], got {2**63}"),
+        (["train", "--seed", str(2**32)], f"argument --seed: must be an integer in [0, 4294967295], got {2**32}"),
+        (["sweep", "--seed", str(2**32)], f"argument --seed: must be an integer in [0, 4294967295], got {2**32}"),
+        (
+            ["train", "--batch-size", "100000000"],
+            "argument --batch-size: must be an integer in [1, 65536], got 100000000",
+        ),
+        (
+            ["sweep", "--learning-rate", "0.1", "--learning-rate", "1e-1"],
+            "argument --learning-rate: 0.1 is given twice (each value runs once)",
+        ),
+        (["sweep", "--seed", "1", "--seed", "1"], "argument --seed: 1 is given twice (each value runs once)"),
+        (["train", "--resume", "--overwrite"], "argument --overwrite: not allowed with argument --resume"),
         (["train", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
         (["train", "--learning-rate", "-1"], "argument --learning-rate: must be a number > 0, got -1.0"),
-        (["train", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
+        (["train", "--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295], got -1"),
         (["train", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
         (
             ["train", "--activation", "swish"],
@@ -182,6 +216,82 @@ def test_an_unknown_optimizer_lists_optax_optimizers(capsys):
 )
 def test_an_option_out_of_range_names_the_option_and_the_range(capsys, argv, problem):
     assert run(capsys, *argv) == (2, f"jaxbackprop {argv[0]}: error: {problem}")
+
+
+@pytest.mark.parametrize("address", ["nonsense", "host:", ":1234", "host:99999", "host:port"])
+def test_a_coordinator_that_is_not_host_port_is_refused_as_the_options_are_read(capsys, address):
+    assert run(capsys, "--coordinator", address, "train") == (
+        2,
+        "jaxbackprop: error: argument --coordinator: must be HOST:PORT with a port in 1 ... 65535 "
+        f"(e.g. 10.0.0.1:1234), got {address!r}",
+    )
+
+
+def test_refusals_come_before_the_corpus_loads(capsys, tmp_path):
+    """Each is refused although --train names no file: the options are checked first."""
+    missing = tmp_path / "missing.txt"
+    (tmp_path / "a_file").write_text("mine")
+    corpus = ["--train", missing, "--dev", missing]
+    assert run(capsys, "train", *corpus, "--impl", "flax") == (
+        2,
+        "jaxbackprop: error: impl='flax' needs grad='autodiff': the flax module is differentiated by jax.grad",
+    )
+    for command in ("train", "sweep"):
+        assert run(capsys, command, *corpus, "--out", tmp_path / "a_file") == (
+            2,
+            f"jaxbackprop: error: {tmp_path / 'a_file'}: exists and is not a directory; choose another --out",
+        )
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_sweep_quick_honours_epochs_and_hidden_dim(capsys, monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run_sweep(table, prepared, out, *, base, **_):
+        seen.update(table=table, base=base)
+        return []
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    assert cli.main(["sweep", "--quick", "--epochs", "3", "--out", str(tmp_path / "sw")]) == 0
+    assert (seen["base"].epochs, seen["base"].model.hidden_dim, seen["base"].model.window) == (3, 32, 3)
+    assert len(seen["table"]) == 4  # sgd, adam x 1e-2, 1e-1
+    assert "4 configurations, 3 epoch(s) each" in capsys.readouterr().out
+    assert cli.main(["sweep", "--quick", "--hidden-dim", "8", "--out", str(tmp_path / "sw")]) == 0
+    assert (seen["base"].epochs, seen["base"].model.hidden_dim) == (1, 8)
+
+
+ARGUMENT_ERRORS = [
+    ["--help"],
+    ["train", "--seed", str(2**63)],
+    ["--coordinator", "nonsense", "train"],
+    ["train", "--resume", "--overwrite"],
+    ["sweep", "--learning-rate", "0.1", "--learning-rate", "0.1"],
+    ["train", "--train", "x.txt", "--dev", "x.txt", "--impl", "flax"],
+    ["train", "--train", "x.txt"],
+]
+
+
+def test_reading_and_refusing_the_options_does_not_import_jax(tmp_path):
+    """JAX takes seconds to import: --help and an argument error answer without it."""
+    probe = (
+        "import sys\n"
+        "from jaxbackprop import cli\n"
+        "try:\n"
+        "    code = cli.main(sys.argv[1:])\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "print('jax imported' if 'jax' in sys.modules else 'no jax', code, file=sys.stderr)\n"
+    )
+    for argv in ARGUMENT_ERRORS:
+        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=tmp_path)
+        *message, last = done.stderr.splitlines()
+        assert last == f"no jax {0 if argv == ['--help'] else 2}", (argv, done.stderr)
+        assert "Traceback" not in done.stderr and len(message) == (argv != ["--help"]), done.stderr
+
+
+def test_the_cli_lists_the_optimizers_optax_has():
+    """settings.OPTIMIZERS is optax's list written out, so the parser does not import optax (and JAX)."""
+    assert settings.OPTIMIZERS == optim.optimizer_names()
 
 
 def test_settings_that_do_not_go_together_are_one_line(capsys):
@@ -240,6 +350,39 @@ def test_predict_names_a_missing_input(capsys, run_dir, tmp_path):
     assert run(capsys, "predict", "--run", run_dir, "--input", missing) == (
         2,
         f"jaxbackprop: error: {missing}: No such file or directory",
+    )
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_non_finite_best_parameters_are_named(capsys, run_dir, tmp_path, files, command):
+    damaged = tmp_path / "run"
+    shutil.copytree(run_dir, damaged)
+    params = {name: np.asarray(value) for name, value in rundir.load_run(damaged)[-1].items()}
+    params["W"] = np.full_like(params["W"], np.nan)
+    checkpoint.save_tree(damaged / "best.npz", params, {"epoch": 1, "dev_f1": 0.0})
+    option = "--data" if command == "evaluate" else "--input"
+    assert run(capsys, command, "--run", damaged, option, files[1]) == (
+        2,
+        f"jaxbackprop: error: {damaged / 'best.npz'}: tensor W holds non-finite values (nan or inf); "
+        "these parameters cannot tag anything",
+    )
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly():
+    """``jaxbackprop evaluate ... | head -1``: no 'Broken pipe', exit 141 as a process that SIGPIPE ended."""
+    command = [sys.executable, "-m", "jaxbackprop.cli", "graph-demo"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as done:
+        done.stdout.close()  # before the command writes: every write meets a pipe without a reader
+        _, err = done.communicate()
+    assert (err, done.returncode) == (b"", 141)
+
+
+def test_predict_with_its_output_closed_is_one_line(run_dir, files):
+    command = f"{shlex.quote(sys.executable)} -m jaxbackprop.cli predict --run {run_dir} --input {files[1]} >&-"
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (
+        2,
+        "jaxbackprop: error: standard output is closed: predict writes its tags there (redirect it, e.g. > tags.txt)\n",
     )
 
 

@@ -2,6 +2,7 @@
 
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,30 @@ def test_docstart_is_skipped_and_breaks_a_sentence():
 def test_crlf_and_a_missing_final_newline():
     text = "EU\tI-ORG\r\nrejects\tO\r\n\r\nPeter\tI-PER"
     assert data.parse_conll(text) == [Sentence(("EU", "rejects"), ("B-ORG", "O")), Sentence(("Peter",), ("B-PER",))]
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n"])
+def test_a_file_with_cr_line_breaks_gives_the_windows_of_its_lf_twin(tmp_path, newline):
+    lf = write_lines(tmp_path / "lf.txt", IOB1, "\n")
+    cr = write_lines(tmp_path / "cr.txt", IOB1, newline)
+    lf_sents, cr_sents = data.read_conll(lf), data.read_conll(cr)
+    assert cr_sents == lf_sents and len(cr_sents) == 2
+    vocab, tag_index = build_vocab(lf_sents), data.make_tag_index(data.tags_from(lf_sents))
+    lf_ds, cr_ds = (data.make_windows(s, vocab, tag_index, 3) for s in (lf_sents, cr_sents))
+    assert len(cr_ds.windows) == 12
+    np.testing.assert_array_equal(cr_ds.windows, lf_ds.windows)
+    np.testing.assert_array_equal(cr_ds.labels, lf_ds.labels)
+
+
+def test_a_cr_only_file_names_the_line_of_its_error(tmp_path):
+    path = write_lines(tmp_path / "cr.txt", "EU B-ORG\nrejects O\n\nPeter B-PER\nBlackburn BAD\n", "\r")
+    with pytest.raises(DataError, match=re.escape(f"{path}:5: illegal tag 'BAD'")):
+        data.read_conll(path)
+
+
+def write_lines(path: Path, text: str, newline: str) -> Path:
+    path.write_bytes(text.replace("\n", newline).encode())
+    return path
 
 
 @pytest.mark.parametrize("sep", ["\t", " ", "  "])
@@ -360,8 +385,29 @@ def test_bad_dimension_names_the_line(tmp_path):
         embeddings.read_embeddings(path)
 
 
+def test_a_wrong_first_line_is_the_one_blamed(tmp_path):
+    path = write(tmp_path, "a 1 2\nb 1 2 3\nc 1 2 3\nd 1 2 3\n")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:1: expected 3 values after the word, got 2$"):
+        embeddings.read_embeddings(path)
+
+
+def test_a_no_break_space_belongs_to_the_word(tmp_path):
+    # GloVe 840B holds words like "a\u00a0b": only ASCII blanks separate the word from its values
+    words, vectors = embeddings.read_embeddings(write(tmp_path, "a\u00a0b 1 2\nc 3 4\n\u00a0d 5 6\n"))
+    assert words == ["a\u00a0b", "c", "\u00a0d"]
+    np.testing.assert_array_equal(vectors, np.array([[1, 2], [3, 4], [5, 6]], np.float32))
+
+
+def test_a_value_beyond_float32_is_one_error_without_a_warning(tmp_path):
+    path = write(tmp_path, "a 1 2\nb 1e39 2\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" would be a second line
+        with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:2: value '1e39' is beyond float32's range"):
+            embeddings.read_embeddings(path)
+
+
 @pytest.mark.parametrize(
-    "value, problem", [("x1", "value 'x1' is not a number"), ("nan", "non-finite"), ("inf", "non-finite")]
+    "value, problem", [("x1", "value 'x1' is not a number"), ("nan", "non-finite value 'nan'"), ("inf", "non-finite")]
 )
 def test_bad_values_name_the_line(tmp_path, value, problem):
     with pytest.raises(DataError, match=rf":2: {problem}"):
