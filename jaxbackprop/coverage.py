@@ -32,25 +32,27 @@ KIND_TEXT = {
 }
 
 
-def id_ranges(flags) -> list[list[int]]:
-    """``[[start, stop], ...]`` of the runs of True in a bool array (how config.json keeps a set of ids).
+def id_ranges(flags) -> str:
+    """The runs of True in a bool array as ``"start:stop ..."`` (how config.json keeps a set of ids: one short
+    line, not one JSON line per number).
 
     >>> id_ranges(np.array([0, 1, 1, 0, 1], bool))
-    [[1, 3], [4, 5]]
+    '1:3 4:5'
     """
     padded = np.concatenate([[False], np.asarray(flags, bool), [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return edges.reshape(-1, 2).tolist()
+    edges = np.flatnonzero(padded[1:] != padded[:-1]).reshape(-1, 2)
+    return " ".join(f"{start}:{stop}" for start, stop in edges.tolist())
 
 
-def from_ranges(ranges, size: int) -> np.ndarray:
-    """The bool (size,) array of :func:`id_ranges`' ranges.
+def from_ranges(ranges: str, size: int) -> np.ndarray:
+    """The bool (size,) array of :func:`id_ranges`' text.
 
-    >>> from_ranges([[1, 3], [4, 5]], 5).astype(int).tolist()
+    >>> from_ranges("1:3 4:5", 5).astype(int).tolist()
     [0, 1, 1, 0, 1]
     """
     flags = np.zeros(size, bool)
-    for start, stop in ranges:
+    for span in ranges.split():
+        start, stop = map(int, span.split(":"))
         flags[start:stop] = True
     return flags
 

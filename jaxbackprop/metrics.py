@@ -90,6 +90,8 @@ def entity_scores_by(
     >>> s["inside"]["f1"], s["outside"]["recall"], s["share_outside"]
     (1.0, 0.0, 0.5)
     """
+    if [len(s) for s in token_in] != [len(s) for s in true_tag_seqs]:
+        raise ValueError("token_in needs one flag per token of every sentence")
     token_kind = [[0 if flag else 1 for flag in s] for s in token_in]
     kinds = entity_scores_by_kind(true_tag_seqs, pred_tag_seqs, token_kind, ("inside", "outside"))
     return {"inside": kinds["inside"], "outside": kinds["outside"], "share_outside": kinds["share"]["outside"]}

@@ -111,7 +111,7 @@ def test_word_origins_round_trip_through_ranges():
     vocab = Vocab(RESERVED + ("a", "b", "c", "d"))
     windows = np.array([[1, 4, 5], [4, 5, 3], [5, 3, 2]])  # a, b and <unk> in training
     origins = coverage.word_origins(vocab, windows, np.array([0, 0, 0, 0, 1, 0, 1, 1], bool))
-    assert origins == {"vocab_size": 8, "seen_in_training": [[4, 6]], "with_vector": [[4, 5], [6, 8]]}
+    assert origins == {"vocab_size": 8, "seen_in_training": "4:6", "with_vector": "4:5 6:8"}
     kinds = coverage.token_kinds([["a", "b", "c", "d", "zzz"]], vocab, origins)
     assert kinds[0].tolist() == [0, 0, 1, 1, 2]
     with pytest.raises(ValueError, match="recorded for 8 words, the vocabulary has 5"):
