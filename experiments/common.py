@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxbackprop import data, embeddings, files, model, pipeline, rundir, sweep, synthetic, train
+from jaxbackprop import data, embeddings, files, model, pipeline, rundir, sweep, synthetic, train, vectors
 from jaxbackprop.provenance import environment, portable_argv, portable_path, sha256_file
 
 HERE = Path(__file__).resolve().parent
@@ -49,7 +49,9 @@ def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False) -> ar
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: results/{name}[_conll])")
     if real_data:
         parser.add_argument("--conll", type=Path, help="folder with CoNLL-2003 train.txt, valid.txt, test.txt (IOB2)")
-        parser.add_argument("--embeddings", type=Path, help="GloVe / word2vec text vectors that seed E")
+        parser.add_argument(
+            "--embeddings", type=Path, help="GloVe / word2vec text vectors that seed E, or a name: glove-6b-50d"
+        )
     args = parser.parse_args(argv)
     if not real_data:
         args.conll = args.embeddings = None
@@ -81,7 +83,7 @@ def load_corpus(args, *, synthetic_vectors: bool = True) -> Corpus:
     """The ``--conll``/``--embeddings`` files, or the embedded synthetic corpus (and its vectors)."""
     if args.conll is None:
         corpus = synthetic.synthetic_corpus(seed=0)
-        vectors = embeddings.read_embeddings(args.embeddings) if args.embeddings else None
+        vectors = embeddings.load_pretrained(args.embeddings) if args.embeddings else None
         if vectors is None and synthetic_vectors:
             vectors = synthetic.synthetic_vectors()
         what = "with its synthetic word vectors" if vectors else "without pretrained vectors (E random)"
@@ -94,7 +96,7 @@ def load_corpus(args, *, synthetic_vectors: bool = True) -> Corpus:
             f"error: --conll {args.conll}: missing {', '.join(missing)} (expected {', '.join(CONLL_SPLITS)})"
         )
     splits = [data.read_conll(args.conll / f) for f in CONLL_SPLITS]
-    vectors = embeddings.read_embeddings(args.embeddings) if args.embeddings else None
+    vectors = embeddings.load_pretrained(args.embeddings) if args.embeddings else None
     what = f"with {args.embeddings.name} ({len(vectors[0])} words)" if vectors else "without pretrained vectors"
     return Corpus(*splits, vectors, f"CoNLL-2003 ({portable_path(args.conll)}) {what}", "CoNLL-2003")
 
@@ -224,7 +226,7 @@ def data_files(args) -> dict:
             "sha256": {f: sha256_file(args.conll / f) for f in CONLL_SPLITS},
         }
     if getattr(args, "embeddings", None):
-        out["embeddings"] = {"path": portable_path(args.embeddings), "sha256": sha256_file(args.embeddings)}
+        out["embeddings"] = vectors.source(args.embeddings)  # a file's path and sha256, or a named table's package
     return out
 
 

@@ -118,7 +118,7 @@ def _load_corpus(args):
     if args.train is None:
         corpus = synthetic.synthetic_corpus(seed=0)
         pretrained = (
-            synthetic.synthetic_vectors() if args.embeddings is None else embeddings.read_embeddings(args.embeddings)
+            synthetic.synthetic_vectors() if args.embeddings is None else embeddings.load_pretrained(args.embeddings)
         )
         sizes = " / ".join(str(len(corpus[split])) for split in ("train", "dev", "test"))
         print(
@@ -129,7 +129,7 @@ def _load_corpus(args):
     tags = data.tags_from(train_sents)  # a dev/test tag outside them is reported at its file and line
     dev_sents = data.read_conll(args.dev, allowed_tags=tags)
     test_sents = data.read_conll(args.test, allowed_tags=tags) if args.test else None
-    pretrained = embeddings.read_embeddings(args.embeddings) if args.embeddings else None
+    pretrained = embeddings.load_pretrained(args.embeddings) if args.embeddings else None
     return train_sents, dev_sents, test_sents, pretrained
 
 
@@ -157,11 +157,13 @@ def _train(args) -> int:
     out = _out_dir(args.out, "train")
     _check_corpus_options(args)
 
-    from jaxbackprop import parallel, pipeline, train  # JAX: only once the options are known to be right
+    from jaxbackprop import parallel, pipeline, train, vectors  # JAX: only once the options are known to be right
 
     parallel.check_batch_divides(run_config.batch_size, parallel.mesh_for(args.devices))  # before the corpus loads
     train_s, dev_s, test_s, pretrained = _load_corpus(args)
     prepared = pipeline.prepare_for(run_config, train_s, dev_s, test_s, pretrained)
+    if args.embeddings:
+        prepared = prepared._replace(embeddings_source=vectors.source(args.embeddings))
     if prepared.coverage:
         c = prepared.coverage
         print(f"pretrained vectors cover {c['found']} of {c['vocab_size']} vocabulary words ({c['fraction']:.1%})")
@@ -184,8 +186,10 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     """``jaxbackprop evaluate``: scores of a trained run on a labelled CoNLL file."""
-    from jaxbackprop import data, rundir
-    from jaxbackprop.evaluate import evaluate
+    import numpy as np
+
+    from jaxbackprop import coverage, data, metrics, rundir
+    from jaxbackprop.evaluate import evaluate, predict_labels
 
     run_config, model_cfg, vocab, tags, params = rundir.load_run(args.run)
     _refuse_non_finite(args.run, params)
@@ -200,6 +204,18 @@ def _evaluate(args) -> int:
     )
     for t, s in sorted(result["per_type"].items()):
         print(f"  {t:<6} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}  ({s['support']} entities)")
+    origins = rundir.read_config(args.run).get("vocabulary")
+    if origins is not None:  # runs before the vocabulary's origins were recorded have no split
+        pred, _ = predict_labels(params, ds, tags, model_cfg, decoder)
+        split = coverage.entity_scores_by_origin(
+            [s.tags for s in sents],
+            metrics.split_by_lengths(list(np.asarray(tags)[pred]), ds.sentence_lengths),
+            [s.tokens for s in sents],
+            vocab,
+            origins,
+        )
+        print("entity F1 by the words' coverage (an entity counts where its least covered word puts it):")
+        print(coverage.table(split))
     return 0
 
 

