@@ -26,10 +26,19 @@ def save_tree(path, tree, meta: dict | None = None) -> None:
 
     The tree's structure is not stored: :func:`load_tree` needs a template with the same
     structure (e.g. ``init_params`` and ``tx.init`` output), which is what keeps pickle out.
+    A typed PRNG key (``noisy_sgd``'s state holds one) is stored as its raw ``key_data``, and
+    the meta records its implementation's name under ``"prng_keys"``.
     """
     leaves, treedef = jax.tree.flatten(tree)
-    arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-    arrays["__meta__"] = np.frombuffer(json.dumps({"treedef": str(treedef), **(meta or {})}).encode(), np.uint8)
+    arrays, keys = {}, {}
+    for i, x in enumerate(leaves):
+        name = f"leaf_{i:05d}"
+        if _is_key(x):  # numpy has no key dtype: the key's words, and how to read them
+            keys[name] = str(jax.random.key_impl(x))
+            x = jax.random.key_data(x)
+        arrays[name] = np.asarray(x)
+    record = {"treedef": str(treedef), **({"prng_keys": keys} if keys else {}), **(meta or {})}
+    arrays["__meta__"] = np.frombuffer(json.dumps(record).encode(), np.uint8)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -56,6 +65,7 @@ def load_tree(path, template, renamed: dict | None = None):
     leaves, treedef = jax.tree.flatten(template)
     names = sorted(arrays)
     saved = meta.pop("treedef")
+    keys = meta.pop("prng_keys", {})
     for old, new in (renamed or {}).items():
         saved = saved.replace(repr(old), repr(new))
     if len(names) != len(leaves) or saved != str(treedef):
@@ -64,18 +74,41 @@ def load_tree(path, template, renamed: dict | None = None):
         )
     loaded = []
     for name, ref in zip(names, leaves):
+        if _is_key(ref) != (name in keys):
+            kinds = ["PRNG keys" if key else "an array" for key in (name in keys, _is_key(ref))]
+            raise CheckpointError(f"{path}: {name} holds {kinds[0]}, expected {kinds[1]}")
         arr = arrays[name]
         shape = tuple(ref.shape) if hasattr(ref, "shape") else np.shape(ref)
+        if name in keys:
+            loaded.append(_wrap_key(path, name, arr, keys[name], shape))
+            continue
         if arr.shape != shape:
             raise CheckpointError(f"{path}: {name} has shape {arr.shape}, expected {shape}")
         loaded.append(jax.numpy.asarray(arr, dtype=getattr(ref, "dtype", arr.dtype)))
     return jax.tree.unflatten(treedef, loaded), meta
 
 
+def _is_key(x) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _wrap_key(path, name: str, data: np.ndarray, impl: str, shape: tuple):
+    """The typed key array whose raw words :func:`save_tree` stored as ``data``."""
+    try:
+        key = jax.random.wrap_key_data(data, impl=impl)
+    except (TypeError, ValueError) as e:  # an unknown implementation, or words of the wrong width or dtype
+        raise CheckpointError(f"{path}: {name} is not a {impl} PRNG key ({' '.join(str(e).split())})") from None
+    if key.shape != shape:
+        raise CheckpointError(f"{path}: {name} holds PRNG keys of shape {key.shape}, expected {shape}")
+    return key
+
+
 def read_meta(path) -> dict:
     """The meta dict :func:`save_tree` stored in ``path``, without loading the arrays (errors as :func:`load_tree`)."""
     meta, _ = _read_checkpoint(path, with_arrays=False)
     meta.pop("treedef")
+    meta.pop("prng_keys", None)
     return meta
 
 

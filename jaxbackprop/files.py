@@ -8,6 +8,7 @@ and never destroys the previous version.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -15,6 +16,9 @@ from pathlib import Path
 
 # mkstemp makes its files private (0600); results are meant to be read like any file open() makes
 FILE_MODE = 0o644
+# every temporary's name starts with this, so cleaning up after a killed process can never take a
+# user's own file (".config.json.mybackup.tmp" is a user's name, not ours)
+TMP_PREFIX = ".jaxbackprop-tmp-"
 
 
 @contextlib.contextmanager
@@ -23,8 +27,8 @@ def atomic_path(path, suffix: str = ""):
 
     Args:
       path: the file to (re)place; its directory is created if needed.
-      suffix: appended to the temporary name before ``.tmp`` (e.g. ``".npz"``, for writers that
-        look at the extension).
+      suffix: the temporary's extension (e.g. ``".npz"``, for writers that look at it); its name
+        is ``TMP_PREFIX + path.name + "." + random + suffix``.
 
     >>> import tempfile, pathlib
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "note.txt"
@@ -35,12 +39,16 @@ def atomic_path(path, suffix: str = ""):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:  # a write through a file object (a full disk) names no file: name the target
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -48,9 +56,9 @@ def atomic_path(path, suffix: str = ""):
 
 def remove_temporaries(path) -> None:
     """Delete the temporary files :func:`atomic_path` left next to ``path`` when a process was
-    killed mid-write (SIGKILL, power loss: no ``finally`` ran)."""
+    killed mid-write (SIGKILL, power loss: no ``finally`` ran); only those, named with :data:`TMP_PREFIX`."""
     path = Path(path)
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    for tmp in path.parent.glob(f"{glob.escape(TMP_PREFIX + path.name)}.*"):
         tmp.unlink(missing_ok=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -64,6 +65,8 @@ def make_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
     """
     if name == "momentum":
         return optax.sgd(learning_rate, momentum=0.9)
+    if name == "noisy_sgd":  # the key optax takes when none is given, named so that optax does not warn
+        return optax.noisy_sgd(learning_rate, key=jax.random.key(0))
     return getattr(optax, name)(learning_rate)
 
 

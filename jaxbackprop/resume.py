@@ -19,6 +19,7 @@ from jaxbackprop.rundir import (
     data_fingerprint,
     read_config,
     read_vocab,
+    refuse_other_kind,
     with_new_names,
 )
 from jaxbackprop.vocab import Vocab
@@ -31,6 +32,7 @@ def check_resumable(
     run_dir: Path, config: TrainConfig, model_cfg: model.ModelConfig, prepared: pipeline.Prepared
 ) -> dict:
     """The run's config.json, once it is certain that ``config`` and ``prepared`` continue that run exactly."""
+    refuse_other_kind(run_dir, "a training run")
     path = run_dir / "checkpoint.npz"
     if not path.is_file():
         if (run_dir / "config.json").exists():
@@ -44,7 +46,7 @@ def check_resumable(
     conf = read_config(run_dir)
     # model differences follow from the train ones; alone, they point at the data (vocabulary, vector width)
     recorded_model = with_new_names(conf["model"])
-    problems = config_differences(conf["train"], config) or _differences(
+    problems = config_differences(_trained_for(path, conf["train"]), config) or _differences(
         recorded_model, dataclasses.asdict(model_cfg), "model."
     )
     problems += _data_differences(run_dir, conf, prepared)
@@ -54,6 +56,14 @@ def check_resumable(
             f"resume with the recorded ones, or start a new run with another --out or --overwrite"
         )
     return conf
+
+
+def _trained_for(path: Path, section: dict) -> dict:
+    """config.json's ``"train"`` section with the epochs the checkpoint was trained for: a resumed
+    run's epochs are counted from its record, whatever config.json was edited to (the resume then
+    rewrites config.json's epochs; checkpoints from before they recorded epochs keep config.json's)."""
+    epochs = checkpoint.read_meta(path).get("epochs")
+    return section if epochs is None else {**section, "epochs": epochs}
 
 
 def config_differences(recorded: dict, config: TrainConfig) -> list[str]:

@@ -41,6 +41,8 @@ RUN_FILES = (
     "vocab.json",
 )
 RESULT_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "best.npz", "summary.json")
+# what a sweep writes (jaxbackprop.sweep_report); config.json is the one name both write
+SWEEP_FILES = ("results.csv", "results.json", "curves.json", "config.json", "curves.png", "heatmap.png")
 # names that older run directories recorded: config fields, and parameter keys in checkpoints
 OLD_NAMES = {"casing_dim": "feature_dim", "casing_size": "feature_vocab_size"}
 OLD_PARAM_NAMES = {"Ecase": "F"}
@@ -67,15 +69,47 @@ def _compiled_init_params(key, embeddings, model_cfg, init):
 
 
 def check_writable(run_dir: Path, overwrite: bool) -> None:
-    """Refuse a ``run_dir`` that is a file, or holds a run's results when ``overwrite`` is not given."""
+    """Refuse a ``run_dir`` that is a file or holds a sweep, or holds a run's results unless ``overwrite``."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: exists and is not a directory; choose another --out")
+    refuse_other_kind(run_dir, "a training run")
     found = [name for name in RESULT_FILES if (run_dir / name).exists()]
     if found and not overwrite:
         raise RunDirError(
             f"{run_dir}: already holds a run ({', '.join(found)}); use --resume to continue it, "
             f"--overwrite to replace its files, or another --out (alias --run-dir)"
         )
+
+
+def refuse_other_kind(directory: Path, mine: str) -> None:
+    """Refuse a ``directory`` holding the other kind of results than ``mine`` ("a training run" or
+    "a sweep"): neither command replaces (or continues) the other's, not even with --overwrite."""
+    other = "a sweep" if mine == "a training run" else "a training run"
+    found = holds(directory, other)
+    if found:
+        raise RunDirError(
+            f"{directory}: holds {other} ({', '.join(found)}), not {mine}; it is not replaced, even with "
+            f"--overwrite: choose another --out"
+        )
+
+
+def holds(directory: Path, kind: str) -> list[str]:
+    """The files in ``directory`` that only ``kind`` ("a training run" or "a sweep") writes, and
+    config.json if its content is that kind's record (a run's has "train", a sweep's "table")."""
+    names, key = (RESULT_FILES, "train") if kind == "a training run" else (SWEEP_FILES, "table")
+    found = [n for n in names if n != "config.json" and (directory / n).is_file()]
+    if key in _json_keys(directory / "config.json"):
+        found.insert(0, "config.json")
+    return found
+
+
+def _json_keys(path: Path) -> set:
+    """The top-level keys of a JSON object file; none for a missing, unreadable or other file."""
+    try:
+        obj = files.read_json(path)
+    except (OSError, ValueError):
+        return set()
+    return set(obj) if isinstance(obj, dict) else set()
 
 
 def start_run(run_dir: Path, config: TrainConfig, model_cfg: model.ModelConfig, prepared: pipeline.Prepared) -> None:
@@ -115,10 +149,11 @@ def data_fingerprint(ds: data.Dataset | None) -> str | None:
     return digest.hexdigest()[:16]
 
 
-def commit_epoch(run_dir: Path, params, opt_state, history: list, best: dict) -> None:
+def commit_epoch(run_dir: Path, params, opt_state, history: list, best: dict, epochs: int) -> None:
     """Record a finished epoch: ``checkpoint.npz`` is the record (state, every epoch's metrics row,
-    the best epoch), replaced by one atomic rename; ``metrics.jsonl`` is a readable copy of its rows."""
-    meta = {"epoch": history[-1]["epoch"], "best": best, "history": history}
+    the best epoch, the run's number of ``epochs``), replaced by one atomic rename; ``metrics.jsonl``
+    is a readable copy of its rows."""
+    meta = {"epoch": history[-1]["epoch"], "epochs": epochs, "best": best, "history": history}
     checkpoint.save_tree(run_dir / "checkpoint.npz", (params, opt_state), meta)
     files.write_jsonl(run_dir / "metrics.jsonl", history)
 

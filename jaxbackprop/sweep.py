@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from jaxbackprop import pipeline, settings, sweep_report, train
+from jaxbackprop import dirlock, pipeline, settings, sweep_report, train
 from jaxbackprop.sweep_group import group_indices, measure_chunk, members_mesh, train_group, worth_measuring
 
 OPTIMIZERS = settings.SWEEP_OPTIMIZERS
@@ -77,13 +77,20 @@ def run_sweep(
       (wall time of that program, compilation and evaluation included).
 
     Raises:
-      RunDirError: ``out_dir`` holds a sweep's results and ``overwrite`` was not given (checked
-        before anything trains).
+      RunDirError: ``out_dir`` holds a sweep's results and ``overwrite`` was not given, or holds a
+        training run (checked before anything trains).
+      DirectoryInUse: another process is writing ``out_dir`` (:mod:`jaxbackprop.dirlock`).
     """
     out_dir = Path(out_dir)
     table = [dict(row) for row in table]
     configs = [configure(row, base, epochs) for row in table]
-    sweep_report.check_writable(out_dir, overwrite)
+    with dirlock.locked(out_dir, log):  # one process at a time: before the check, held until the files are written
+        sweep_report.check_writable(out_dir, overwrite)
+        sweep_report.remove_temporaries(out_dir)
+        return _run_sweep(table, configs, prepared, out_dir, base, epochs, chunk, devices, log)
+
+
+def _run_sweep(table, configs, prepared, out_dir: Path, base, epochs, chunk, devices, log) -> list[dict]:
     runs = train_configs(configs, prepared, chunk=chunk, devices=devices, log=log)
     rows, curves, plan = [None] * len(table), [None] * len(table), []
     for part, run, group, timings in runs:

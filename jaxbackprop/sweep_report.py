@@ -11,21 +11,29 @@ import numpy as np
 
 from jaxbackprop import files
 from jaxbackprop.provenance import environment, portable_argv
-from jaxbackprop.rundir import RunDirError
+from jaxbackprop.rundir import SWEEP_FILES, RunDirError, refuse_other_kind
 
-RESULT_FILES = ("results.csv", "results.json", "curves.json", "config.json", "curves.png", "heatmap.png")
+RESULT_FILES = SWEEP_FILES
 
 
 def check_writable(out_dir: Path, overwrite: bool) -> None:
-    """Refuse an ``out_dir`` that is a file, or holds a sweep's results when ``overwrite`` is not given."""
+    """Refuse an ``out_dir`` that is a file or holds a training run, or holds a sweep's results
+    when ``overwrite`` is not given."""
     if out_dir.exists() and not out_dir.is_dir():
         raise RunDirError(f"{out_dir}: exists and is not a directory; choose another --out")
+    refuse_other_kind(out_dir, "a sweep")
     found = [name for name in RESULT_FILES if (out_dir / name).exists()]
     if found and not overwrite:
         raise RunDirError(
             f"{out_dir}: already holds a sweep's results ({', '.join(found)}); use --overwrite to replace them, "
             f"or another --out"
         )
+
+
+def remove_temporaries(out_dir: Path) -> None:
+    """Delete what a killed sweep left half-written (only :func:`jaxbackprop.files.atomic_path`'s temporaries)."""
+    for name in RESULT_FILES:
+        files.remove_temporaries(out_dir / name)
 
 
 def summary_row(row: dict, curve: list, diverged_epoch, group: int, members: int, seconds: float) -> dict:

@@ -9,6 +9,7 @@ with :func:`configure`), which holds the model's :class:`~jaxbackprop.model.Mode
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import sys
 import time
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbackprop import checkpoint, compiled_epoch, files, optim, parallel, pipeline, rundir
+from jaxbackprop import checkpoint, compiled_epoch, dirlock, files, optim, parallel, pipeline, rundir
 from jaxbackprop.config import TrainConfig, configure, flatten  # noqa: F401 (the API: train.TrainConfig, ...)
 from jaxbackprop.evaluate import evaluate
 from jaxbackprop.resume import check_resumable, reopen_run
@@ -78,9 +79,10 @@ def train_and_evaluate(
       The summary, also written to ``summary.json``.
 
     Raises:
-      RunDirError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` was given; or
-        ``resume`` finds no checkpoint, or other settings or data than the recorded ones. Nothing
-        has been written then.
+      RunDirError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` was given, or
+        holds a sweep; or ``resume`` finds no checkpoint, or other settings or data than the
+        recorded ones. Nothing has been written then.
+      DirectoryInUse: another process is writing ``run_dir`` (:mod:`jaxbackprop.dirlock`).
       TrainingDiverged: the loss became non-finite; the last good checkpoint, if any, is kept.
     """
     run_dir = Path(run_dir)
@@ -88,8 +90,14 @@ def train_and_evaluate(
         raise ValueError(
             f"{run_dir}: --resume and --overwrite exclude each other (one continues the run, the other replaces it)"
         )
-    model_cfg = pipeline.model_config(config, prepared)
     writer = jax.process_index() == 0  # with several processes, one writes the run's files
+    # one process at a time in a run directory: the lock comes before every check and every write
+    with dirlock.locked(run_dir, log) if writer else contextlib.nullcontext(), _disk_full_is_resumable(run_dir):
+        return _train(config, prepared, run_dir, writer, resume, overwrite, progress, log, on_step, devices)
+
+
+def _train(config, prepared, run_dir: Path, writer: bool, resume, overwrite, progress, log, on_step, devices) -> dict:
+    model_cfg = pipeline.model_config(config, prepared)
     # every check comes before anything is computed or written, so a refused call changes nothing
     optim.frozen_rows(config, prepared.pretrained_rows)  # "pretrained_frozen" without vectors is refused here
     if resume:
@@ -166,13 +174,37 @@ def train_and_evaluate(
             if writer:
                 checkpoint.save_tree(run_dir / "best.npz", params, {"epoch": epoch, "dev_f1": dev["f1"]})
         if writer:
-            rundir.commit_epoch(run_dir, params, opt_state, history, best)
+            rundir.commit_epoch(run_dir, params, opt_state, history, best, config.epochs)
         log(_epoch_line(row, config.epochs))
     if epoch < config.epochs:
         log(f"early stop: no better dev F1 for {config.patience} epochs")
     if not writer:  # the best parameters are in process 0's best.npz
         return {"best_epoch": best["epoch"], "dev_f1": best["f1"], "epochs_run": len(history)}
     return _finish(run_dir, config, model_cfg, prepared, history, best, log)
+
+
+@contextlib.contextmanager
+def _disk_full_is_resumable(run_dir: Path):
+    """A full disk (or quota) ends the run with one line: the file, and how to go on once there is space."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise rundir.RunDirError(_disk_full_message(run_dir, e.filename or run_dir)) from None
+
+
+def _disk_full_message(run_dir: Path, path) -> str:
+    recorded = run_dir / "checkpoint.npz"
+    try:  # what is on disk, whichever write failed
+        epoch = checkpoint.read_meta(recorded)["epoch"] if recorded.is_file() else None
+    except (ValueError, KeyError, OSError):
+        epoch = None
+    if epoch is None:
+        then = f"no epoch was recorded in {run_dir}: free some space, then start the run again with --overwrite"
+    else:
+        then = f"the run is kept up to epoch {epoch} ({recorded}): free some space, then continue it with --resume"
+    return f"{path}: no space left on device; {then}"
 
 
 def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, progress=False, on_step=None):

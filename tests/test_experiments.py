@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import EPS64, float32_tolerance
 
-from jaxbackprop import gradcheck, train
+from jaxbackprop import files, gradcheck, train
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = ("e01_computation_graph", "e02_gradient_checks", "e03_vectorisation", "e10_sparse_updates")
@@ -61,7 +61,7 @@ def _assert_files(folder: Path, result):
     env = result["environment"]
     assert env["jax"] and env["device"] and "git_commit" in env and isinstance(result["seeds"], list)
     assert result["verdict"] in ("supported", "partly supported", "not supported", "not resolved")
-    assert not list(folder.glob("*.tmp")), "a temporary file was left behind"
+    assert not list(folder.glob(f"{files.TMP_PREFIX}*")), "a temporary file was left behind"
 
 
 # ----------------------------------------------------------------------------- configs and quick mode

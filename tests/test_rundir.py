@@ -8,11 +8,14 @@ import os
 import shutil
 
 import helpers
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from helpers import TINY as TINY_RUN
 
-from jaxbackprop import checkpoint, files, pipeline, resume, rundir, step, synthetic, train
+from jaxbackprop import checkpoint, files, model, optim, pipeline, resume, rundir, step, synthetic, train
 
 TINY = dict(TINY_RUN, epochs=3)
 TIMINGS = ("seconds", "train_seconds")
@@ -221,6 +224,49 @@ def test_resume_with_more_epochs_equals_the_longer_run(finished, corpus, tmp_pat
     run(train.configure(**TINY), corpus, tmp_path, resume=True)
     assert json.loads((tmp_path / "config.json").read_text())["train"]["epochs"] == 3
     assert_same_run(tmp_path, finished[0])
+
+
+# ----------------------------------------------------------------------------- every optimizer resumes
+
+
+def raw_leaves(tree) -> list:
+    """The leaves as numpy arrays, a typed PRNG key as its words (numpy cannot hold a key)."""
+    return [np.asarray(jax.random.key_data(x) if checkpoint._is_key(x) else x) for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize("name", optim.optimizer_names())
+def test_every_optimizer_state_goes_through_a_checkpoint_and_continues_exactly(name, tmp_path):
+    """Each listed optimizer's state after a step is saved and reloaded bit for bit, and the next
+    step from the reloaded state equals the next step from the original (noisy_sgd's state holds a
+    typed PRNG key, which numpy cannot hold: it crashed the first checkpoint)."""
+    config = train.configure(**TINY, optimizer=name)
+    cfg = model.ModelConfig(vocab_size=7, embed_dim=3, window=3, hidden_dim=4, num_classes=3)
+    params = model.init_params(jax.random.key(0), cfg)
+    grads = jax.tree.map(lambda p: jnp.cos(7.0 * p + 1.0), params)  # nonzero, unlike the params' own entries
+    tx = optim.make_transform(config, params, steps_per_epoch=2)
+
+    def step_from(params, state):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    state = step_from(params, tx.init(params))
+    checkpoint.save_tree(tmp_path / "checkpoint.npz", state, {"epoch": 1})
+    loaded, meta = checkpoint.load_tree(tmp_path / "checkpoint.npz", jax.eval_shape(lambda: state))
+    assert meta == {"epoch": 1} and jax.tree.structure(loaded) == jax.tree.structure(state)
+    for got, want in ((loaded, state), (step_from(*loaded), step_from(*state))):
+        for a, b in zip(raw_leaves(got), raw_leaves(want), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+            assert a.dtype == b.dtype, name
+
+
+def test_a_noisy_sgd_run_resumes_to_the_uninterrupted_files(corpus, tmp_path):
+    """The optimizer whose state holds a PRNG key, end to end: trained, checkpointed and resumed
+    from epoch 1, it ends with the files of the uninterrupted run (the noise continues its stream)."""
+    config = train.configure(**{**TINY, "optimizer": "noisy_sgd", "epochs": 2})
+    run(config, corpus, tmp_path / "whole")
+    run(train.configure(config, epochs=1), corpus, tmp_path / "resumed")
+    run(config, corpus, tmp_path / "resumed", resume=True)
+    assert_same_run(tmp_path / "resumed", tmp_path / "whole")
 
 
 # ----------------------------------------------------------------------------- killed at any instant

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers import assert_trees_close, float32_tolerance
 
-from jaxbackprop import compiled_epoch, pipeline, rundir, sweep, sweep_group, synthetic, train
+from jaxbackprop import compiled_epoch, files, pipeline, rundir, sweep, sweep_group, synthetic, train
 
 BASE = train.configure(hidden_dim=8, feature_dim=2, window=3, batch_size=64, epochs=2, schedule="constant")
 # Two groups (sgd, adam). The adam rows vary every per-member field: rate, schedule, L2 and seed.
@@ -109,7 +109,7 @@ def test_the_sweep_writes_every_file(swept):
     out, rows = swept
     for name in ("results.csv", "results.json", "curves.json", "curves.png", "heatmap.png", "config.json"):
         assert (out / name).stat().st_size > 0, name
-    assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
+    assert not list(out.glob(f"{files.TMP_PREFIX}*")), "a temporary file was left behind"
     assert json.loads((out / "results.json").read_text()) == rows
     with open(out / "results.csv") as f:
         table = list(csv.DictReader(f))

@@ -42,7 +42,7 @@ def test_smoke_run_writes_every_file(corpus, tmp_path):
     conf = json.loads((tmp_path / "config.json").read_text())
     assert conf["model"]["vocab_size"] == len(corpus.vocab) and conf["environment"]["jax"] == jax.__version__
     assert 0 < summary["test_f1"] <= 1 and summary["best_epoch"] in (1, 2)
-    assert not list(tmp_path.glob("*.tmp")), "a temporary file was left behind"
+    assert not list(tmp_path.glob(f"{files.TMP_PREFIX}*")), "a temporary file was left behind"
     # the default decoder is Viterbi; the per-token argmax F1 is recorded beside it
     _, model_cfg, _, tags, best = rundir.load_run(tmp_path)
     test = {m: evaluate(best, corpus.test, tags, model_cfg, m) for m in ("viterbi", "argmax")}
