@@ -79,6 +79,9 @@ def _exercise(args) -> int:
 
 
 def _print_row(result) -> None:
+    if result.error:
+        print(f"{result.label:<40} {'-':>16} {'-':>15} {'-':>17}  NO: {result.error}")
+        return
     cells = []
     for attr in ("manual_vs_autodiff", "numeric_vs_manual", "numeric_vs_autodiff"):
         t = max(result.tensors, key=lambda t: getattr(t, attr).max_rel)
