@@ -200,17 +200,18 @@ def _hinge(got, want, ctx):
         return None
     params, residuals = ctx.args
     margin, w = np.asarray(residuals[2]), np.asarray(residuals[3])
+    # first: where every margin is 0, margin >= 0 and margin > -1 are the same slip
+    if np.any(margin == 0) and _close(got, _score_head(params, residuals, w * (margin >= 0))[ctx.tensor]):
+        return (
+            "the hinge's kink: at margin = 0 exactly your derivative of max(0, m) is 1; the check takes it to be 0 "
+            "([m > 0], as jax does): the hinge is active where margin > 0"
+        )
     for threshold in (1.0, -1.0):
         if _close(got, _score_head(params, residuals, w * (margin > threshold))[ctx.tensor]):
             return (
                 f"the margin counted twice: the residual margin is already 1 - s + s_c, so the hinge is active "
                 f"where margin > 0, not margin > {threshold:g}"
             )
-    if np.any(margin == 0) and _close(got, _score_head(params, residuals, w * (margin >= 0))[ctx.tensor]):
-        return (
-            "the hinge's kink: at margin = 0 exactly your derivative of max(0, m) is 1; the check takes it to be 0 "
-            "([m > 0], as jax does): the hinge is active where margin > 0"
-        )
     if _close(got, _score_head(params, residuals, w * np.maximum(margin, 0.0))[ctx.tensor]):
         return "the hinge's value used for its slope: d max(0, m)/dm is the indicator [m > 0], not max(0, m)"
     for path in ("true", "corrupt"):
@@ -330,7 +331,7 @@ def _factor(got, want, ctx):
 
 
 # In order, the most telling first: the first rule that recognises the difference names it.
-MISTAKES = (_not_finite, _wrong_shape, _float32, _transposed_square, _missing_fprime, _f_twice, _fprime_kink)
+MISTAKES = (_not_finite, _wrong_shape, _float32, _transposed_square, _fprime_kink, _missing_fprime, _f_twice)
 MISTAKES += (_unweighted,)
 MISTAKES += (_one_hot_kept, _assigned, _one_window, _window_slicing, _hinge, _crf)
 MISTAKES += (_l2_term, _sign, _zeros, _factor, _float32_roundoff)
