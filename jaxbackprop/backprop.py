@@ -24,6 +24,37 @@ import jax.numpy as jnp
 from jaxbackprop import crf, model
 from jaxbackprop import nonlinearities as nl
 
+# the lecture's letters for each gradient's shape, named in a wrong shape's error
+GRAD_SHAPES = {"E": "(V, d)", "F": "(Vc, dc)", "W": "(H, D)", "b": "(H,)", "U": "(C, H)", "c": "(C,)", "u": "(H,)"}
+GRAD_SHAPES |= {"T": "(C, C)", "start": "(C,)", "end": "(C,)", "alpha": "()"}
+GRAD_SHAPES |= {"logits": "(B, C)", "h": "(B, H)", "h_corrupt": "(B, H)", "e": "(S, L, C)", "z": "(B, H)"}
+GRAD_SHAPES |= {"x": "(B, D)", "x_i": "(B, n, d)"}
+
+
+class GradientShapeError(ValueError):
+    """A step returned a gradient whose shape is not its tensor's: raised where it happens, naming both."""
+
+
+def _expect_shape(step: str, tensor: str, got, shape):
+    """``got``, unchanged, if its shape is ``shape``; else a :class:`GradientShapeError` naming the step and tensor.
+
+    The pass checks every step's outputs as it goes, so a wrong shape is reported at the step that made it
+    (``linear_bwd returned dJ/dW ...``), not as a broadcasting error some steps later.
+    """
+    if tuple(jnp.shape(got)) != tuple(shape):
+        letters = GRAD_SHAPES.get(tensor.removeprefix("dJ/d"), "")
+        flipped = len(shape) == 2 and tuple(jnp.shape(got)) == tuple(shape)[::-1]
+        raise GradientShapeError(
+            f"{step} returned {tensor} of the wrong shape: expected {letters + ' = ' if letters else ''}"
+            f"{tuple(shape)}, got {tuple(jnp.shape(got))}" + (" (transposed?)" if flipped else "")
+        )
+    return got
+
+
+def _expect_grads(step: str, grads, params):
+    """Each gradient in ``grads`` checked against its parameter's shape (:func:`_expect_shape`)."""
+    return {k: _expect_shape(step, f"dJ/d{k}", g, jnp.shape(params[k])) for k, g in grads.items()}
+
 
 def window_fwd(params, windows, features, cfg: model.ModelConfig, key):
     """h = f(W x + b) for each window, with the residuals the backward pass needs.
@@ -90,6 +121,26 @@ def linear_bwd(params, x, delta):
     db = jnp.sum(delta, axis=0)
     # dz/dx = W  =>  dJ/dx_b = W^T delta_b, all windows at once: delta W            (B, D)
     return {"W": dW, "b": db}, delta @ params["W"]
+
+
+def split_windows(dx, cfg: model.ModelConfig):
+    """The n word slices of dJ/dx: dJ/dx (B, D) -> dJ/dx_i (B, n, d), one d-vector per word position i.
+
+    x = [E[w_1]; ...; E[w_n]; features] is the n word vectors laid end to end (then the feature
+    slices, when the model has them), so word i's gradient is the i-th d-wide slice of each row of
+    dJ/dx: columns i d .. (i + 1) d - 1. Each slice is then the gradient of the row of E that word
+    came from (:func:`scatter_rows`).
+
+    Args:
+      dx: dJ/dx, (B, D) with D = n d (+ the feature slices).
+      cfg: the model config (``cfg.window`` is n, ``cfg.embed_dim`` is d).
+
+    Returns:
+      dJ/dx_i, (B, n, d).
+    """
+    B, n, d = dx.shape[0], cfg.window, cfg.embed_dim
+    # x = [E[w_1]; ...; E[w_n]; ...]  =>  word i's slice is columns i d .. (i+1) d - 1   (B, n, d)
+    return dx[:, : n * d].reshape(B, n, d)
 
 
 def scatter_rows(ids, rows, num_rows):
@@ -300,23 +351,21 @@ class Steps(NamedTuple):
     output_layer_bwd: Callable
     activation_bwd: Callable
     linear_bwd: Callable
+    split_windows: Callable
     scatter_rows: Callable
     l2_bwd: Callable
 
 
-REFERENCE_STEPS = Steps(
-    softmax_bwd=softmax_bwd,
-    score_head_bwd=score_head_bwd,
-    crf_head_bwd=crf_head_bwd,
-    output_layer_bwd=output_layer_bwd,
-    activation_bwd=activation_bwd,
-    linear_bwd=linear_bwd,
-    scatter_rows=scatter_rows,
-    l2_bwd=l2_bwd,
-)
+def reference_steps() -> Steps:
+    """This module's own steps, looked up when called: a step patched into the module (a test planting a
+    mistake in the library's own pass) is the one the pass runs."""
+    return Steps(*(globals()[name] for name in Steps._fields))
 
 
-def window_bwd(params, residuals, dh, cfg: model.ModelConfig, steps: Steps = REFERENCE_STEPS):
+REFERENCE_STEPS = reference_steps()
+
+
+def window_bwd(params, residuals, dh, cfg: model.ModelConfig, steps: Steps | None = None):
     """From dJ/dh (B, H) to the gradients of the window layer: dropout, f', then z = W x + b.
 
     Args:
@@ -331,12 +380,14 @@ def window_bwd(params, residuals, dh, cfg: model.ModelConfig, steps: Steps = REF
       of E is left as rows -- ``word_rows[i]`` (d,) belongs to row ``word_ids[i]`` of E -- so a
       caller can scatter-add them densely (:func:`scatter_rows`) or update only those rows.
     """
+    steps = steps or reference_steps()
     windows, features, x, z, a, masks = residuals
     B, n, d = windows.shape[0], cfg.window, cfg.embed_dim
     # dropout h = a * m_h:  dJ/da = dJ/dh * m_h                                 (B, H)
     da = dh if masks is None else dh * masks[1]
-    delta = steps.activation_bwd(params, z, a, da, cfg)  # dJ/dz = dJ/da o f'(z)      (B, H)
+    delta = _expect_shape("activation_bwd", "dJ/dz", steps.activation_bwd(params, z, a, da, cfg), z.shape)
     grads, dx = steps.linear_bwd(params, x, delta)  # dJ/dW = delta^T x, dJ/dx = delta W
+    grads, dx = _expect_grads("linear_bwd", grads, params), _expect_shape("linear_bwd", "dJ/dx", dx, x.shape)
     if masks is not None:
         dx = dx * masks[0]  # dropout on x: the same mask gates the gradient
     grads = dict(grads)
@@ -344,21 +395,29 @@ def window_bwd(params, residuals, dh, cfg: model.ModelConfig, steps: Steps = REF
         # h = alpha z where z <= 0  =>  dJ/dalpha = sum over all units of dJ/da * z [z <= 0]   ()
         grads["alpha"] = jnp.sum(da * nl.prelu_alpha_derivative(z))
     # x = [E[w_1]; ...; E[w_n]; ...]: the word slices of dJ/dx are the gradients of those rows
-    word_rows = dx[:, : n * d].reshape(B * n, d)  # (B n, d)
+    word_rows = _expect_shape("split_windows", "dJ/dx_i", steps.split_windows(dx, cfg), (B, n, d)).reshape(B * n, d)
     if cfg.uses_features:
         feature_rows = dx[:, n * d :].reshape(B * cfg.feature_width, cfg.feature_dim)  # (B n k, dc)
-        grads["F"] = steps.scatter_rows(features.reshape(-1), feature_rows, cfg.feature_vocab_size)
+        F = steps.scatter_rows(features.reshape(-1), feature_rows, cfg.feature_vocab_size)
+        grads["F"] = _expect_shape("scatter_rows", "dJ/dF", F, params["F"].shape)
     return grads, windows.reshape(-1), word_rows
 
 
-def softmax_head_bwd(params, residuals, steps: Steps = REFERENCE_STEPS):
+def softmax_head_bwd(params, residuals, steps: Steps | None = None):
     """Gradients of the softmax head and dJ/dh: :func:`softmax_bwd`, then :func:`output_layer_bwd`.
 
     Returns:
       ``({"U": (C, H), "c": (C,)}, dJ/dh (B, H))``.
     """
+    steps = steps or reference_steps()
     h, probs, labels, w = residuals
-    return steps.output_layer_bwd(params, h, steps.softmax_bwd(probs, labels, w))
+    dlogits = _expect_shape("softmax_bwd", "dJ/dlogits", steps.softmax_bwd(probs, labels, w), probs.shape)
+    return _output_layer_bwd(params, h, dlogits, steps)
+
+
+def _output_layer_bwd(params, h, dlogits, steps: Steps):
+    grads, dh = steps.output_layer_bwd(params, h, dlogits)
+    return _expect_grads("output_layer_bwd", grads, params), _expect_shape("output_layer_bwd", "dJ/dh", dh, h.shape)
 
 
 def _crf_value_and_row_grads(params, batch, cfg: model.ModelConfig, key, steps: Steps):
@@ -370,8 +429,12 @@ def _crf_value_and_row_grads(params, batch, cfg: model.ModelConfig, key, steps: 
     emissions = output_layer(params, h).reshape(S, L, cfg.num_classes)
     J, head_res = crf_head_fwd(params, emissions, batch["labels"], batch["mask"], batch.get("weights"))
     head_grads, de = steps.crf_head_bwd(params, head_res)
+    head_grads, de = (
+        _expect_grads("crf_head_bwd", head_grads, params),
+        _expect_shape("crf_head_bwd", "dJ/de", de, emissions.shape),
+    )
     # the emission layer is the softmax head's, token by token; padding tokens pass back 0
-    out_grads, dh = steps.output_layer_bwd(params, h, de.reshape(S * L, cfg.num_classes))
+    out_grads, dh = _output_layer_bwd(params, h, de.reshape(S * L, cfg.num_classes), steps)
     grads, ids, rows = window_bwd(params, res, dh, cfg, steps)
     return J, {**grads, **head_grads, **out_grads}, ids, rows
 
@@ -389,7 +452,7 @@ def _add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
-def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=None, steps: Steps = REFERENCE_STEPS):
+def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=None, steps: Steps | None = None):
     """Loss and gradients with E's gradient as rows: ``(J, grads_without_E, (ids, rows))``.
 
     ``ids`` (N,) and ``rows`` (N, d) list one gradient row per word position in the batch
@@ -397,6 +460,7 @@ def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=Non
     what a rows-only (sparse) embedding update consumes. ``steps``: as for :func:`manual_value_and_grad`.
     """
     model.validate_batch(batch, cfg)
+    steps = steps or reference_steps()
     weights = batch.get("weights")
     if cfg.head == "crf":
         J, grads, ids, rows = _crf_value_and_row_grads(params, batch, cfg, key, steps)
@@ -412,6 +476,10 @@ def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=Non
         h_c, res_c = window_fwd(params, batch["corrupt"], batch.get("corrupt_features"), cfg, k_corrupt)
         J, head_res = score_head_fwd(params, h, h_c, weights)
         head_grads, dh, dh_c = steps.score_head_bwd(params, head_res)
+        head_grads = _expect_grads("score_head_bwd", head_grads, params)
+        dh, dh_c = (
+            _expect_shape("score_head_bwd", f"dJ/d{t}", g, h.shape) for t, g in (("h", dh), ("h_corrupt", dh_c))
+        )
         # the window layer is used twice (true and corrupted window): its gradients sum
         grads, ids, rows = window_bwd(params, res, dh, cfg, steps)
         grads_c, ids_c, rows_c = window_bwd(params, res_c, dh_c, cfg, steps)
@@ -420,11 +488,11 @@ def manual_value_and_row_grads(params, batch, cfg: model.ModelConfig, *, key=Non
     grads = {**grads, **head_grads}
     if cfg.l2:  # the penalty's gradient: l2 W and l2 U (or u); nothing else is penalised
         J = J + model.l2_penalty(params, cfg)
-        grads = dict(steps.l2_bwd(params, grads, cfg))
+        grads = _expect_grads("l2_bwd", dict(steps.l2_bwd(params, grads, cfg)), params)
     return J, grads, (ids, rows)
 
 
-def manual_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None, steps: Steps = REFERENCE_STEPS):
+def manual_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None, steps: Steps | None = None):
     """``(J, dJ/dparams)`` by hand-derived backpropagation; a drop-in for ``jax.value_and_grad``.
 
     Args:
@@ -448,7 +516,10 @@ def manual_value_and_grad(params, batch, cfg: model.ModelConfig, *, key=None, st
     >>> bool(jnp.allclose(g["W"], jax.grad(loss)(p, batch, cfg)["W"], atol=1e-6))
     True
     """
+    steps = steps or reference_steps()
     J, grads, (ids, rows) = manual_value_and_row_grads(params, batch, cfg, key=key, steps=steps)
     # scatter-add each word slice of dJ/dx into its row of E (repeated words: both updates)
-    grads["E"] = steps.scatter_rows(ids, rows, cfg.vocab_size)
+    grads["E"] = _expect_shape(
+        "scatter_rows", "dJ/dE", steps.scatter_rows(ids, rows, cfg.vocab_size), params["E"].shape
+    )
     return J, {k: grads[k].astype(params[k].dtype) for k in params}

@@ -14,11 +14,12 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxbackprop import model
-from jaxbackprop.gradcheck import check_gradients
+from jaxbackprop import backprop, model
+from jaxbackprop.gradcheck import GradCheckResult, check_gradients
 from jaxbackprop.nonlinearities import ACTIVATIONS, PRELU_ALPHA_INIT
 
 MATRIX_CASES = ("random windows", "repeated words", "batch of 1")
+KINK_CASE = "at the kinks"  # the grader's only (check --impl): central differences across a kink mean nothing
 SENTENCE_CASES = ("random sentences", "padded sentences", "one sentence")
 MATRIX_HEADS = model.HEADS + model.SENTENCE_HEADS
 SENTENCE_LENGTH = 6  # L, tokens per padded sentence in the crf cases
@@ -27,6 +28,55 @@ SENTENCE_LENGTH = 6  # L, tokens per padded sentence in the crf cases
 def cases_for(head: str) -> tuple:
     """The cases of the matrix for one head: batches of sentences for the crf head, else of windows."""
     return SENTENCE_CASES if head in model.SENTENCE_HEADS else MATRIX_CASES
+
+
+def grader_cases_for(head: str) -> tuple:
+    """The cases ``check --impl`` grades a student's steps on: the matrix's, and for a window head :data:`KINK_CASE`."""
+    return cases_for(head) + ((KINK_CASE,) if head in model.HEADS else ())
+
+
+def grader_case(case: str, seed: int, cfg: model.ModelConfig, params: dict):
+    """``(params, batch, key)`` of one of :func:`grader_cases_for`'s cases; the kink case changes the parameters."""
+    if case == KINK_CASE:
+        return kink_case(seed, cfg, params)
+    return (params, *case_batch(case, seed, cfg))
+
+
+def kink_case(seed: int, cfg: model.ModelConfig, params: dict, batch_size: int = 8):
+    """Parameters and a batch whose forward pass sits exactly on the kinks: z = 0 and, for relu-like f, margin = 0.
+
+    Every hidden unit but the first has a zero row of W and b = 0, so its pre-activation is exactly 0
+    in every window: relu'(0) = 0 (jax's convention, the reference's) is checked, not assumed. Unit 0
+    reads the first number of the centre word's vector, 1 for each true centre word and 0 for each
+    corrupted one; with u = (1, 0, ...) the score head's s = f(1), s_c = f(0), so for f(1) = 1, f(0) = 0
+    (relu, leaky_relu, prelu, hardtanh) the margin 1 - s + s_c is exactly 0, where the hinge's
+    derivative is taken to be 0. No dropout: the batch has :data:`MATRIX_CASES`' shapes, so it compiles nothing new.
+
+    Returns:
+      ``(params, batch, None)``.
+    """
+    rng = np.random.default_rng(seed)
+    B, n, d, mid = batch_size, cfg.window, cfg.embed_dim, cfg.window // 2
+    centres = rng.permutation(np.arange(3, cfg.vocab_size))[: 2 * B]  # B true, then B corrupted, all distinct
+    windows = rng.integers(0, cfg.vocab_size, (B, n), dtype=np.int32)
+    windows[:, mid] = centres[:B]
+    E = np.array(params["E"])
+    E[centres[:B], 0], E[centres[B:], 0] = 1.0, 0.0
+    W = np.zeros_like(params["W"])
+    W[0, mid * d] = 1.0
+    params = {**params, "E": E, "W": W, "b": np.zeros_like(params["b"])}
+    batch = {"windows": windows}
+    if cfg.head == "softmax":
+        batch["labels"] = rng.integers(0, cfg.num_classes, B, dtype=np.int32)
+    else:
+        params["u"] = np.eye(1, cfg.hidden_dim)[0]
+        batch["corrupt"] = windows.copy()
+        batch["corrupt"][:, mid] = centres[B:]
+    if cfg.uses_features:
+        batch["features"] = rng.integers(0, cfg.feature_vocab_size, (B, cfg.feature_width), dtype=np.int32)
+        if cfg.head == "score":
+            batch["corrupt_features"] = batch["features"].copy()
+    return params, batch, None
 
 
 def check_params(seed: int, cfg: model.ModelConfig):
@@ -155,6 +205,9 @@ def check_matrix(
         many sentences, at least 4).
       seed: seeds the parameters, the batches and the directions.
       **check_kwargs: passed to :func:`check_gradients` (``directions``, ``max_full``, ``step``).
+
+    A gradient of the wrong shape (a transposed dW in the pass under test) is a failed result whose
+    ``error`` names the step, the tensor and both shapes; the matrix goes on with the next check.
     """
     for activation in activations or ACTIVATIONS:
         for head in heads:
@@ -163,4 +216,7 @@ def check_matrix(
             for i, case in enumerate(c for c in cases_for(head) if cases is None or c in cases):
                 batch, key = case_batch(case, seed + 1 + i, cfg, batch_size)
                 label = f"{activation} / {head} / {case}"
-                yield check_gradients(params, batch, cfg, key=key, label=label, seed=seed, **check_kwargs)
+                try:
+                    yield check_gradients(params, batch, cfg, key=key, label=label, seed=seed, **check_kwargs)
+                except backprop.GradientShapeError as err:
+                    yield GradCheckResult((), label, error=str(err).removeprefix(f"{label}: "))

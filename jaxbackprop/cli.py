@@ -70,15 +70,20 @@ def _exercise(args) -> int:
     """``jaxbackprop exercise``: write the skeleton of the backward pass for a student to fill in."""
     from jaxbackprop import exercise
 
-    path, written = exercise.write_skeleton(args.out, force=args.force)
+    path, written = exercise.write_skeleton(args.out, force=args.force, hints=args.hints)
     done = "wrote" if written else "unchanged (already the fresh skeleton):"
     print(f"{done} {path}: {len(exercise.ORDER)} backward steps to fill in, {', '.join(exercise.ORDER)}")
-    print(f"next: fill in a step (start with {exercise.ORDER[0]}), then run: jaxbackprop check --impl {path}")
+    print(
+        f"next: fill in a step (start with {exercise.ORDER[0]}), then run: jaxbackprop check --impl {path} --head score"
+    )
     print("      a step that still raises NotImplementedError is done by the reference meanwhile")
     return 0
 
 
 def _print_row(result) -> None:
+    if result.error:
+        print(f"{result.label:<40} {'-':>16} {'-':>15} {'-':>17}  NO: {result.error}")
+        return
     cells = []
     for attr in ("manual_vs_autodiff", "numeric_vs_manual", "numeric_vs_autodiff"):
         t = max(result.tensors, key=lambda t: getattr(t, attr).max_rel)

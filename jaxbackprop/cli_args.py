@@ -177,13 +177,15 @@ def _add_exercise(sub, debug) -> None:
         "exercise",
         parents=[debug],
         help="write a skeleton of the backward pass to fill in, step by step (check it with `check --impl`)",
-        description="Writes DIR/backprop.py: every step of the hand-derived backward pass -- the softmax head, "
-        "the output layer, f', the outer product delta x^T, the scatter-add into E, the L2 term, the max-margin "
-        "score head and the crf head -- with its docstring (shapes, the lecture's equation) and a body that "
-        "raises NotImplementedError. Fill in the steps and run `jaxbackprop check --impl DIR/backprop.py`.",
+        description="Writes DIR/backprop.py: every step of the hand-derived backward pass -- the lecture's score "
+        "head, f', the linear layer, cutting dJ/dx into its word slices, the scatter-add into E, the L2 term, the "
+        "softmax head, the output layer and the crf head -- with a docstring saying what it receives and returns "
+        "(shapes, not the equation to derive) and a body that raises NotImplementedError. Fill in the steps and "
+        "run `jaxbackprop check --impl DIR/backprop.py`.",
     )
     ex.add_argument("--out", default=".", metavar="DIR", help="where backprop.py goes (default: here)")
     ex.add_argument("--force", action="store_true", help="replace an existing DIR/backprop.py that holds other work")
+    ex.add_argument("--hints", action="store_true", help="put each step's derivation (the equations) in its docstring")
 
 
 def _add_train(sub, debug) -> None:

@@ -79,10 +79,11 @@ class GradCheckResult:
 
     tensors: tuple
     label: str = ""
+    error: str = ""  # the check could not compare: a gradient of the wrong shape, named (no tensors then)
 
     @property
     def passed(self) -> bool:
-        return all(t.passed for t in self.tensors)
+        return not self.error and all(t.passed for t in self.tensors)
 
     def __getitem__(self, name) -> TensorCheck:
         return next(t for t in self.tensors if t.name == name)
@@ -94,7 +95,10 @@ class GradCheckResult:
         )
         cell = f"{'max abs':>9} {'max rel':>9} {'at':<9}"
         sub = f"{'':<43}  {cell}  {cell}  {'max rel':>9}"
-        lines = ([self.label] if self.label else []) + [head, sub]
+        lines = [self.label] if self.label else []
+        if self.error:
+            return "\n".join(lines + [f"FAILED before any comparison: {self.error}"])
+        lines += [head, sub]
         for t in self.tensors:
             m, n, a = t.manual_vs_autodiff, t.numeric_vs_manual, t.numeric_vs_autodiff
             lines.append(
@@ -230,11 +234,13 @@ def check_gradients(
 def _check_structure(grads, params, label=""):  # the label says which check of a matrix failed
     if not isinstance(grads, dict) or set(grads) != set(params):
         keys = sorted(grads) if isinstance(grads, dict) else type(grads).__name__
-        raise ValueError(f"{label and label + ': '}gradient keys {keys} differ from parameter keys {sorted(params)}")
+        raise backprop.GradientShapeError(
+            f"{label and label + ': '}gradient keys {keys} differ from parameter keys {sorted(params)}"
+        )
     for k in sorted(params):
         if np.shape(grads[k]) != params[k].shape:
             shapes = f"gradient of {k!r} has shape {np.shape(grads[k])}, parameter has {params[k].shape}"
-            raise ValueError(f"{label and label + ': '}{shapes}")
+            raise backprop.GradientShapeError(f"{label and label + ': '}{shapes}")
 
 
 def _full_check(name, numeric, g_manual, g_auto, overall) -> TensorCheck:

@@ -222,7 +222,8 @@ def _array_names(name: str, args, cfg) -> list:
     if name == "scatter_rows":  # called for E and, with features, for their table F
         return ["E" if args[2] == cfg.vocab_size else "F"]
     arrays = {"softmax_bwd": ["logits"], "score_head_bwd": ["h", "h_corrupt"], "crf_head_bwd": ["e"]}
-    return (arrays | {"output_layer_bwd": ["h"], "activation_bwd": ["z"], "linear_bwd": ["x"]}).get(name, [])
+    arrays |= {"output_layer_bwd": ["h"], "activation_bwd": ["z"], "linear_bwd": ["x"], "split_windows": ["x_i"]}
+    return arrays.get(name, [])
 
 
 def _flatten(out, like, names: list, who: str = "") -> dict:
@@ -255,7 +256,10 @@ def _call(fn, args, path):
     except NotImplementedError:
         return None, (TODO, "not implemented yet: the reference stood in")
     except Exception as err:
-        return None, (ERROR, f"raised {type(err).__name__}: {str(err).strip() or '-'} ({_where(err, path)})")
+        note = f"raised {type(err).__name__}: {str(err).strip() or '-'} ({_where(err, path)})"
+        if isinstance(err, ValueError) and "read-only" in str(err):  # np.asarray of a jax array is a read-only view
+            note += "; the inputs are jax arrays, and np.asarray of one is read-only: use np.array(x) to copy"
+        return None, (ERROR, note)
 
 
 def _outcome(got, want, case: str, ctx: Context) -> Outcome:
@@ -358,9 +362,10 @@ def matrix_cases(activations=None, heads=None, seed: int = 0):
     for activation in activations or ACTIVATIONS:
         for head in heads or check_matrix.MATRIX_HEADS:
             cfg = model.ModelConfig(activation=activation, head=head, **check_matrix.MATRIX_MODEL)
-            params = {k: jnp.asarray(v, jnp.float64) for k, v in check_matrix.check_params(seed, cfg).items()}
-            for i, case in enumerate(check_matrix.cases_for(head)):
-                batch, key = check_matrix.case_batch(case, seed + 1 + i, cfg)
+            drawn = check_matrix.check_params(seed, cfg)
+            for i, case in enumerate(check_matrix.grader_cases_for(head)):
+                params, batch, key = check_matrix.grader_case(case, seed + 1 + i, cfg, drawn)
+                params = {k: jnp.asarray(v, jnp.float64) for k, v in params.items()}
                 batch = {k: jnp.asarray(v, jnp.float64 if k == "weights" else None) for k, v in batch.items()}
                 yield f"{activation} / {head} / {case}", cfg, params, batch, key
 

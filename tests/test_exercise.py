@@ -20,17 +20,31 @@ def test_skeleton_has_every_step_with_its_docstring_and_an_unfinished_body():
     assert list(functions) == list(exercise.ORDER)
     for name, node in functions.items():
         reference = getattr(backprop, name)
-        assert ast.get_docstring(node) == inspect.getdoc(reference), name
+        assert ast.get_docstring(node) == exercise.STEP_DOCS[name], name
         wanted = [p for p in inspect.signature(reference).parameters]
         assert [a.arg for a in node.args.args] == wanted, name
         (body,) = node.body[1:]  # the docstring, then one statement
         assert isinstance(body, ast.Raise) and body.exc.func.id == "NotImplementedError", name
 
 
-def test_docstrings_give_shapes_and_the_equation():
+# the equations a student is to derive: none in the default skeleton, each with --hints
+SPOILERS = ("delta^T x", "delta_b x_b^T", "W^T delta", "dlogits^T h", "y_hat_b - y_b", "P_t - onehot", "*added*")
+SPOILERS += ("l2 W", "o f'(z)", "a (1 - a)", "1 - a^2", "-w [m > 0]", "marginals minus the gold")
+
+
+def test_the_skeleton_gives_shapes_not_the_equations_and_hints_give_them():
     text = exercise.skeleton()
-    for needle in ("delta^T x", "(H, D)", "f'(z)", "y_hat_b - y_b", "*added*", "l2 W", "marginals"):
+    assert [s for s in SPOILERS if s in text] == []
+    for needle in ("(H, D)", "dJ/dx_i, (B, n, d)", "s = u^T h", "J  --score_head_bwd-->", "per-word feature table"):
         assert needle in text
+    hinted = exercise.skeleton(hints=True)
+    assert [s for s in SPOILERS if s not in hinted] == []
+    assert "Hint, the reference's derivation:" in hinted
+
+
+def test_exercise_hints_writes_the_derivations(tmp_path, capsys):
+    assert cli.main(["exercise", "--out", str(tmp_path), "--hints"]) == 0
+    assert "delta^T x" in (tmp_path / "backprop.py").read_text()
 
 
 def test_solved_skeleton_is_the_reference_code():
@@ -72,7 +86,7 @@ def test_unfilled_skeleton_is_all_todo_and_fails(tmp_path, capsys):
     rows = [line for line in out.splitlines() if line.startswith(exercise.ORDER)]
     assert rows and all(line.endswith("todo") for line in rows)
     assert "not implemented yet (the reference stood in): softmax_bwd, output_layer_bwd" in out
-    assert "FAILED: 0 of your steps match the reference, 0 do not, 6 not implemented yet" in out
+    assert "FAILED: 0 of your steps match the reference, 0 do not, 7 not implemented yet" in out
 
 
 def test_filled_skeleton_passes_the_whole_check_matrix(tmp_path, capsys):
@@ -84,9 +98,9 @@ def test_filled_skeleton_passes_the_whole_check_matrix(tmp_path, capsys):
     rows = [line for line in out.splitlines() if line.startswith(exercise.ORDER)]
     assert {line.split()[0] for line in rows} == set(exercise.ORDER)
     assert all(line.endswith(" ok") and " yes   yes " in line for line in rows), "\n".join(rows)
-    assert "on 54 cases of the check matrix" in out
+    assert "on 66 cases of the check matrix" in out  # 6 activations x (2 window heads x 4 cases + crf x 3)
     assert "assembled into the whole backward pass: the loss and every gradient within 1e-10" in out
-    assert "PASSED: 8 of your steps match the reference, 0 do not, 0 not implemented yet" in out
+    assert "PASSED: 9 of your steps match the reference, 0 do not, 0 not implemented yet" in out
 
 
 @pytest.mark.parametrize("name", exercise.ORDER)

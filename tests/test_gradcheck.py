@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbackprop import ModelConfig, backprop, check_matrix, model
+from jaxbackprop import ModelConfig, backprop, check_matrix, cli, model
 from jaxbackprop import nonlinearities as nl
 from jaxbackprop.gradcheck import check_gradients
 
@@ -146,3 +146,24 @@ def test_full_matrix_passes():
     failures = [r.label for r in results if not r.passed]
     assert not failures, failures
     assert all(t.grad_max > 1e-4 for r in results for t in r.tensors)
+
+
+def test_a_transposed_dW_in_the_library_is_a_failed_row_naming_W(monkeypatch, capsys):
+    """Issue 21 item 10: a planted `dW = x.T @ delta` in the library's own pass made `jaxbackprop check`
+    crash (TypeError in l2_bwd, exit 3, no rows); now each check is a failed row naming W and both shapes."""
+    reference = backprop.linear_bwd
+
+    def transposed(params, x, delta):
+        grads, dx = reference(params, x, delta)
+        return {**grads, "W": x.T @ delta}, dx
+
+    monkeypatch.setattr(backprop, "linear_bwd", transposed)
+    # another hidden size than every other test's: the jitted pass is traced afresh, with the planted step
+    monkeypatch.setitem(check_matrix.MATRIX_MODEL, "hidden_dim", 7)
+    assert cli.main(["check", "--activation", "tanh", "--head", "softmax"]) == 1
+    out = capsys.readouterr().out
+    message = "linear_bwd returned dJ/dW of the wrong shape: expected (H, D) = (7, 40), got (40, 7) (transposed?)"
+    rows = [line for line in out.splitlines() if line.startswith("tanh / softmax /") and "  NO" in line]
+    assert len(rows) == 3 and all(line.endswith(f"NO: {message}") for line in rows), out
+    assert f"FAILED before any comparison: {message}" in out
+    assert "FAILED: 3 of the checks exceeded a tolerance" in out
