@@ -61,16 +61,26 @@ TARGET = 1.5  # rows-only >= 1.5 x SparseAdam at the default batch size and abov
 
 
 def stand_in_corpus(sentences, tokens, words, seed=0) -> list:
-    """Sentences of Zipf-distributed words ``w<rank>`` with random tags: CoNLL's counts, no text needed."""
+    """Sentences of Zipf-distributed words (:func:`word`) with random tags: CoNLL's counts, no text needed."""
     rng = np.random.default_rng(seed)
     p = np.arange(1, words + 1, dtype=np.float64) ** -harness.ZIPF_EXPONENT
     ranks = rng.choice(words, size=tokens, p=p / p.sum())
     tags = np.asarray(TAGS)[rng.integers(0, len(TAGS), tokens)]
     cuts = np.sort(rng.choice(np.arange(1, tokens), size=sentences - 1, replace=False))
     return [
-        data.Sentence(tuple(f"w{r}" for r in rs), tuple(ts))
+        data.Sentence(tuple(map(word, rs)), tuple(ts))
         for rs, ts in zip(np.split(ranks, cuts), np.split(tags, cuts))
     ]
+
+
+def word(rank: int) -> str:
+    """A distinct word per rank, in letters (the vocabulary maps every digit to 0): 0 -> "a", 26 -> "ba"."""
+    letters = ""
+    while True:
+        rank, r = divmod(int(rank), 26)
+        letters = chr(ord("a") + r) + letters
+        if rank == 0:
+            return letters
 
 
 def vocabulary_rows(sentences, vocab_size, seed=0) -> np.ndarray:
