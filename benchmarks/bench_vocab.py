@@ -68,8 +68,7 @@ def stand_in_corpus(sentences, tokens, words, seed=0) -> list:
     tags = np.asarray(TAGS)[rng.integers(0, len(TAGS), tokens)]
     cuts = np.sort(rng.choice(np.arange(1, tokens), size=sentences - 1, replace=False))
     return [
-        data.Sentence(tuple(map(word, rs)), tuple(ts))
-        for rs, ts in zip(np.split(ranks, cuts), np.split(tags, cuts))
+        data.Sentence(tuple(map(word, rs)), tuple(ts)) for rs, ts in zip(np.split(ranks, cuts), np.split(tags, cuts))
     ]
 
 
@@ -190,9 +189,9 @@ def corpus(conll, sizes):
 def bench(quick: bool, conll=None, batches=None) -> dict:
     sizes = {"hidden": config.default_model().hidden_dim, **(QUICK if quick else FULL)}
     sizes["batches"] = tuple(batches or sizes["batches"])
-    torch = torch_peers.import_torch()
     load_before, t0 = os.getloadavg(), time.perf_counter()
-    windows, labels, source = corpus(conll, sizes)
+    windows, labels, source = corpus(conll, sizes)  # first: a bad --conll stops the run before anything else
+    torch = torch_peers.import_torch()
     rows = [bench_batch(b, windows, labels, sizes, torch) for b in sizes["batches"]]
     return {
         "environment": harness.environment(
@@ -275,9 +274,25 @@ def section(result) -> str:
             "`nn.Embedding(sparse=True)` + `SparseAdam`. An epoch is the median step time times the epoch's steps; "
             f"medians of {result['environment']['repeats']} round-robin repeats.",
             "",
+            *busy_note(result),
             markdown(result),
         ]
     )
+
+
+def busy_note(result) -> list:
+    """A warning paragraph when the 1-minute load average exceeded the CPU count during the run."""
+    load = max(result["load_average"]["before"][0], result["load_average"]["after"][0])
+    cpus = result["environment"].get("cpu_count") or 1
+    if load <= cpus:
+        return []
+    return [
+        f"**Measured on a busy machine** (1-minute load average up to {load:.1f} on {cpus} CPUs): every time is "
+        "inflated, and torch at its default thread count most of all (its OpenMP threads wait for descheduled "
+        "peers, hence the `[1t]` arm); the ratios between arms timed round-robin are the more reliable reading, "
+        "and even they are noisy.",
+        "",
+    ]
 
 
 def main(argv=None):
