@@ -231,8 +231,8 @@ def targets(rows) -> list:
 def cell(arm) -> str:
     if arm is None:
         return ""
-    med, q1, q3 = arm["epoch_s"]
-    return f"{med:.3g} ({q1:.3g}-{q3:.3g})"
+    med, q1, q3 = (f"{x:,.0f}" if x >= 100 else f"{x:.3g}" for x in arm["epoch_s"])
+    return f"{med} ({q1}-{q3})"
 
 
 def markdown(result) -> str:

@@ -82,3 +82,10 @@ def test_bench_vocab_names_a_missing_conll_file_in_one_line(tmp_path):
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
         f"bench_vocab: --conll {tmp_path / 'no.txt'}: No such file or directory"
     ]
+
+
+def test_committed_section_is_rendered_from_its_json(bench_vocab):
+    result = json.loads((ROOT / "benchmarks" / "results" / "bench_vocab.json").read_text())
+    section = bench_vocab.section(result).strip()
+    assert section in (ROOT / "BENCHMARKS.md").read_text(), "BENCHMARKS.md's bench_vocab section is stale"
+    assert "| 1024 | 198 |" in section  # the real training file: 203,621 windows, 198 full batches of 1024
