@@ -95,6 +95,7 @@ def test_unique_row_grads_sums_repeats_and_pads_out_of_range(x64):
     uids, ugrads, ids, rows = map(np.asarray, (uids, ugrads, ids, rows))
     real = uids < V
     np.testing.assert_array_equal(np.sort(uids[real]), np.unique(ids))  # each distinct id once
+    assert real[: real.sum()].all()  # the distinct ids first, then padding
     for slot in np.flatnonzero(real):
         np.testing.assert_allclose(ugrads[slot], rows[ids == uids[slot]].sum(0), rtol=RTOL)
     pad = uids[~real]
@@ -123,6 +124,55 @@ def test_unique_row_grads_leaves_out_positions_not_kept(x64):
 def test_unique_row_grads_rejects_mismatched_rows():
     with pytest.raises(ValueError, match=r"rows must have shape \(3, d\)"):
         sparse.unique_row_grads(jnp.arange(3), jnp.zeros((4, 2)), sparse.empty_slots(V))
+    with pytest.raises(ValueError, match="size must be at least the 3 ids, got 2"):
+        sparse.unique_row_grads(jnp.arange(3), jnp.zeros((3, 2)), sparse.empty_slots(V), size=2)
+
+
+def test_unique_row_grads_pads_to_size(x64):
+    ids, rows = random_rows(np.random.default_rng(8), 10)
+    uids, ugrads, _ = sparse.unique_row_grads(ids, rows, sparse.empty_slots(V), size=16)
+    short_ids, short_grads = unique(ids, rows)
+    distinct = int(np.sum(np.asarray(short_ids) < V))
+    assert uids.shape == (16,) and ugrads.shape == (16, D)
+    np.testing.assert_array_equal(uids[:distinct], short_ids[:distinct])  # the same slots, the same sums
+    np.testing.assert_array_equal(ugrads[:10], short_grads)
+    np.testing.assert_array_equal(ugrads[10:], 0.0)
+    assert len(set(np.asarray(uids[distinct:]).tolist())) == 16 - distinct and np.all(uids[distinct:] >= 2**30)
+
+
+# ----------------------------------------------------------------------------- update_rows: passes
+
+
+@pytest.mark.parametrize("name", sorted(sparse.RULES))
+@pytest.mark.parametrize("num_ids", [3, 8, V], ids=["one-pass", "whole-passes", "half-the-slots"])
+def test_update_rows_in_passes_equals_one_pass(name, num_ids, x64):
+    """Passes of 4 slots that stop after the last distinct id change what one pass over all 24 slots
+    changes: 3 distinct ids (one pass), 8 (two whole passes), 12 (three). The same arithmetic, compiled
+    for 4 rows in a loop body rather than 24: XLA may fuse it differently (3e-17 apart in float64), so
+    equal to rounding; every row no id names stays bit-identical."""
+    rng = np.random.default_rng(9)
+    ids = jnp.asarray(rng.permutation(np.resize(np.arange(num_ids), 24)), jnp.int32)  # every id present
+    rows = jnp.asarray(rng.normal(size=(24, D)))
+    E = jnp.asarray(rng.normal(size=(V, D)))
+    rule = sparse.RULES[name]()
+    uids, ugrads, _ = sparse.unique_row_grads(ids, rows, sparse.empty_slots(V), size=sparse.passes_size(24, 4))
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def two_updates(chunk, E, state):  # twice: the second update reads state the first one wrote
+        for t in (1, 2):
+            E, state = sparse.update_rows(rule, E, state, uids, ugrads, 0.1, t, chunk)
+        return E, state
+
+    in_passes = two_updates(4, E, rule.init(E))
+    assert_trees_close(in_passes, two_updates(None, E, rule.init(E)), rtol=RTOL)
+    moved = np.flatnonzero(np.any(np.asarray(in_passes[0]) != np.asarray(E), axis=1))
+    np.testing.assert_array_equal(moved, np.arange(num_ids))  # every distinct id, and only those
+
+
+def test_update_rows_rejects_slots_that_are_not_whole_passes():
+    ids, grads = sparse.unique_row_grads(jnp.arange(6), jnp.zeros((6, D)), sparse.empty_slots(V))[:2]
+    with pytest.raises(ValueError, match="6 slots are not whole passes of 4"):
+        sparse.update_rows(sparse.sgd(), jnp.zeros((V, D)), (), ids, grads, 0.1, 1, chunk=4)
 
 
 # ----------------------------------------------------------------------------- rules vs dense
@@ -270,6 +320,23 @@ def test_sparse_step_equals_dense_step(rule, case, x64):
 
 # one jitted lazy-Adam step shared by the tests below (compiling is most of their cost)
 ADAM_INIT, ADAM_STEP = sparse.make_sparse_step(CONFIGS[0][1], optax.sgd(0.1), "adam", 0.1)
+
+
+def test_sparse_step_in_passes_equals_one_pass(x64):
+    """The step with its rule run in passes of 4 slots (B n = 12 slots, up to 9 distinct ids, some rows
+    frozen so that positions are left out) equals the one-pass step (to rounding, as above)."""
+    cfg = CONFIGS[0][1]
+    rng = np.random.default_rng(10)
+    params = make_params(cfg)
+    batches = [make_batch(cfg, rng) for _ in range(STEPS)]
+    frozen = np.zeros(cfg.vocab_size, bool)
+    frozen[[1, 5]] = True
+    runs = [
+        sparse_run(cfg, optax.sgd(0.1), "adam", 0.1, params, batches, [None] * STEPS, frozen_rows=frozen, chunk=c)
+        for c in (4, None)
+    ]
+    assert_trees_close(runs[0], runs[1], rtol=RTOL)
+    np.testing.assert_array_equal(np.asarray(runs[0][0]["E"])[[1, 5]], np.asarray(params["E"])[[1, 5]])  # frozen
 
 
 def test_one_step_moves_only_the_batch_rows(x64):
