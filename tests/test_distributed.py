@@ -181,3 +181,20 @@ def test_a_missing_process_ends_the_wait_with_one_line(index, tmp_path):
         "(--init-timeout waits longer)",
     ]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_crf_on_three_devices_rounds_the_default_batch_up(corpus_files, tmp_path):
+    """``--head crf --devices 3`` at the default --batch-size 1024: its 100 sentences per step (on this
+    corpus) do not split three ways, so the run takes 102 and says so, in the user's own units."""
+    options, _ = corpus_files
+    tiny = {k: v for k, v in RUN.items() if k not in ("batch_size", "epochs")}
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=3", "JAX_PLATFORMS": "cpu"}
+    run = tmp_path / "three-devices"
+    argv = [sys.executable, "-m", "jaxbackprop.cli", "train", *options, *_flags(tiny), "--epochs=1", "--head=crf"]
+    argv += ["--no-progress", "--devices", "3", "--out", str(run)]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr[-4000:]
+    note = "--batch-size 1024 makes 100 sentences per step; 102 here, rounded up to a multiple of the 3 devices"
+    assert note in done.stdout.splitlines()
+    assert (run / "checkpoint.npz").exists()
