@@ -6,8 +6,10 @@ The arguments are defined in :mod:`jaxbackprop.cli_args`; each subcommand here i
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+import threading
 import time
 
 from jaxbackprop.cli_args import EXIT_PROCESSES, build_parser, distributed, one_line
@@ -323,12 +325,22 @@ def _join_processes(args) -> int:
     from jaxbackprop import parallel
 
     where = (args.coordinator, args.num_processes, args.process_id)
-    print(f"jaxbackprop: {parallel.waiting_for(*where, args.init_timeout)}", file=sys.stderr, flush=True)
-    index, count = parallel.initialize_distributed(
-        *where,
-        timeout=args.init_timeout,
-        on_timeout=lambda message: _end(True, f"jaxbackprop: error: {message}", EXIT_PROCESSES),
-    )
+    line = f"jaxbackprop: {parallel.waiting_for(*where, args.init_timeout)}"
+    say = functools.partial(print, line, file=sys.stderr, flush=True)
+    # auto-detected (SLURM, Open MPI): said once the wait lasts, so not before "no cluster was detected"
+    announce = threading.Timer(2, say)
+    if None in where:
+        announce.start()
+    else:
+        say()
+    try:
+        index, count = parallel.initialize_distributed(
+            *where,
+            timeout=args.init_timeout,
+            on_timeout=lambda message: _end(True, f"jaxbackprop: error: {message}", EXIT_PROCESSES),
+        )
+    finally:
+        announce.cancel()
     args.devices = "all" if args.devices is None else args.devices
     args.no_progress = args.no_progress or index > 0
     if index == 0:
