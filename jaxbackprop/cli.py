@@ -6,11 +6,13 @@ The arguments are defined in :mod:`jaxbackprop.cli_args`; each subcommand here i
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+import threading
 import time
 
-from jaxbackprop.cli_args import build_parser, distributed, one_line
+from jaxbackprop.cli_args import EXIT_PROCESSES, build_parser, distributed, one_line
 
 LARGE_VOCAB = 100_000  # above this, a dense embedding update dominates the step on a CPU (BENCHMARKS.md)
 
@@ -155,7 +157,7 @@ def _out_dir(out: str | None, command: str) -> str:
 
 def _train(args) -> int:
     """``jaxbackprop train``: prepare the corpus, train, write the run directory."""
-    from jaxbackprop import config
+    from jaxbackprop import config, settings
 
     names = (*config.MODEL_FIELDS, *config.TRAIN_FIELDS)
     run_config = config.configure(**{n: getattr(args, n) for n in names if getattr(args, n) is not None})
@@ -164,7 +166,8 @@ def _train(args) -> int:
 
     from jaxbackprop import parallel, pipeline, train, vectors  # JAX: only once the options are known to be right
 
-    parallel.check_batch_divides(run_config.batch_size, parallel.mesh_for(args.devices))  # before the corpus loads
+    if run_config.model.head not in settings.SENTENCE_HEADS:  # crf: its sentences per step are rounded to the devices
+        parallel.check_batch_divides(run_config.batch_size, parallel.mesh_for(args.devices))  # before the corpus loads
     train_s, dev_s, test_s, pretrained = _load_corpus(args)
     prepared = pipeline.prepare_for(run_config, train_s, dev_s, test_s, pretrained)
     if args.embeddings:
@@ -328,17 +331,21 @@ def main(argv=None) -> int:
 
     Exit codes: 0 done; 1 ``check`` found a gradient beyond tolerance; 2 an error in what was
     given (options, files, run directory) or a diverged training run; 3 an internal error, a bug;
-    130 interrupted; 141 the output was closed before all of it was written (``| head``).
-    ``--debug`` or ``JAXBACKPROP_DEBUG=1`` adds the traceback.
+    4 (:data:`~jaxbackprop.cli_args.EXIT_PROCESSES`) the processes of a multi-process run did not
+    all join within ``--init-timeout``, or one of them was lost; 130 interrupted; 141 the output was
+    closed before all of it was written (``| head``). ``--debug`` or ``JAXBACKPROP_DEBUG=1`` adds the
+    traceback. A process of a multi-process run that fails ends at once after its line, without JAX's
+    shutdown barrier (which would wait minutes for processes that are gone, then abort).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     if distributed(args) and args.command != "train":
         parser.error(f"--distributed runs `train` only, not `{args.command}`")
     debug = args.debug or os.environ.get("JAXBACKPROP_DEBUG", "") not in ("", "0")
+    several = distributed(args)
     try:
-        quiet = distributed(args) and _join_processes(args) > 0
-        with _silenced(quiet):
+        quiet = several and _join_processes(args) > 0
+        with _silenced(quiet, several):
             code = COMMANDS[args.command](args)
         if sys.stdout is not None:
             sys.stdout.flush()  # a reader gone (`| head`) shows here, not in Python's last flush at exit
@@ -347,13 +354,31 @@ def main(argv=None) -> int:
         return _output_closed()
     except KeyboardInterrupt:
         _print_traceback(debug)
-        print("jaxbackprop: interrupted", file=sys.stderr)
-        return 130
+        return _end(several, "jaxbackprop: interrupted", 130)
     except Exception as err:  # every error becomes one line; --debug keeps the traceback
         _print_traceback(debug)
-        code, message = _error_line(err)
-        print(f"jaxbackprop: error: {message}", file=sys.stderr)
-        return code
+        code, message = _processes_error_line(err) if several else _error_line(err)
+        return _end(several, f"jaxbackprop: error: {message}", code)
+
+
+def _end(several: bool, line: str, code: int) -> int:
+    """Print the line that ends a failed command on stderr; return its exit code, or exit at once
+    in a multi-process run (skipping JAX's shutdown barrier, which waits for processes that may be gone)."""
+    print(line, file=sys.stderr)
+    if several:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _processes_error_line(err: Exception) -> tuple[int, str]:
+    """:func:`_error_line` in a multi-process run, where a lost process is exit code 4, not a bug."""
+    from jaxbackprop import parallel
+
+    if parallel.lost_process(err):
+        return EXIT_PROCESSES, one_line(f"lost contact with another process of the run ({err})")
+    return _error_line(err)
 
 
 def _output_closed() -> int:
@@ -372,7 +397,23 @@ def _join_processes(args) -> int:
     """
     from jaxbackprop import parallel
 
-    index, count = parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    where = (args.coordinator, args.num_processes, args.process_id)
+    line = f"jaxbackprop: {parallel.waiting_for(*where, args.init_timeout)}"
+    say = functools.partial(print, line, file=sys.stderr, flush=True)
+    # auto-detected (SLURM, Open MPI): said once the wait lasts, so not before "no cluster was detected"
+    announce = threading.Timer(2, say)
+    if None in where:
+        announce.start()
+    else:
+        say()
+    try:
+        index, count = parallel.initialize_distributed(
+            *where,
+            timeout=args.init_timeout,
+            on_timeout=lambda message: _end(True, f"jaxbackprop: error: {message}", EXIT_PROCESSES),
+        )
+    finally:
+        announce.cancel()
     args.devices = "all" if args.devices is None else args.devices
     args.no_progress = args.no_progress or index > 0
     if index == 0:
@@ -384,13 +425,41 @@ def _join_processes(args) -> int:
 
 
 @contextlib.contextmanager
-def _silenced(quiet: bool):
-    """Standard output to nowhere while ``quiet`` (the other processes of a run); errors still reach stderr."""
-    if not quiet:
+def _silenced(quiet: bool, several: bool = False):
+    """Standard output to nowhere while ``quiet`` (the other processes of a run); errors still reach stderr.
+
+    With ``several`` processes, what native code writes to file descriptor 1 goes to nowhere in
+    every process (:func:`_native_stdout_to_nowhere`).
+    """
+    with contextlib.ExitStack() as stack:
+        if several:
+            stack.enter_context(_native_stdout_to_nowhere())
+        if quiet:
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
         yield
-        return
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        yield
+
+
+@contextlib.contextmanager
+def _native_stdout_to_nowhere():
+    """File descriptor 1 to nowhere, while Python's ``print`` still reaches the real standard output.
+
+    Gloo writes "[Gloo] Rank i is connected to j peer ranks ..." to the C++ standard output when the
+    processes first exchange gradients; ``contextlib.redirect_stdout`` does not reach it.
+    """
+    sys.stdout.flush()
+    kept = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    ours = open(kept, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors, closefd=False)
+    ours.reconfigure(line_buffering=sys.stdout.line_buffering)
+    try:
+        with contextlib.redirect_stdout(ours):
+            yield
+    finally:
+        ours.close()  # flushes into the real standard output
+        os.dup2(kept, 1)
+        os.close(kept)
 
 
 def _error_line(err: Exception) -> tuple[int, str]:

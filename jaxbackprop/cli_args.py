@@ -17,6 +17,8 @@ from jaxbackprop.settings import ACTIVATIONS
 DEBUG_HELP = "on an error, print the full traceback as well (also: environment variable JAXBACKPROP_DEBUG=1)"
 # old names of options, still accepted
 ALIASES = {"feature_dim": ("--casing-dim",)}
+INIT_TIMEOUT = 300  # --init-timeout's default: seconds each process of a multi-process run waits for the others
+EXIT_PROCESSES = 4  # the exit code when the processes of a run did not all join, or one of them was lost
 
 
 def one_line(text: str) -> str:
@@ -330,6 +332,14 @@ def _add_distributed_options(parser) -> None:
     )
     hosts.add_argument("--num-processes", type=positive_int, metavar="P", help="how many processes take part")
     hosts.add_argument("--process-id", type=non_negative_int, metavar="I", help="this process's index, 0 ... P-1")
+    hosts.add_argument(
+        "--init-timeout",
+        type=positive_int,
+        default=INIT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long each process waits for all of them to join; then it prints one line and exits with "
+        f"{EXIT_PROCESSES}, as it does when another process of the run is lost (default: {INIT_TIMEOUT})",
+    )
 
 
 def coordinator_value(text: str) -> str:
@@ -372,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Backpropagation for the window-based NER classifier: hand-derived gradients, "
         "checked against jax.grad and numeric differences.",
         epilog="An error prints one line, 'jaxbackprop: error: <file>:<line>: <problem>' or the option and what it "
-        "allows, and exits with 2 (1: `check` found a wrong gradient; 3: an internal error; 130: interrupted; "
+        f"allows, and exits with 2 (1: `check` found a wrong gradient; 3: an internal error; {EXIT_PROCESSES}: the "
+        "processes of a multi-process run did not all join, or one was lost; 130: interrupted; "
         "141: the output was closed early, as by `| head`, and the rest went unprinted).",
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)

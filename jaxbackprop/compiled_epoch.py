@@ -62,6 +62,27 @@ def device_data(ds, mesh=None) -> dict:
     return jax.device_put(arrays) if mesh is None else parallel.replicate(arrays, mesh)
 
 
+def rows_per_step(batch_size: int, rows, mesh=None):
+    """:func:`jaxbackprop.pipeline.rows_per_batch` of ``rows``, split evenly over the mesh's devices.
+
+    Windows per step are ``batch_size`` itself, so one that does not divide over the devices is
+    refused (:func:`jaxbackprop.parallel.check_batch_divides`). The crf head's sentences per step
+    are derived from ``batch_size`` tokens; those are rounded up to a multiple of the devices
+    (:func:`jaxbackprop.parallel.round_up_to_devices`).
+
+    Raises:
+      ValueError: windows per step that do not divide over the mesh's devices.
+
+    >>> rows_per_step(1024, ({"mask": np.ones((10, 8), bool)},))
+    (128,)
+    """
+    batch = pipeline.rows_per_batch(batch_size, rows)
+    if isinstance(batch, tuple):
+        return tuple(parallel.round_up_to_devices(b, mesh) for b in batch)
+    parallel.check_batch_divides(batch, mesh)
+    return batch
+
+
 def epoch_key(seed: int, epoch: int):
     """The key of everything random in epoch ``epoch`` (from 1) of a run with ``seed``."""
     return jax.random.fold_in(jax.random.key(seed), epoch)
@@ -299,11 +320,11 @@ def compile_epoch(
 
     ``ds``: a Dataset, or its :func:`jaxbackprop.pipeline.training_rows` (made here from a Dataset:
     length buckets of padded sentences for the crf head, each with its own
-    :func:`jaxbackprop.pipeline.rows_per_batch` sentences per step). ``pretrained_rows``: as for
+    :func:`rows_per_step` sentences per step). ``pretrained_rows``: as for
     :func:`jaxbackprop.step.make_step`.
     """
     rows = pipeline.training_rows(ds, model_cfg)
-    batch = pipeline.rows_per_batch(config.batch_size, rows)
+    batch = rows_per_step(config.batch_size, rows, mesh)
     opt_state, epoch_fn = make_compiled_epoch(
         config,
         model_cfg,

@@ -20,8 +20,9 @@ output sharding spelled out, and the model is kept free of sharding annotations.
 
 Training (``jaxbackprop train --devices N|all``) does the same inside the compiled epoch
 (:mod:`jaxbackprop.compiled_epoch`): :func:`mesh_for` turns the setting into a mesh,
-:func:`check_batch_divides` refuses a batch that does not split evenly, and each batch gathered
-on the device is constrained to ``P("data")``.
+:func:`check_batch_divides` refuses a batch that does not split evenly (the crf head's sentences
+per step, which ``--batch-size`` in tokens makes, are rounded up instead: :func:`round_up_to_devices`),
+and each batch gathered on the device is constrained to ``P("data")``.
 
 Several hosts: every process first calls :func:`initialize_distributed` (``jax.distributed.initialize``
 with ``coordinator_address="host0:1234", num_processes=P, process_id=i``, or with no arguments where
@@ -37,6 +38,9 @@ host with the cluster's own tool (``srun``, ``mpirun``, ``gcloud ... --worker=al
 """
 
 from __future__ import annotations
+
+import math
+import threading
 
 import jax
 import numpy as np
@@ -236,7 +240,32 @@ def check_batch_divides(batch_size: int, mesh: Mesh | None) -> None:
         )
 
 
-def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None, process_id=None):
+def round_up_to_devices(rows: int, mesh: Mesh | None) -> int:
+    """``rows`` rounded up to a multiple of the mesh's devices, so a batch of them splits evenly (None: as is).
+
+    What the crf head does with the sentences per step that ``--batch-size`` (in tokens) makes:
+    the user did not choose that count, so it is rounded instead of refused.
+
+    >>> round_up_to_devices(61, None)
+    61
+    """
+    n = 1 if mesh is None else mesh.devices.size
+    return -(-rows // n) * n
+
+
+# jax.distributed.initialize gets this much longer than the watchdog of initialize_distributed, so that
+# the watchdog, not jax (whose timeout aborts the process with a C++ stack trace), ends a wait
+_JAX_TIMEOUT_MARGIN = 60
+
+
+def initialize_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id=None,
+    *,
+    timeout: float | None = None,
+    on_timeout=None,
+):
     """Join this process to the others of a multi-process run (``jax.distributed.initialize``).
 
     Must come before any other JAX call (before the first ``jax.devices()`` or computation).
@@ -247,22 +276,85 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
       coordinator: ``"host:port"`` of process 0, which all processes reach.
       num_processes: how many processes take part, P.
       process_id: this process's index in ``0 ... P-1``.
+      timeout: seconds to wait for every process to join (None: JAX's default, 300 s, after
+        which JAX aborts the process, exit 134, with a C++ stack trace).
+      on_timeout: with ``timeout``, called from a watchdog thread with :func:`not_joined`'s
+        message when the processes have not all joined in time. It must end the process
+        (``os._exit``): JAX's wait cannot be interrupted, and its own timeout comes
+        60 s later and aborts.
 
     Returns:
       ``(jax.process_index(), jax.process_count())``.
 
     Raises:
       ValueError: the cluster was not detected and an argument is missing or out of range.
-      RuntimeError: JAX had already started, or the processes did not find each other.
+      RuntimeError: JAX had already started.
     """
+    limit = {}
+    if timeout is not None:
+        watchdog = threading.Timer(timeout, lambda: on_timeout(not_joined(coordinator, num_processes, timeout)))
+        watchdog.daemon = True  # never keeps a finished process alive
+        watchdog.start()
+        limit = {"initialization_timeout": int(math.ceil(timeout)) + _JAX_TIMEOUT_MARGIN}
     try:
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+        jax.distributed.initialize(
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id, **limit
+        )
     except ValueError as err:  # jax's own words, plus what to give where nothing was detected
         raise ValueError(
             f"jax.distributed.initialize: {err} (outside a SLURM or Open MPI job give all three of "
             "--coordinator HOST:PORT, --num-processes P, --process-id I)"
         ) from None
+    finally:
+        if timeout is not None:
+            watchdog.cancel()
     return jax.process_index(), jax.process_count()
+
+
+def waiting_for(coordinator: str | None, num_processes: int | None, process_id, timeout: float) -> str:
+    """What a process says before :func:`initialize_distributed` waits for the others.
+
+    >>> waiting_for("host0:29500", 3, 1, 300)
+    'process 1 of 3: waiting up to 300 s for the other 2 processes at coordinator host0:29500 (--init-timeout)'
+    >>> waiting_for(None, None, None, 60)
+    'waiting up to 60 s for the other processes of the cluster job (--init-timeout)'
+    """
+    limit = f"waiting up to {timeout:g} s for the other"
+    if num_processes is None or coordinator is None:
+        return f"{limit} processes of the cluster job (--init-timeout)"
+    others = num_processes - 1
+    me = "" if process_id is None else f"process {process_id} of {num_processes}: "
+    return f"{me}{limit} {others} process{'es' if others != 1 else ''} at coordinator {coordinator} (--init-timeout)"
+
+
+def not_joined(coordinator: str | None, num_processes: int | None, timeout: float) -> str:
+    """Why :func:`initialize_distributed` gave up: the processes that did not all join in ``timeout`` s.
+
+    >>> not_joined("host0:29500", 2, 5)  # doctest: +NORMALIZE_WHITESPACE
+    'the 2 processes did not all join at coordinator host0:29500 within 5 s: start every one with the same
+    --coordinator and --num-processes and its own --process-id 0 ... 1 (--init-timeout waits longer)'
+    """
+    where = "" if coordinator is None else f" at coordinator {coordinator}"
+    count = "the processes" if num_processes is None else f"the {num_processes} processes"
+    ids = "I" if num_processes is None else f"0 ... {num_processes - 1}"
+    return (
+        f"{count} did not all join{where} within {timeout:g} s: start every one with the same --coordinator and "
+        f"--num-processes and its own --process-id {ids} (--init-timeout waits longer)"
+    )
+
+
+def lost_process(err: BaseException) -> bool:
+    """Whether ``err`` says another process of the run is gone (its collectives' connection closed).
+
+    Over Gloo a dead peer surfaces as ``Gloo all-reduce failed: ... Connection closed by peer``,
+    raised by the next computation that needs it.
+
+    >>> lost_process(ValueError("UNKNOWN: Gloo all-reduce failed: pair.cc:547 Connection closed by peer"))
+    True
+    >>> lost_process(ValueError("train.txt:3: bad tag"))
+    False
+    """
+    return any(sign in str(err) for sign in ("Gloo", "Connection closed by peer", "Connection reset by peer"))
 
 
 def agreed(flag) -> bool:

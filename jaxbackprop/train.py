@@ -106,8 +106,7 @@ def _train(config, prepared, run_dir: Path, writer: bool, resume, overwrite, pro
         rundir.check_writable(run_dir, overwrite)
     # one row per training example: a window, or a padded sentence for the crf head (in length buckets)
     train_rows = pipeline.training_rows(prepared.train, model_cfg)
-    batch_rows = pipeline.rows_per_batch(config.batch_size, train_rows)
-    mesh = _mesh(devices, batch_rows, on_step)
+    mesh, batch_rows = _mesh_and_batch_rows(devices, config.batch_size, train_rows, on_step, log)
     _, params = rundir.init_run_params(config, prepared)
     steps_per_epoch = pipeline.steps_per_epoch(train_rows, batch_rows)
     # the loop draws its own bar; a compiled epoch moves this one from inside, and only on a terminal
@@ -264,15 +263,20 @@ def run_epoch(step, params, opt_state, ds, config: TrainConfig, epoch: int, *, p
     return params, opt_state, float(jnp.mean(jnp.stack(losses)))
 
 
-def _mesh(devices, batch_rows, on_step):
-    """The data mesh of ``devices`` (None: one device), checked against the rows of a batch (of each bucket)."""
+def _mesh_and_batch_rows(devices, batch_size: int, train_rows, on_step, log):
+    """The data mesh of ``devices`` (None: one device) and the rows per step that split evenly over it
+    (:func:`jaxbackprop.compiled_epoch.rows_per_step`); says so where the crf head's are rounded up."""
     mesh = None if devices is None else parallel.mesh_for(devices)
-    if mesh is not None:
-        if on_step is not None:
-            raise ValueError("on_step watches a one-device Python loop; it cannot run over several devices")
-        for rows in batch_rows if isinstance(batch_rows, tuple) else (batch_rows,):
-            parallel.check_batch_divides(rows, mesh)
-    return mesh
+    if mesh is not None and on_step is not None:
+        raise ValueError("on_step watches a one-device Python loop; it cannot run over several devices")
+    batch_rows = compiled_epoch.rows_per_step(batch_size, train_rows, mesh)
+    derived = pipeline.rows_per_batch(batch_size, train_rows)
+    if batch_rows != derived:
+        log(
+            f"--batch-size {batch_size} makes {derived[0]} sentences per step; {batch_rows[0]} here, "
+            f"rounded up to a multiple of the {mesh.devices.size} devices"
+        )
+    return mesh, batch_rows
 
 
 class _ProgressBar:

@@ -112,19 +112,73 @@ print("PARALLEL OK")
 
 
 def test_data_parallel_training_matches_one_device():
+    _run_on_devices(CHECK, 4, "PARALLEL OK")
+
+
+# The crf head over 2 devices: the same dropout masks and word dropout as on one device, so the same
+# steps. Plain SGD in float32, as test_distributed's runs: the two programs sum each gradient in
+# another order (~eps32 apart), each of the T steps rounds p - lr g apart by up to eps32 |p|, and
+# with lr |g| << |p| earlier differences pass on nearly unchanged, piling up at most linearly:
+# rtol 4 eps32 T of each tensor's largest entry (~1.6e-5 for T = 34). A mask drawn differently
+# moves entries by ~lr |g| per step, three orders of magnitude more.
+CRF_CHECK = r"""
+import jax
+import numpy as np
+
+import helpers
+from jaxbackprop import compiled_epoch, parallel, pipeline, rundir, train
+
+assert jax.device_count() == 2, f"expected 2 forced host devices, got {jax.device_count()}"
+corpus = helpers.tiny_corpus()
+# 128 tokens are 12 sentences per step (6 per device), 17 steps an epoch; dropout on x and h, word dropout
+config = train.configure(**{**helpers.TINY, "head": "crf", "batch_size": 128, "optimizer": "sgd",
+                            "learning_rate": 0.1, "dropout": 0.3, "word_dropout": 0.1})
+EPOCHS, SENTENCES, STEPS = 2, 12, 17
+trained = {}
+for devices in (None, 2):
+    mesh = parallel.mesh_for(devices)
+    model_cfg, params = rundir.init_run_params(config, corpus)
+    rows = pipeline.training_rows(corpus.train, model_cfg)
+    assert compiled_epoch.rows_per_step(config.batch_size, rows, mesh) == (SENTENCES,) * len(rows)
+    assert pipeline.steps_per_epoch(rows, (SENTENCES,) * len(rows)) == STEPS
+    opt_state, epoch = compiled_epoch.compile_epoch(config, model_cfg, params, STEPS, corpus.train, mesh=mesh)
+    losses = []
+    for e in range(1, EPOCHS + 1):
+        if mesh is not None:
+            params, opt_state = parallel.replicate((params, opt_state), mesh)
+        params, opt_state, loss = epoch(params, opt_state, compiled_epoch.epoch_key(config.seed, e))
+        params = parallel.local_copy(params)
+        losses.append(loss)
+    trained[devices] = {k: np.asarray(v) for k, v in params.items()}, losses
+(one, losses1), (two, losses2) = trained[None], trained[2]
+rtol = helpers.float32_tolerance(EPOCHS * STEPS, 1.0, k=4, worst_case=True)
+for key, want in one.items():
+    err, scale = float(np.max(np.abs(two[key] - want))), float(np.max(np.abs(want)))
+    assert want.dtype == np.float32 and err <= rtol * scale, f"{key}: max |diff| {err:.3e} > {rtol:.1e} * {scale:.3e}"
+np.testing.assert_allclose(losses2, losses1, rtol=rtol)
+initial = rundir.init_run_params(config, corpus)[1]
+assert float(np.max(np.abs(one["W"] - initial["W"]))) > 1e-3, "W did not train"
+print("CRF OK")
+"""
+
+
+def _run_on_devices(script: str, devices: int, ok: str) -> None:
+    """Run ``script`` in a fresh interpreter with ``devices`` forced CPU devices; it must print ``ok``."""
     tests = Path(__file__).parent
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")]),
     }
     done = subprocess.run(
-        [sys.executable, "-c", CHECK], check=False, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=300
     )
-    assert done.returncode == 0 and "PARALLEL OK" in done.stdout, (
-        f"subprocess failed:\n{done.stdout}\n{done.stderr[-4000:]}"
-    )
+    assert done.returncode == 0 and ok in done.stdout, f"subprocess failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+
+
+def test_crf_head_on_two_devices_draws_what_one_device_draws():
+    _run_on_devices(CRF_CHECK, 2, "CRF OK")
 
 
 def test_shard_batch_needs_equal_row_counts():
