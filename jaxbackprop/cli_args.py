@@ -12,26 +12,12 @@ import argparse
 import dataclasses
 
 from jaxbackprop import config, decode, model, optim, sweep
+from jaxbackprop.cli_text import OneLineParser, one_line  # noqa: F401 (one_line: cli's too)
 from jaxbackprop.nonlinearities import ACTIVATIONS
 
 DEBUG_HELP = "on an error, print the full traceback as well (also: environment variable JAXBACKPROP_DEBUG=1)"
 # old names of options, still accepted
 ALIASES = {"feature_dim": ("--casing-dim",)}
-
-
-def one_line(text: str) -> str:
-    """``text`` with its lines joined by single spaces (an error is one line on stderr)."""
-    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with its errors on one line: ``jaxbackprop train: error: argument --window: ...``.
-
-    The usage argparse prints first would bury the error under train's 30 options.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def config_value(name: str, kind: type):
@@ -132,22 +118,9 @@ def _add_check(sub, debug) -> None:
         "if any tensor exceeds its tolerance. With --impl FILE it checks a student's backward steps instead "
         "(`jaxbackprop exercise` writes a skeleton), step by step against the hand-derived ones.",
     )
-    check.add_argument("--activation", action="append", choices=ACTIVATIONS, help="only this activation (repeatable)")
-    check.add_argument(
-        "--head", action="append", choices=model.HEADS + model.SENTENCE_HEADS, help="only this head (repeatable)"
-    )
-    check.add_argument("--verbose", "-v", action="store_true", help="print the per-tensor table of every check")
-    check.add_argument("--large", action="store_true", help="also check a V=20k, d=50 model along random directions")
-    check.add_argument(
-        "--directions", type=positive_int, default=8, help="random directions per large tensor (default 8)"
-    )
-    check.add_argument(
-        "--impl",
-        metavar="FILE",
-        help="check YOUR backward pass instead: a Python file defining any of the steps of `jaxbackprop exercise` "
-        "(or a whole value_and_grad(params, batch, cfg)); each step is fed the reference's inputs and compared, "
-        "output by output, naming the first step that leaves the reference (--activation/--head narrow it)",
-    )
+    from jaxbackprop.impl_cli import add_check_options
+
+    add_check_options(check, ACTIVATIONS, model.HEADS + model.SENTENCE_HEADS)
 
 
 def _add_exercise(sub, debug) -> None:
