@@ -153,7 +153,10 @@ def load(path: Path):
 
 
 def manifest() -> dict:
-    """The step names, the matrix's axes and the tolerances, as the reference defines them (recorded once)."""
+    """The step names, their signatures and the matrix's axes, as the reference defines them (recorded once).
+
+    Not the tolerance: the grader reads that from its own import (:data:`jaxbackprop.mistakes.RTOL`),
+    never from a file the student's code could write."""
     path = folder() / MANIFEST
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -161,7 +164,7 @@ def manifest() -> dict:
         pass
     import inspect
 
-    from jaxbackprop import backprop, check_matrix, gradcheck
+    from jaxbackprop import backprop, check_matrix
     from jaxbackprop.nonlinearities import ACTIVATIONS
 
     def required(fn) -> list:
@@ -173,7 +176,6 @@ def manifest() -> dict:
         "activations": list(ACTIVATIONS),
         "heads": heads,
         "cases": {h: list(check_matrix.cases_for(h)) for h in heads},
-        "rtol": gradcheck.MANUAL_VS_AUTODIFF_RTOL,
         "signatures": {n: required(getattr(backprop, n)) for n in backprop.Steps._fields},
     }
     found["signatures"][WHOLE] = required(backprop.manual_value_and_grad)

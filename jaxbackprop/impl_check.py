@@ -101,7 +101,7 @@ def check_impl(
     called = {name for case in cases for name, _, _ in case["calls"]} & chosen
     if not called and WHOLE not in student["mine"]:
         raise ValueError(f"nothing to check: {', '.join(sorted(chosen))} is not called on this part of the matrix")
-    grader = _Grader(worker, student, manifest["rtol"], timeout)
+    grader = _Grader(worker, student, mistakes.RTOL, timeout)
     outcomes = []
     for case in cases:
         if student["steps"] or student["not_own"]:  # a file with only a whole value_and_grad: no step rows
@@ -110,7 +110,9 @@ def check_impl(
             ]
         if WHOLE in student["found"]:
             outcomes += grader.whole(case)
-    report = Report(path, tuple(outcomes), (), tuple(student["notes"]), len(cases), manifest, frozenset(called))
+    report = Report(
+        path, tuple(outcomes), (), tuple(student["notes"]), len(cases), manifest, frozenset(called), mistakes.RTOL
+    )
     done = report.steps_done()
     if assembled and done and not report.failing():
         runs = [grader.assembled(case, sorted(done)) for case in cases]
@@ -121,7 +123,7 @@ def check_impl(
 def _load(worker: Worker, path: Path, manifest: dict, timeout: float) -> dict:
     """The student's file, imported in the child: which steps it defines and which are really its own."""
     signatures = manifest["signatures"]
-    answer = worker.request(("load", str(path), signatures), timeout)
+    answer = worker.request(("load", str(path), str(path.resolve()), signatures), timeout)
     if answer[0] != "loaded":
         raise ValueError(answer[1] if answer[0] == "unusable" else f"{path}: importing it {answer[1]}")
     info = answer[1]

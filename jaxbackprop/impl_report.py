@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxbackprop.mistakes import SHAPES, UNNAMED, WHOLE
+from jaxbackprop.mistakes import RTOL, SHAPES, UNNAMED, WHOLE
 
 OK, WRONG, ERROR, TODO, REFERENCE, NOT_OWN = "ok", "WRONG", "ERROR", "todo", "reference", "not yours"
 PARAMS_BACKWARD = ("U", "c", "u", "T", "start", "end", "W", "b", "alpha", "F", "E")  # as a backward pass reaches them
@@ -62,6 +62,7 @@ class Report:
     cases: int
     manifest: dict = dataclasses.field(repr=False, default_factory=dict)
     checked: frozenset = frozenset()  # the steps this part of the matrix calls (and --step chose)
+    rtol: float = RTOL  # "close": the largest relative error allowed
 
     def rows(self) -> list:
         """One :class:`Outcome` per (step, tensor), in backward order: the worst case of each."""
@@ -147,7 +148,7 @@ class Report:
         totals = {s: sum(v == s for v in status.values()) for s in (RIGHT, STEP_WRONG, NOT_OWN, NOT_IMPLEMENTED)}
         totals |= {s: sum(v == s for v in status.values()) for s in (ABSENT, NOT_CHECKED)}
         body = {"file": str(self.path), "grade": self.grade, "exit_code": self.exit_code, "cases": self.cases}
-        body |= {"rtol": self.manifest.get("rtol"), "totals": totals, "steps": steps, "notes": list(self.notes)}
+        body |= {"rtol": self.rtol, "totals": totals, "steps": steps, "notes": list(self.notes)}
         body["assembled"] = None if not self.assembled else all(o.status == OK for o in self.assembled)
         return json.dumps(body, indent=1)
 
@@ -159,7 +160,9 @@ class Report:
         if not rows:
             return f"--show {tensor}: no output of your steps by that name was compared (try dW, dx, dlogits)"
         r = rows[0]
-        fmt = lambda a: np.array2string(np.asarray(a), precision=4, suppress_small=True, threshold=80, linewidth=110)  # noqa: E731
+        fmt = lambda a: np.array2string(
+            np.asarray(a), precision=4, suppress_small=True, threshold=80, max_line_width=110
+        )  # noqa: E731
         at = f", worst at [{','.join(map(str, r.worst))}]" if r.worst else ""
         lines = [
             f"{r.tensor} of {r.step}, case {r.case}{at}: {r.status}",
@@ -194,7 +197,7 @@ def _worst(outcomes: list) -> Outcome:
 
 def _table_lines(report: Report) -> list:
     rows = report.rows()
-    rtol = report.manifest["rtol"]
+    rtol = report.rtol
     lines = [
         f"{report.path}: your backward steps on {report.cases} cases of the check matrix, fed the reference's inputs",
         f"float64 (eps {np.finfo(np.float64).eps:.1e}); close: max relative error <= {rtol:g}; exact: bit-equal in "
@@ -247,7 +250,7 @@ def _verdict(report: Report, rows: list) -> list:
         worst = max(report.assembled, key=lambda o: o.max_rel)
         lines.append(
             f"your finished steps assembled into the whole backward pass: the loss and every gradient within "
-            f"{report.manifest['rtol']:g} of the reference in all {report.cases} cases (largest relative error "
+            f"{report.rtol:g} of the reference in all {report.cases} cases (largest relative error "
             f"{worst.max_rel:.1e}, {worst.tensor})"
         )
     elif failing:

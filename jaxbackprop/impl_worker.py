@@ -123,20 +123,20 @@ def where(err: BaseException, state: dict) -> str:
     import traceback
 
     path = state.get("path", "")
-    target = os.path.realpath(path) if path else None
+    target = os.path.realpath(state["absolute"]) if path else None
     lines = [f.lineno for f in traceback.extract_tb(err.__traceback__) if os.path.realpath(f.filename) == target]
     return f"{path}:{lines[-1]}" if lines else str(path)
 
 
-def _load(state: dict, path: str, signatures: dict):
+def _load(state: dict, path: str, absolute: str, signatures: dict):
     """Import the student's file as a fresh module: its steps, whether it leans on the reference, its functions."""
     import importlib.util
 
     state.clear()
-    state["path"] = path
+    state["path"], state["absolute"] = path, absolute  # as the student named it; as this process finds it
     name = f"_jaxbackprop_student_{os.getpid()}_{time.monotonic_ns()}"  # a fresh module: a reload sees the edits
     fresh = REFERENCE not in sys.modules
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, absolute)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while a class is built
     requested: list = []
