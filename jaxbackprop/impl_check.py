@@ -35,7 +35,8 @@ import numpy as np
 
 from jaxbackprop import impl_cache, mistakes
 from jaxbackprop.impl_report import ERROR, NOT_OWN, OK, PARAMS_BACKWARD, REFERENCE, TODO, WRONG, Outcome, Report
-from jaxbackprop.impl_worker import NotArray, Worker
+from jaxbackprop.impl_student import NotArray
+from jaxbackprop.impl_worker import Worker
 from jaxbackprop.mistakes import WHOLE
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -285,4 +286,4 @@ def _flatten(out, like, names: list, who: str = "") -> dict:
         for o, x in zip(out, like):
             flat |= _flatten(o, x, names, who)
         return flat
-    return {f"dJ/d{names.pop(0)}": out}
+    return {f"dJ/d{names.pop(0) if names else 'out'}": out}  # a step this module does not know: its output

@@ -160,9 +160,7 @@ class Report:
         if not rows:
             return f"--show {tensor}: no output of your steps by that name was compared (try dW, dx, dlogits)"
         r = rows[0]
-        fmt = lambda a: np.array2string(
-            np.asarray(a), precision=4, suppress_small=True, threshold=80, max_line_width=110
-        )  # noqa: E731
+        fmt = _compact
         at = f", worst at [{','.join(map(str, r.worst))}]" if r.worst else ""
         lines = [
             f"{r.tensor} of {r.step}, case {r.case}{at}: {r.status}",
@@ -174,6 +172,10 @@ class Report:
         if np.shape(r.got) == np.shape(r.want):
             lines += ["yours - expected:", fmt(np.asarray(r.got, np.float64) - np.asarray(r.want, np.float64))]
         return "\n".join(lines)
+
+
+def _compact(a) -> str:
+    return np.array2string(np.asarray(a), precision=4, suppress_small=True, threshold=80, max_line_width=110)
 
 
 def _number(x: float):
