@@ -66,7 +66,8 @@ def _positive(kind):
     def parse(text: str):
         value = kind(text)
         if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+            what = "an integer >= 1" if kind is int else "a number > 0"
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
         return value
 
     parse.__name__ = kind.__name__  # argparse's "invalid int value: 'x'"

@@ -14,18 +14,6 @@ from jaxbackprop import backprop, check_matrix, cli, exercise, impl_cache, impl_
 SOLVED = exercise.skeleton(solved=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory):
-    """One cache of the reference's recordings for the module's tests, not the user's."""
-    old = os.environ.get("JAXBACKPROP_CACHE")
-    os.environ["JAXBACKPROP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        del os.environ["JAXBACKPROP_CACHE"]
-    else:
-        os.environ["JAXBACKPROP_CACHE"] = old
-
-
 # mistake, head checked, the reference's line, the planted line, then what the verdict must name:
 # the step, the tensor, and the mistake
 PLANTED = [
