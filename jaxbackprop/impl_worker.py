@@ -35,6 +35,12 @@ class Worker:
         root = str(Path(__file__).resolve().parent.parent)  # this very jaxbackprop, whatever the child's path says
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         env = dict(os.environ, JAX_ENABLE_X64="1", PYTHONPATH=path)
+        # a step written in jax runs op by op, one small compile per op and shape: kept on disk for the next check
+        from jaxbackprop.impl_cache import cache_dir
+
+        env.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache_dir() / "xla"))
+        env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
         command = [sys.executable, "-m", "jaxbackprop.impl_worker", str(down_r), str(up_w)]
         # a session of its own: Ctrl-C in the terminal ends the grader, which ends the child
         self._proc = subprocess.Popen(
