@@ -28,6 +28,7 @@ class Worker:
     def __init__(self):
         self._proc = None
         self._conn = None
+        self._loaded = None  # the last "load" request: a restarted child imports the student's file again
 
     def _start(self) -> None:
         down_r, down_w = os.pipe()  # grader -> child
@@ -51,6 +52,14 @@ class Worker:
 
     def request(self, message: tuple, timeout: float):
         """Send ``message``; the child's answer, or ``("error", why)`` when it died or ran past ``timeout``."""
+        if message[0] == "load":
+            self._loaded = (message, timeout)
+        elif self._proc is None or self._proc.poll() is not None:
+            if self._loaded is not None:  # the student's module lived in the child that was ended
+                self.request(*self._loaded)
+        return self._send(message, timeout)
+
+    def _send(self, message: tuple, timeout: float):
         if self._proc is None or self._proc.poll() is not None:
             self.close()
             self._start()
@@ -62,7 +71,7 @@ class Worker:
             why = f"still running after {timeout:g} s (--timeout): an endless loop?"
         except (EOFError, OSError):
             code = self._proc.wait(GRACE_S)
-            why = f"ended the checking process (exit code {code}): os._exit or a crash in compiled code?"
+            why = f"ended the checking process (exit code {code}): os._exit, or a crash in compiled code?"
         self.close()
         return ("error", why)
 

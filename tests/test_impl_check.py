@@ -481,3 +481,12 @@ def test_the_cache_holds_what_the_reference_recorded(x64):
     J, grads = backprop.manual_value_and_grad(params, batch, cfg)
     assert case["J"] == J and all(np.array_equal(case["grads"][k], grads[k]) for k in grads)
     assert [name for name, _, _ in case["calls"]][0] == "softmax_bwd"
+
+
+def test_after_a_step_that_hangs_or_ends_the_child_the_others_are_still_checked(tmp_path, capsys):
+    text = NUMPY_SCATTER.format(update="np.add.at(out, np.asarray(ids), np.asarray(rows))")
+    text += "\n\ndef l2_bwd(params, grads, cfg):\n    import os\n\n    os._exit(3)\n"
+    assert _check(_write(tmp_path, text), "--head", "softmax", "--step", "l2_bwd", "--step", "scatter_rows") == 1
+    out = capsys.readouterr().out
+    assert "l2_bwd. Your dJ/dW" in out and "ended the checking process (exit code 3): os._exit" in out
+    assert "FAILED: 1 right, 1 wrong" in out  # scatter_rows, called after the child was started again
