@@ -12,6 +12,16 @@ import time
 
 from jaxbackprop.cli_text import one_line
 
+
+def __getattr__(name):
+    """``build_parser`` and ``distributed``, from :mod:`jaxbackprop.cli_args` on first use (it imports JAX)."""
+    if name in ("build_parser", "distributed"):
+        from jaxbackprop import cli_args
+
+        return getattr(cli_args, name)
+    raise AttributeError(f"module 'jaxbackprop.cli' has no attribute {name!r}")
+
+
 LARGE_VOCAB = 100_000  # above this, a dense embedding update dominates the step on a CPU (BENCHMARKS.md)
 
 

@@ -143,5 +143,7 @@ def where(err: BaseException, state: dict) -> str:
     return f"{path}:{lines[-1]}" if lines else str(path)
 
 
-if __name__ == "__main__":
-    serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+if __name__ == "__main__":  # run as the package's module, so that the alarm's StepTimeout is the one caught
+    from jaxbackprop import impl_worker
+
+    impl_worker.serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
