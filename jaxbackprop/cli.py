@@ -12,18 +12,18 @@ import sys
 import threading
 import time
 
-from jaxbackprop.cli_args import EXIT_PROCESSES, build_parser, distributed, one_line
+from jaxbackprop.cli_args import EXIT_PROCESSES, build_parser, distributed
+from jaxbackprop.cli_text import one_line
 
 LARGE_VOCAB = 100_000  # above this, a dense embedding update dominates the step on a CPU (BENCHMARKS.md)
 
 
 def _check(args) -> int:
     """``jaxbackprop check``: the gradient-check matrix, one row per check; exit 1 on a failure."""
-    from jaxbackprop import check_matrix, gradcheck
-    from jaxbackprop.nonlinearities import ACTIVATIONS
-
     if args.impl is not None:
         return _check_impl(args)
+    from jaxbackprop import check_matrix, gradcheck
+    from jaxbackprop.nonlinearities import ACTIVATIONS
 
     activations = args.activation or ACTIVATIONS
     heads = args.head or check_matrix.MATRIX_HEADS  # the window heads and the crf head
@@ -59,13 +59,9 @@ def _check(args) -> int:
 
 def _check_impl(args) -> int:
     """``jaxbackprop check --impl FILE``: a student's backward steps against the reference's, one by one."""
-    from jaxbackprop import impl_check
+    from jaxbackprop import impl_cli
 
-    if args.large:
-        raise ValueError("--large checks the project's own gradients at a large size; it does not combine with --impl")
-    report = impl_check.check_impl(args.impl, activations=args.activation, heads=args.head)
-    print(report.table())
-    return 0 if report.passed else 1
+    return impl_cli.run(args)
 
 
 def _exercise(args) -> int:
@@ -332,17 +328,25 @@ def main(argv=None) -> int:
     Exit codes: 0 done; 1 ``check`` found a gradient beyond tolerance; 2 an error in what was
     given (options, files, run directory) or a diverged training run; 3 an internal error, a bug;
     4 (:data:`~jaxbackprop.cli_args.EXIT_PROCESSES`) the processes of a multi-process run did not
-    all join within ``--init-timeout``, or one of them was lost; 130 interrupted; 141 the output was
-    closed before all of it was written (``| head``). ``--debug`` or ``JAXBACKPROP_DEBUG=1`` adds the
+    all join within ``--init-timeout``, or one of them was lost; 5 ``check --impl`` found no step
+    wrong but some not done (INCOMPLETE); 130 interrupted; 141 the output was closed before all of
+    it was written (``| head``). ``--debug`` or ``JAXBACKPROP_DEBUG=1`` adds the
     traceback. A process of a multi-process run that fails ends at once after its line, without JAX's
     shutdown barrier (which would wait minutes for processes that are gone, then abort).
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if distributed(args) and args.command != "train":
-        parser.error(f"--distributed runs `train` only, not `{args.command}`")
+    from jaxbackprop import impl_cli
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if impl_cli.is_impl_check(argv):  # the light path: neither the full command line nor JAX imported
+        args, joining = impl_cli.parse(argv), False
+    else:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if distributed(args) and args.command != "train":
+            parser.error(f"--distributed runs `train` only, not `{args.command}`")
+        joining = distributed(args)
     debug = args.debug or os.environ.get("JAXBACKPROP_DEBUG", "") not in ("", "0")
-    several = distributed(args)
+    several = joining
     try:
         quiet = several and _join_processes(args) > 0
         with _silenced(quiet, several):

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 
 from jaxbackprop import config, settings, vectors
+from jaxbackprop.cli_text import AppendOnce, OneLineParser, one_line  # noqa: F401 (one_line: cli's too)
 from jaxbackprop.settings import ACTIVATIONS
 
 DEBUG_HELP = "on an error, print the full traceback as well (also: environment variable JAXBACKPROP_DEBUG=1)"
@@ -19,21 +20,6 @@ DEBUG_HELP = "on an error, print the full traceback as well (also: environment v
 ALIASES = {"feature_dim": ("--casing-dim",)}
 INIT_TIMEOUT = 300  # --init-timeout's default: seconds each process of a multi-process run waits for the others
 EXIT_PROCESSES = 4  # the exit code when the processes of a run did not all join, or one of them was lost
-
-
-def one_line(text: str) -> str:
-    """``text`` with its lines joined by single spaces (an error is one line on stderr)."""
-    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with its errors on one line: ``jaxbackprop train: error: argument --window: ...``.
-
-    The usage argparse prints first would bury the error under train's 30 options.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def config_value(name: str, kind: type):
@@ -53,20 +39,6 @@ def config_value(name: str, kind: type):
 
     parse.__name__ = kind.__name__
     return parse
-
-
-class AppendOnce(argparse.Action):
-    """``action=AppendOnce`` that refuses a value given twice: a sweep would train it twice.
-
-    The values are compared as parsed, so ``--learning-rate 0.1 --learning-rate 1e-1`` is a repeat.
-    """
-
-    def __call__(self, parser, namespace, value, option_string=None):
-        values = list(getattr(namespace, self.dest) or [])
-        if value in values:
-            shown = f"{value:g}" if isinstance(value, float) else str(value)
-            raise argparse.ArgumentError(self, f"{shown} is given twice (each value runs once)")
-        setattr(namespace, self.dest, [*values, value])
 
 
 def positive_int(text: str) -> int:
@@ -153,25 +125,9 @@ def _add_check(sub, debug) -> None:
         "if any tensor exceeds its tolerance. With --impl FILE it checks a student's backward steps instead "
         "(`jaxbackprop exercise` writes a skeleton), step by step against the hand-derived ones.",
     )
-    check.add_argument("--activation", action=AppendOnce, choices=ACTIVATIONS, help="only this activation (repeatable)")
-    check.add_argument(
-        "--head",
-        action=AppendOnce,
-        choices=settings.HEADS + settings.SENTENCE_HEADS,
-        help="only this head (repeatable)",
-    )
-    check.add_argument("--verbose", "-v", action="store_true", help="print the per-tensor table of every check")
-    check.add_argument("--large", action="store_true", help="also check a V=20k, d=50 model along random directions")
-    check.add_argument(
-        "--directions", type=positive_int, default=8, help="random directions per large tensor (default 8)"
-    )
-    check.add_argument(
-        "--impl",
-        metavar="FILE",
-        help="check YOUR backward pass instead: a Python file defining any of the steps of `jaxbackprop exercise` "
-        "(or a whole value_and_grad(params, batch, cfg)); each step is fed the reference's inputs and compared, "
-        "output by output, naming the first step that leaves the reference (--activation/--head narrow it)",
-    )
+    from jaxbackprop.impl_cli import add_check_options
+
+    add_check_options(check, ACTIVATIONS, settings.HEADS + settings.SENTENCE_HEADS)
 
 
 def _add_exercise(sub, debug) -> None:

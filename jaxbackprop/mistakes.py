@@ -339,9 +339,12 @@ MISTAKES += (_l2_term, _sign, _zeros, _factor, _float32_roundoff)
 
 def diagnose(got, want, ctx: Context) -> str:
     """The classic mistake that turns ``want`` into ``got``, by name; else where they differ most."""
-    for rule in MISTAKES:
-        text = rule(got, want, ctx)
-        if text:
-            return text
+    import jax
+
+    with jax.enable_x64(True):  # the rules recompute candidates from float64 inputs: in float32 none would match
+        for rule in MISTAKES:
+            text = rule(got, want, ctx)
+            if text:
+                return text
     _, max_rel, worst = differences(got, want)
     return f"{UNNAMED}: relative error {max_rel:.1e} at [{','.join(map(str, worst))}]"

@@ -28,3 +28,15 @@ def x64():
     """Run a test body with 64-bit floats enabled, scoped to that test."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _reference_cache(tmp_path_factory):
+    """`check --impl` caches the reference's recordings: in the session's temporary folder, not the user's."""
+    old = os.environ.get("JAXBACKPROP_CACHE")
+    os.environ["JAXBACKPROP_CACHE"] = str(tmp_path_factory.mktemp("reference-cache"))
+    yield
+    if old is None:
+        os.environ.pop("JAXBACKPROP_CACHE", None)
+    else:
+        os.environ["JAXBACKPROP_CACHE"] = old
