@@ -96,7 +96,8 @@ def measured(config: e04.Config, prepared, tuned: dict) -> list:
     for ((a, s), training), t in zip(zip(table, configs), train_table(configs, prepared)):
         model_cfg = pipeline.model_config(training, prepared)
         # the very params the run started from (as sweep_group.init_group makes them)
-        init = model.init_params(jax.random.key(s), model_cfg, init=training.init, embeddings=prepared.embeddings)
+        E = pipeline.initial_embeddings(prepared, s)
+        init = model.init_params(jax.random.key(s), model_cfg, init=training.init, embeddings=E)
         batch = probes.first_windows(prepared.train, config.probe_windows, model_cfg)
         dev = probes.first_windows(prepared.dev, config.dead_windows, model_cfg)["windows"]
         why, curve = failure(t["curve"], t["diverged"], config.collapse), t["curve"]

@@ -60,7 +60,8 @@ def measured(config: e05.Config, prepared) -> list:
     for (a, name, _, s), training, t in zip(table, configs, train_table(configs, prepared)):
         model_cfg = pipeline.model_config(training, prepared)
         # the very params the run started from (as sweep_group.init_group makes them)
-        start = model.init_params(jax.random.key(s), model_cfg, init=training.init, embeddings=prepared.embeddings)
+        E = pipeline.initial_embeddings(prepared, s)
+        start = model.init_params(jax.random.key(s), model_cfg, init=training.init, embeddings=E)
         batch = probes.first_windows(prepared.train, config.probe_windows, model_cfg)
         dev = probes.first_windows(prepared.dev, config.activation_windows, model_cfg)["windows"]
         ok = t["diverged"] is None and bool(t["curve"])
@@ -92,17 +93,21 @@ def traced(config: e05.Config, prepared, activation: str, dtype) -> list:
     sqrt(eps) of ``dtype``. Call it for float64 inside ``jax.enable_x64``."""
     training = train.configure(config.training, activation=activation, init="zeros")
     model_cfg = pipeline.model_config(training, prepared)
-    # a zero start is the same for every seed (E holds the word vectors): one step function serves them all
-    start = model.init_params(jax.random.key(0), model_cfg, init="zeros", embeddings=prepared.embeddings, dtype=dtype)
+
+    # W, U and b start at zero whatever the seed; E's rows without a vector are the seed's (one step function)
+    def start_of(seed):
+        E = pipeline.initial_embeddings(prepared, seed)
+        return model.init_params(jax.random.key(seed), model_cfg, init="zeros", embeddings=E, dtype=dtype)
+
     steps = pipeline.steps_per_epoch(pipeline.training_rows(prepared.train, model_cfg), training.batch_size)
-    opt_start, step = train_step.make_step(training, model_cfg, start, steps)
+    opt_start, step = train_step.make_step(training, model_cfg, start_of(config.seeds[0]), steps)
     batch = probes.first_windows(prepared.train, config.probe_windows, model_cfg)
     dev = probes.first_windows(prepared.dev, config.activation_windows, model_cfg)["windows"]
     rtol, last = math.sqrt(float(jnp.finfo(dtype).eps)), training.epochs * steps
     out = []
     for seed in config.seeds:
-        params, opt_state, trace = start, opt_start, []
-        seeded = train.configure(training, seed=seed)  # the seed sets the data order (and nothing else here)
+        params, opt_state, trace = start_of(seed), opt_start, []
+        seeded = train.configure(training, seed=seed)  # the seed sets the data order and E's random rows
 
         def watch(t, p, trace=trace):
             if t in EARLY_STEPS or t % config.trace_every == 0 or t == last:

@@ -21,7 +21,7 @@ from common import load_corpus, parse_args, prepare, result_head, train_run, ver
 from configs import base, e09
 from figures import e09 as figure
 
-from jaxbackprop import metrics, synthetic, train
+from jaxbackprop import metrics, pipeline, synthetic, train
 from jaxbackprop.evaluate import predict_labels
 
 NAME = "e09_frozen_vs_finetuned"
@@ -61,7 +61,8 @@ def run_one(training: train.TrainConfig, prepared, flags: dict, kinds: dict) -> 
     row |= {"stopped_early": s["epochs_run"] < training.epochs, "best_was_last": s["best_epoch"] == s["epochs_run"]}
     row |= {"summary_dev_f1": s["dev_f1"], "summary_test_f1": s.get("test_f1")}
     row |= scored(run, prepared, flags, training.decode)
-    return row | unseen_words.movement(prepared.embeddings, run.params["E"], kinds)
+    start = pipeline.initial_embeddings(prepared, training.seed)  # the E this seed started from
+    return row | unseen_words.movement(start, run.params["E"], kinds)
 
 
 def aggregate(runs: list, config: e09.Config) -> dict:

@@ -10,10 +10,13 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import optax
 import pytest
 from helpers import EPS64, float32_tolerance
 
-from jaxbackprop import gradcheck, train
+from jaxbackprop import gradcheck, pipeline, rundir, sweep_group, synthetic, train
+from jaxbackprop.vocab import UNK_ID
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = ("e01_computation_graph", "e02_gradient_checks", "e03_vectorisation", "e10_sparse_updates")
@@ -99,6 +102,31 @@ def test_quick_writes_to_a_scratch_folder_never_to_committed_results(tmp_path):
         common.parse_args(
             "e01_computation_graph", "E01.", ["--quick", "--out", str(common.RESULTS / "e01_computation_graph")]
         )
+
+
+def test_a_seed_draws_the_random_rows_of_e_from_one_prepare():
+    """Experiments prepare the corpus once for every seed: each seed still draws E's rows without a vector
+    (<unk> among them), as preparing again with that seed would, and the pretrained rows stay the vectors."""
+    corpus, (words, vectors) = synthetic.synthetic_corpus(seed=0), synthetic.synthetic_vectors()
+    train_s, dev_s, pretrained = corpus["train"][:20], corpus["dev"][:5], (words[:10], vectors[:10])
+    config = train.configure(hidden_dim=4, seed=0)
+    once = pipeline.prepare_for(config, train_s, dev_s, None, pretrained)
+
+    def start_E(seed):
+        return np.asarray(rundir.init_run_params(train.configure(config, seed=seed), once)[1]["E"])
+
+    random = ~once.pretrained_rows
+    assert random[UNK_ID] and 0 < random.sum() < len(random) - 1
+    E0, E1 = start_E(0), start_E(1)
+    again = pipeline.prepare_for(train.configure(config, seed=1), train_s, dev_s, None, pretrained)
+    assert np.array_equal(E1, again.embeddings)  # one prepare() for both seeds: seed 1 gets seed 1's E
+    assert not np.isclose(E0[random], E1[random]).any()  # every entry of every random row redrawn
+    assert np.array_equal(E0[~random], E1[~random]) and np.array_equal(E0[~random], once.embeddings[~random])
+    assert np.array_equal(start_E(1), E1)  # and the same seed draws the same rows
+    # a sweep's members (the experiments' train_table) start from their own seed's E as well
+    members = [train.configure(config, seed=s) for s in (0, 1)]
+    stacked = sweep_group.init_group(members, once, sweep_group.group_key(config, once), optax.identity())[0]["E"]
+    assert np.array_equal(stacked[0], E0) and np.array_equal(stacked[1], E1)
 
 
 # ----------------------------------------------------------------------------- the template renderer
