@@ -79,9 +79,8 @@ def tune(config: e04.Config, prepared) -> tuple[list, dict]:
 
 def probe(params, batch, windows, model_cfg) -> dict:
     """``probes.first_layer_probe`` (gradients on ``batch``, dead / saturated units on ``windows``), and
-    ``flat_pairs``: the share of (window, unit) pairs whose f'(z) is at most ``probes.FLAT_SLOPE``."""
-    fprime = np.asarray(probes.local_gradients(params, windows, model_cfg))
-    flat = float(np.mean(fprime <= probes.FLAT_SLOPE))
+    ``flat_pairs``: the share of (window, unit) pairs whose |f'(z)| is at most ``probes.FLAT_SLOPE``."""
+    flat = probes.flat_fraction(probes.local_gradients(params, windows, model_cfg))
     return probes.first_layer_probe(params, batch, windows, model_cfg) | {"flat_pairs": flat}
 
 
