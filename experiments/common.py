@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from jaxbackprop import data, embeddings, files, model, pipeline, rundir, sweep, synthetic, train
-from jaxbackprop.provenance import environment, portable_argv, portable_path, sha256_file
+from jaxbackprop.provenance import environment, git_state, portable_argv, portable_path, sha256_file
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -60,6 +60,7 @@ def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False) -> ar
     args.out = args.out or RESULTS / (f"{name}_conll" if args.conll else name)
     argv_text = map(shlex.quote, portable_argv(argv or []))
     args.command = " ".join(["python", f"experiments/{name}.py", *argv_text])
+    args.git_at_start = git_state()  # the code this run runs: a commit made while it runs is not its code
     return args
 
 
@@ -200,13 +201,21 @@ def write_result(args, result: dict, started: float) -> dict:
         "quick": bool(args.quick),
         "command": args.command,
         "runtime_s": round(time.perf_counter() - started, 2),
-        "environment": environment(),
+        "environment": run_environment(args),
         "load": load(),
         "data_files": data_files(args),
     }
     files.write_json(args.out / "result.json", plain(result))
     print(f"{result['name']}: {result['verdict']} ({args.out / 'result.json'})")
     return plain(result)
+
+
+def run_environment(args) -> dict:
+    """``provenance.environment()`` with the commit and dirtiness read when the run started (``parse_args``);
+    ``git_at_end`` as well where the checkout changed while it ran."""
+    env, start = environment(), args.git_at_start
+    end = {k: env[k] for k in start}
+    return {**env, **start} | ({"git_at_end": end} if end != start else {})
 
 
 def load() -> dict:

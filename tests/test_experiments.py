@@ -7,6 +7,7 @@ result.json and that its section renders from its template (verdict, command, pl
 import ast
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import optax
 import pytest
 from helpers import EPS64, float32_tolerance
 
-from jaxbackprop import gradcheck, pipeline, rundir, sweep_group, synthetic, train
+from jaxbackprop import gradcheck, pipeline, provenance, rundir, sweep_group, synthetic, train
 from jaxbackprop.vocab import UNK_ID
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -127,6 +128,44 @@ def test_a_seed_draws_the_random_rows_of_e_from_one_prepare():
     members = [train.configure(config, seed=s) for s in (0, 1)]
     stacked = sweep_group.init_group(members, once, sweep_group.group_key(config, once), optax.identity())[0]["E"]
     assert np.array_equal(stacked[0], E0) and np.array_equal(stacked[1], E1)
+
+
+def test_new_code_files_make_the_checkout_dirty_and_results_do_not(tmp_path, monkeypatch):
+    from jaxbackprop import provenance
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "jaxbackprop").mkdir()
+    (tmp_path / "jaxbackprop" / "model.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    monkeypatch.setattr(provenance, "PROJECT_ROOT", tmp_path)
+    (tmp_path / "experiments" / "results" / "e99").mkdir(parents=True)
+    (tmp_path / "experiments" / "results" / "e99" / "result.json").write_text("{}\n")  # a run's output
+    (tmp_path / "notes.txt").write_text("not code\n")
+    assert provenance.git_state()["git_dirty"] is False
+    (tmp_path / "experiments" / "e99_new.py").write_text("y = 1\n")  # code git does not know yet
+    assert provenance.git_state()["git_dirty"] is True
+    (tmp_path / "experiments" / "e99_new.py").unlink()
+    (tmp_path / "jaxbackprop" / "layers").mkdir()
+    (tmp_path / "jaxbackprop" / "layers" / "new.py").write_text("z = 1\n")
+    assert provenance.git_state()["git_dirty"] is True
+
+
+def test_a_result_records_the_code_of_its_start(tmp_path, monkeypatch):
+    """A run that starts on changed code and ends after a commit records the dirty start, and the end beside it."""
+    common = _load("common")
+    start, end = {"git_commit": "a" * 40, "git_dirty": True}, {"git_commit": "b" * 40, "git_dirty": False}
+    monkeypatch.setattr(common, "git_state", lambda: start)
+    args = common.parse_args("e01_computation_graph", "E01.", ["--quick", "--out", str(tmp_path)])
+    monkeypatch.setattr(provenance, "git_state", lambda: end)  # what environment() reads when the run ends
+    result = {"name": "e01", "claim": "c", "verdict": "supported", "seeds": [], "plots": []}
+    env = common.write_result(args, result, 0.0)["environment"]
+    assert (env["git_commit"], env["git_dirty"], env["git_at_end"]) == ("a" * 40, True, end)
+    monkeypatch.setattr(provenance, "git_state", lambda: start)
+    assert "git_at_end" not in common.write_result(args, result, 0.0)["environment"]
 
 
 # ----------------------------------------------------------------------------- the template renderer
