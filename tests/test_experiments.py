@@ -7,6 +7,7 @@ result.json and that its section renders from its template (verdict, command, pl
 import ast
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 from helpers import EPS64, float32_tolerance
+from scipy import stats as scipy_stats
 
 from jaxbackprop import gradcheck, pipeline, provenance, rundir, sweep_group, synthetic, train
 from jaxbackprop.vocab import UNK_ID
@@ -166,6 +168,65 @@ def test_a_result_records_the_code_of_its_start(tmp_path, monkeypatch):
     assert (env["git_commit"], env["git_dirty"], env["git_at_end"]) == ("a" * 40, True, end)
     monkeypatch.setattr(provenance, "git_state", lambda: start)
     assert "git_at_end" not in common.write_result(args, result, 0.0)["environment"]
+
+
+# ----------------------------------------------------------------------------- multiplicity and equivalence
+
+
+def test_holm_adjusts_p_values_as_by_hand():
+    stats = _load("stats")
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4): x4 = 0.02, x3 = 0.03, x2 = 0.06, x1 = 0.04 -> raised to 0.06
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == [0.03, 0.06, 0.06, 0.02]
+    assert stats.holm([0.2, None, 0.01]) == [0.2, None, 0.02]  # no test: not counted in m
+    assert stats.holm([0.6, 0.5]) == [1.0, 1.0]  # capped at 1
+
+
+def test_p_value_and_interval_agree_on_resolving():
+    stats = _load("stats")
+    above = stats.paired([0.93, 0.94, 0.95, 0.96, 0.97], [0.92, 0.92, 0.93, 0.93, 0.95])  # interval above 0
+    across = stats.paired([0.93, 0.90, 0.95, 0.96, 0.97], [0.92, 0.92, 0.93, 0.93, 0.95])
+    assert stats.side(above) == "above" and stats.p_value(above) < stats.ALPHA
+    assert stats.side(across) == "across" and stats.p_value(across) > stats.ALPHA
+    # the paired t-test by hand: differences 0.01, 0.02, 0.02, 0.03, 0.02: mean 0.02, sd sqrt(5e-5)
+    t = 0.02 / (math.sqrt(5e-5) / math.sqrt(5))
+    assert stats.p_value(above) == pytest.approx(2 * scipy_stats.t.sf(t, 4), rel=1e-9)
+
+
+def test_secondary_comparisons_are_holm_corrected_and_the_primary_is_not():
+    common = _load("common")
+
+    def comparison(name, p, n=5):  # a paired difference whose t-test against 0 has two-sided p-value p
+        mean = scipy_stats.t.isf(p / 2, n - 1) / math.sqrt(n)
+        return {"name": name, "bar": 0.0, "mean": mean, "sd": 1.0, "n": n, "side": "above"}
+
+    rows = common.corrected([comparison("main", 0.03), comparison("x", 0.03), comparison("y", 0.04)], ("main",))
+    main, x, y = rows
+    assert main["role"] == "primary" and main["side"] == "above" and "p_holm" not in main
+    assert (x["role"], x["p_holm"], x["side"], x["side_uncorrected"]) == (
+        "secondary",
+        pytest.approx(0.06),
+        "across",
+        "above",
+    )
+    assert y["p_holm"] == pytest.approx(0.06) and y["side"] == "across"
+    alone = common.corrected([comparison("main", 0.03), comparison("x", 0.01)], ("main",))[1]
+    assert alone["p_holm"] == pytest.approx(0.01) and alone["side"] == "above"  # one secondary: nothing to correct
+    with pytest.raises(ValueError, match="mian"):
+        common.corrected(rows, ("mian",))
+
+
+def test_a_null_within_the_margin_is_an_equivalence_verdict(tmp_path):
+    common, stats = _load("common"), _load("stats")
+    iv = stats.paired([0.861, 0.859, 0.860, 0.862], [0.860, 0.860, 0.861, 0.860])  # mean 0.00025, +-0.0021
+    assert stats.side(iv) == "across" and -0.003 < iv["low"] and iv["high"] < 0.003
+    assert common.with_margin("not resolved", iv, 0.003) == "equivalent within ±0.003"
+    assert common.with_margin("not resolved", iv, 0.001) == "not resolved"  # the interval reaches past 0.001
+    assert common.with_margin("not resolved", iv, None) == "not resolved"  # no margin set: no equivalence
+    args = common.parse_args("e11_sentence_likelihood", "E11.", ["--quick", "--out", str(tmp_path)])
+    result = {"name": "e11", "claim": "c", "verdict": "equivalent within ±0.003", "seeds": [], "plots": []}
+    assert common.write_result(args, result, 0.0)["verdict"] == "equivalent within ±0.003"
+    with pytest.raises(ValueError):
+        common.write_result(args, result | {"verdict": "equivalent-ish"}, 0.0)
 
 
 # ----------------------------------------------------------------------------- the template renderer
