@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stats
-from common import load_corpus, parse_args, prepare, result_head, train_table, verdict_of, write_result
+from common import corrected, load_corpus, parse_args, prepare, result_head, train_table, verdict_of, write_result
 from configs import base, e04
 from figures import e04 as figure
 
@@ -154,7 +154,8 @@ COMPARISONS = (
 
 
 def compare(runs: list, config: e04.Config) -> list:
-    """Each comparison whose arms ran: the paired interval of A - B and where it lies against its bar."""
+    """Each comparison whose arms ran: the paired interval of A - B and where it lies against its bar (the
+    primary ones by their own interval, the others Holm-corrected: ``common.corrected``)."""
     ran, out = set(config.activations), []
     for name, metric, a, b, bar in COMPARISONS:
         arms = [a, b]
@@ -166,7 +167,7 @@ def compare(runs: list, config: e04.Config) -> list:
         label = lambda x: x if isinstance(x, str) else "+".join(m for m in x if m in ran)  # noqa: E731
         out.append({"name": name, "metric": metric, "a": label(a), "b": label(b), "bar": bar, **d})
         out[-1]["side"] = stats.side(d, bar)
-    return out
+    return corrected(out, config.primary)
 
 
 def all_held(sides: list) -> bool | None:

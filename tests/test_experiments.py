@@ -8,10 +8,12 @@ import ast
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import optax
 import pytest
@@ -57,16 +59,26 @@ def results(tmp_path_factory):
     return run
 
 
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
 def _assert_files(folder: Path, result):
-    """The section renders from its template; plots exist; provenance is recorded; no temporary file left."""
+    """The section renders from its template with this result's verdict and command; each plot is a PNG
+    of a real size; the environment is this process's; no temporary file is left behind."""
     text = _load("make_results").section(result, folder, folder)
-    assert "**Verdict:" in text and result["command"] in text
-    for line in text.splitlines():
-        if line.startswith("!["):
-            assert (folder / line.split("(")[1].rstrip(")")).stat().st_size > 0, line
-    env = result["environment"]
-    assert env["jax"] and env["device"] and "git_commit" in env and isinstance(result["seeds"], list)
-    assert result["verdict"] in ("supported", "partly supported", "not supported", "not resolved")
+    assert f"**Verdict: {result['verdict']}.**" in text
+    assert result["command"].startswith(f"python experiments/{result['name']}.py --quick --out ")
+    assert f"```bash\n{result['command']}\n```" in text
+    for name in result["plots"]:
+        head = (folder / name).read_bytes()[:24]  # the signature, then the IHDR chunk: width, height
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        assert head[:8] == PNG and width >= 200 and height >= 150, (name, width, height)
+        assert f"/{name})" in text
+    env, device = result["environment"], jax.devices()[0]
+    assert env["jax"] == jax.__version__ and env["device"] == f"{device.platform}:{device.device_kind}"
+    outside_git = (env["git_commit"], env["git_dirty"]) == (None, None)  # e.g. an unpacked source archive
+    assert outside_git or (re.fullmatch("[0-9a-f]{40}", env["git_commit"]) and env["git_dirty"] in (True, False))
+    assert _load("common").is_verdict(result["verdict"])
     assert not list(folder.glob("*.tmp")), "a temporary file was left behind"
 
 
