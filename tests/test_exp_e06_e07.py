@@ -74,8 +74,15 @@ def test_e06_paired_differences_are_the_seeds_differences_and_the_verdict_follow
             assert d["differences"] == pytest.approx(
                 [a["summary"][key] - b["summary"][key] for a, b in zip(mine, base)]
             )
-            assert d["side"] == stats.side(stats.interval(d["differences"]))
+            assert d["side_uncorrected"] == stats.side(stats.interval(d["differences"]))
     primary = next(row for row in r["aggregate"]["paired"] if row["l2"] == j["primary_l2"])
+    flat = [row[k] for row in r["aggregate"]["paired"] for k in row if k != "l2"]
+    assert sorted(c["key"] for c in flat if c["role"] == "primary") == sorted(r["config"]["primary"])
+    assert all(primary[k]["role"] == "primary" for k in r["config"]["primary"])
+    secondary = [c for c in flat if c["role"] == "secondary"]
+    for c, adjusted in zip(secondary, stats.holm([stats.p_value(c, 0.0) for c in secondary])):
+        assert c["p_holm"] == pytest.approx(adjusted, rel=1e-12)
+        assert c["side"] == ("across" if adjusted >= 0.05 else "above" if c["mean"] > 0 else "below")
     assert j["l2_lowers_dev_loss"] == SIDE_TO_PART[primary["final_dev_loss"]["side"]]
     assert j["l2_costs_training_fit"] == stats.holds(primary["final_train_loss"])
     rise = r["aggregate"]["per_lambda"][0]["dev_rise_rel"]
