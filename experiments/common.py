@@ -43,11 +43,13 @@ EQUIVALENT = "equivalent within ±{margin:g}"  # a null that is the finding: the
 CONLL_SPLITS = ("train.txt", "valid.txt", "test.txt")
 
 
-def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False) -> argparse.Namespace:
-    """``--quick``, ``--out`` and, with ``real_data``, ``--conll DIR`` and ``--embeddings FILE``.
+def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False, gpu: bool = False) -> argparse.Namespace:
+    """``--quick``, ``--out`` and, with ``real_data``, ``--conll DIR`` and ``--embeddings FILE``; with ``gpu``,
+    ``--gpu`` (time JAX on the first GPU as well).
 
-    The default output folder is ``results/<name>`` (``results/<name>_conll`` with ``--conll``);
-    with ``--quick`` it is a new temporary folder, and ``--out`` under ``results/`` is refused.
+    The default output folder is ``results/<name>`` (``results/<name>_conll`` with ``--conll``,
+    ``results/<name>_gpu`` with ``--gpu``); with ``--quick`` it is a new temporary folder, and ``--out``
+    under ``results/`` is refused.
     """
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds; writes to a temporary folder")
@@ -55,14 +57,17 @@ def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False) -> ar
     if real_data:
         parser.add_argument("--conll", type=Path, help="folder with CoNLL-2003 train.txt, valid.txt, test.txt (IOB2)")
         parser.add_argument("--embeddings", type=Path, help="GloVe / word2vec text vectors that seed E")
+    if gpu:
+        parser.add_argument("--gpu", action="store_true", help="time JAX on the first GPU too (and GPU vs CPU)")
     args = parser.parse_args(argv)
     if not real_data:
         args.conll = args.embeddings = None
+    args.gpu = bool(getattr(args, "gpu", False))
     if args.quick and args.out is None:
         args.out = Path(tempfile.mkdtemp(prefix=f"{name}-quick-"))
     elif args.quick and args.out.resolve().is_relative_to(RESULTS.resolve()):
         parser.error(f"--quick writes tiny-size results; not under {portable_path(RESULTS)}/ (the committed ones)")
-    args.out = args.out or RESULTS / (f"{name}_conll" if args.conll else name)
+    args.out = args.out or RESULTS / (f"{name}_conll" if args.conll else f"{name}_gpu" if args.gpu else name)
     argv_text = map(shlex.quote, portable_argv(argv or []))
     args.command = " ".join(["python", f"experiments/{name}.py", *argv_text])
     args.git_at_start = git_state()  # the code this run runs: a commit made while it runs is not its code

@@ -36,9 +36,9 @@ def _load(name):
     return module
 
 
-def run_quick(name: str, out: Path) -> dict:
-    """Run ``experiments/<name>.py --quick --out out``; the result.json it wrote, checked against its return."""
-    returned = _load(name).main(["--quick", "--out", str(out)])
+def run_quick(name: str, out: Path, *extra: str) -> dict:
+    """Run ``experiments/<name>.py --quick --out out [extra]``; the result.json it wrote, checked against its return."""
+    returned = _load(name).main(["--quick", "--out", str(out), *extra])
     written = json.loads((out / "result.json").read_text())
     assert written == returned and written["quick"] is True
     return written
@@ -51,8 +51,8 @@ def results(tmp_path_factory):
     cache = {}
 
     def run(name):
-        if name not in cache:
-            cache[name] = run_quick(name, root / name)
+        if name not in cache:  # E03 asks for its GPU arm: on a machine without a GPU it is skipped
+            cache[name] = run_quick(name, root / name, *(["--gpu"] if name == "e03_vectorisation" else []))
         return cache[name]
 
     run.root = root
@@ -327,15 +327,29 @@ def test_e03_records_blas_settings_and_agrees(results):
         # all variants computed the same W X, to float32 round-off; an entry sums cols products in [0, 1)
         cols = row["W"][1]
         assert row["max_abs_difference"] <= row["tolerance"] <= float32_tolerance(cols, cols, k=1, worst_case=True)
-        # each speed-up is the median of per-round ratios, inside its quartiles; every variant was measured
-        for k in ("jax", "numpy", "numpy_1thread"):
-            q1, q3 = row["speedup_quartiles"][k]
-            assert q1 <= row["speedup"][k] <= q3
+        # each speed-up is taken round by round (loop and matmul of one round), not as a ratio of medians
+        for k, (loop, matmul) in {
+            "jax": ("jax_loop", "jax_matmul"),
+            "numpy_1thread": ("numpy_loop_1thread", "numpy_matmul_1thread"),
+        }.items():
+            ratios = sorted(a / b for a, b in zip(row["times_s"][loop], row["times_s"][matmul]))
+            assert len(ratios) == r["config"]["repeats"] and row["speedup"][k] == pytest.approx(ratios[1], rel=1e-12)
+            assert row["speedup_quartiles"][k] == pytest.approx(
+                [(ratios[0] + ratios[1]) / 2, (ratios[1] + ratios[2]) / 2]
+            )
         assert row["claim_speedup"] == min(
             row["speedup_quartiles"]["numpy_1thread"][0], row["speedup_quartiles"]["jax"][0]
         )
     assert r["checks"]["blas_cores"] >= 1 and r["checks"]["quiet"]["waited_s"] == 0.0  # --quick does not wait
-    assert r["verdict"] == ("supported" if all(x["claim_speedup"] >= 10 for x in r["rows"]) else r["verdict"])
+    # the bar: the lower quartile of the speed-up at least 10x, numpy on one core and JAX; "partly" if any variant's
+    wins = [row["claim_speedup"] >= 10 for row in r["rows"]]
+    some = any(q[0] >= 10 for row in r["rows"] for q in row["speedup_quartiles"].values())
+    assert r["verdict"] == ("supported" if all(wins) else "partly supported" if some else "not supported")
+    # --gpu: with a GPU its arms are measured; without one (--quick) the CPU arms ran and the GPU arm is skipped
+    gpu = _load("e03_vectorisation").gpu_device()
+    assert r["gpu"] == {"requested": True, "device": gpu and f"{gpu.platform}:{gpu.device_kind}"}
+    assert r["gpu_measured"] is (gpu is not None)
+    assert all(("jax_gpu" in row["speedup"]) is (gpu is not None) for row in r["rows"])
     _assert_files(results.root / "e03_vectorisation", r)
 
 
