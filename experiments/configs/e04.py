@@ -54,6 +54,10 @@ class Config:
     train_sentences: int | None = 1000  # a subset (None: all): the synthetic corpus is learnt in 2 epochs otherwise
     probe_windows: int = 512  # the fixed training batch the gradients are measured on
     dead_windows: int = 2048  # dev windows a unit must be off (or flat) on to count as dead (or saturated)
+    # the time of one training step per activation (the lecture's reason for hard tanh / ReLU: exp and tanh cost
+    # more), round-robin repeats of at least step_time_min_s each; 0 repeats: not measured
+    step_time_repeats: int = 15
+    step_time_min_s: float = 0.2
 
 
 CONFIG = Config()
@@ -67,6 +71,8 @@ QUICK = dict(
     epochs=2,
     probe_windows=128,
     dead_windows=256,
+    step_time_repeats=3,
+    step_time_min_s=0.01,
 )
 # a 3,000-sentence subset of CoNLL-2003 training (~43k windows), batches of 256 and 3 epochs, so that
 # 6 x (10 + 5) runs fit in ~8 min on 2 CPU cores; the rate grid stays as it is
