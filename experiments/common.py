@@ -21,6 +21,7 @@ import dataclasses
 import math
 import os
 import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,20 +30,26 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # stats.py beside it, however common is loaded
+import stats
+
 from jaxbackprop import data, embeddings, files, model, pipeline, rundir, sweep, synthetic, train, vectors
-from jaxbackprop.provenance import environment, portable_argv, portable_path, sha256_file
+from jaxbackprop.provenance import environment, git_state, portable_argv, portable_path, sha256_file
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 VERDICTS = ("supported", "partly supported", "not supported", "not resolved")  # stats.verdict: seeds cannot tell
+EQUIVALENT = "equivalent within ±{margin:g}"  # a null that is the finding: the whole interval within the margin
 CONLL_SPLITS = ("train.txt", "valid.txt", "test.txt")
 
 
-def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False) -> argparse.Namespace:
-    """``--quick``, ``--out`` and, with ``real_data``, ``--conll DIR`` and ``--embeddings FILE``.
+def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False, gpu: bool = False) -> argparse.Namespace:
+    """``--quick``, ``--out`` and, with ``real_data``, ``--conll DIR`` and ``--embeddings FILE``; with ``gpu``,
+    ``--gpu`` (time JAX on the first GPU as well).
 
-    The default output folder is ``results/<name>`` (``results/<name>_conll`` with ``--conll``);
-    with ``--quick`` it is a new temporary folder, and ``--out`` under ``results/`` is refused.
+    The default output folder is ``results/<name>`` (``results/<name>_conll`` with ``--conll``,
+    ``results/<name>_gpu`` with ``--gpu``); with ``--quick`` it is a new temporary folder, and ``--out``
+    under ``results/`` is refused.
     """
     parser = argparse.ArgumentParser(prog=f"experiments/{name}.py", description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds; writes to a temporary folder")
@@ -52,16 +59,20 @@ def parse_args(name: str, doc: str, argv=None, *, real_data: bool = False) -> ar
         parser.add_argument(
             "--embeddings", type=Path, help="GloVe / word2vec text vectors that seed E, or a name: glove-6b-50d"
         )
+    if gpu:
+        parser.add_argument("--gpu", action="store_true", help="time JAX on the first GPU too (and GPU vs CPU)")
     args = parser.parse_args(argv)
     if not real_data:
         args.conll = args.embeddings = None
+    args.gpu = bool(getattr(args, "gpu", False))
     if args.quick and args.out is None:
         args.out = Path(tempfile.mkdtemp(prefix=f"{name}-quick-"))
     elif args.quick and args.out.resolve().is_relative_to(RESULTS.resolve()):
         parser.error(f"--quick writes tiny-size results; not under {portable_path(RESULTS)}/ (the committed ones)")
-    args.out = args.out or RESULTS / (f"{name}_conll" if args.conll else name)
+    args.out = args.out or RESULTS / (f"{name}_conll" if args.conll else f"{name}_gpu" if args.gpu else name)
     argv_text = map(shlex.quote, portable_argv(argv or []))
     args.command = " ".join(["python", f"experiments/{name}.py", *argv_text])
+    args.git_at_start = git_state()  # the code this run runs: a commit made while it runs is not its code
     return args
 
 
@@ -188,27 +199,80 @@ def verdict_of(parts) -> str:
     return VERDICTS[1] if True in parts else VERDICTS[2]
 
 
+def corrected(comparisons: list, primary) -> list:
+    """``comparisons`` with their roles, for a verdict that allows for how many were made.
+
+    Each comparison is a dict with a unique ``name``, its ``bar`` and the paired interval of A - B
+    (:func:`stats.paired`) with its ``side`` of the bar. A *primary* one (its name in ``primary``,
+    the config's, fixed before the run) keeps the side of its own 95% interval. Every other one is
+    *secondary*: its p-value against its bar is Holm-adjusted over the experiment's secondary
+    comparisons (``p_holm``), and its ``side`` is that of the adjusted p (``side_uncorrected``: the
+    plain interval's). Each gets ``role`` and ``p``.
+
+    Raises:
+      ValueError: a primary name that is no comparison's (a config's typo would leave the verdict unguarded).
+    """
+    names = [c["name"] for c in comparisons]
+    if missing := [n for n in primary if n not in names]:
+        raise ValueError(f"primary comparison(s) {missing} are not among the comparisons made: {names}")
+    p = [stats.p_value(c, c["bar"]) for c in comparisons]
+    secondary = [i for i, c in enumerate(comparisons) if c["name"] not in primary]
+    adjusted = dict(zip(secondary, stats.holm([p[i] for i in secondary])))
+    out = []
+    for i, c in enumerate(comparisons):
+        row = {**c, "role": "secondary" if i in adjusted else "primary", "p": p[i], "side_uncorrected": c["side"]}
+        if i in adjusted:
+            row |= {"p_holm": adjusted[i], "side": stats.side_of_p(c, adjusted[i], c["bar"])}
+        out.append(row)
+    return out
+
+
+def with_margin(verdict: str, iv: dict, margin: float | None) -> str:
+    """``verdict``, or :data:`EQUIVALENT` when a ``margin`` was set before the run and the whole interval
+    ``iv`` of the primary difference lies within ± it: no difference that matters, a finding in itself.
+
+    >>> with_margin("not resolved", {"low": -0.002, "high": 0.001}, 0.003)
+    'equivalent within ±0.003'
+    >>> with_margin("not resolved", {"low": -0.002, "high": 0.004}, 0.003), with_margin("supported", {}, None)
+    ('not resolved', 'supported')
+    """
+    return EQUIVALENT.format(margin=margin) if margin is not None and stats.equivalent(iv, margin) else verdict
+
+
+def is_verdict(verdict) -> bool:
+    """One of :data:`VERDICTS`, or an :data:`EQUIVALENT` one."""
+    return verdict in VERDICTS or (isinstance(verdict, str) and verdict.startswith(EQUIVALENT.split("{")[0]))
+
+
 def write_result(args, result: dict, started: float) -> dict:
     """Add provenance (command, runtime, environment, data hashes) to ``result``; write result.json.
 
-    ``result`` must hold ``name``, ``claim``, ``verdict`` (one of :data:`VERDICTS`), ``seeds``
-    and ``plots`` (file names in the output folder).
+    ``result`` must hold ``name``, ``claim``, ``verdict`` (one of :data:`VERDICTS`, or :data:`EQUIVALENT`),
+    ``seeds`` and ``plots`` (file names in the output folder).
     """
     missing = [k for k in ("name", "claim", "verdict", "seeds", "plots") if k not in result]
-    if missing or result["verdict"] not in VERDICTS:
+    if missing or not is_verdict(result["verdict"]):
         raise ValueError(f"result.json needs {missing or 'a verdict'} (verdict one of {VERDICTS})")
     result = {
         **result,
         "quick": bool(args.quick),
         "command": args.command,
         "runtime_s": round(time.perf_counter() - started, 2),
-        "environment": environment(),
+        "environment": run_environment(args),
         "load": load(),
         "data_files": data_files(args),
     }
     files.write_json(args.out / "result.json", plain(result))
     print(f"{result['name']}: {result['verdict']} ({args.out / 'result.json'})")
     return plain(result)
+
+
+def run_environment(args) -> dict:
+    """``provenance.environment()`` with the commit and dirtiness read when the run started (``parse_args``);
+    ``git_at_end`` as well where the checkout changed while it ran."""
+    env, start = environment(), args.git_at_start
+    end = {k: env[k] for k in start}
+    return {**env, **start} | ({"git_at_end": end} if end != start else {})
 
 
 def load() -> dict:

@@ -7,6 +7,14 @@ be quiet, record its load before and after; numpy's BLAS pinned to one thread an
 core in turn (never "as found", which oversubscribes a shared machine); every variant timed
 round-robin, and each speed-up taken round by round (loop and matmul of the same round) so its
 quartiles are error bars over the repeats.
+
+On a machine with a GPU (and a CUDA jaxlib), one command adds the GPU arms -- JAX's loop and matmul
+on the GPU, and the GPU's matmul against the CPU's (JAX, and numpy on one core), round by round::
+
+    python experiments/e03_vectorisation.py --gpu     # writes results/e03_vectorisation_gpu/
+
+Without a GPU, ``--gpu`` stops with one line before measuring (``--quick --gpu`` runs the CPU arms
+and records the GPU arm as skipped, for the tests).
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ from numerics import roundoff_tolerance, time_round_robin
 NAME = "e03_vectorisation"
 CLAIM = "a Python loop of W x_i is more than an order of magnitude slower than one W X on CPU (more on GPU)"
 SPEEDUPS = (("numpy", ""), ("numpy", "_1thread"), ("jax", ""))  # loop time / matmul time of these variants
+GPU_SPEEDUPS = (("jax_gpu", ""),)  # the same on the GPU, with --gpu
+# the GPU's one matmul against the CPU's: (CPU variant, GPU variant), CPU time / GPU time round by round
+GPU_OVER_CPU = {"jax": ("jax_matmul", "jax_gpu_matmul"), "numpy_1thread": ("numpy_matmul_1thread", "jax_gpu_matmul")}
 # (numpy without a suffix: BLAS pinned to every usable core)
 BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -55,18 +66,32 @@ def wait_for_quiet(max_load: float, max_wait_s: float, poll_s: float = 5.0) -> d
     return {"load_before": load, "waited_s": round(time.perf_counter() - start, 1), "quiet": load <= max_load}
 
 
-def variants(W, X) -> dict:
-    """The four ways to compute W x_i for every column x_i of X (d, N); each blocks until done."""
+def gpu_device():
+    """JAX's first GPU, or None (no GPU, or a jaxlib without CUDA)."""
+    try:
+        return jax.devices("gpu")[0]
+    except RuntimeError:
+        return None
+
+
+def variants(W, X, gpu=None) -> dict:
+    """The ways to compute W x_i for every column x_i of X (d, N): numpy and JAX on the CPU, a loop and one
+    matmul each, and JAX on ``gpu`` too when given; each blocks until done."""
     xs = [np.ascontiguousarray(X[:, i]) for i in range(X.shape[1])]
-    Wj, Xj, xjs = jnp.asarray(W), jnp.asarray(X), [jnp.asarray(x) for x in xs]
+    out = {"numpy_loop": lambda: [W @ x for x in xs], "numpy_matmul": lambda: W @ X}
+    out |= jax_variants(W, xs, X, jax.devices("cpu")[0], "jax")
+    return out | (jax_variants(W, xs, X, gpu, "jax_gpu") if gpu is not None else {})
+
+
+def jax_variants(W, xs, X, device, name: str) -> dict:
+    """``{name}_loop`` and ``{name}_matmul``: jitted JAX on ``device`` (its arrays placed there first)."""
+    Wj, Xj, xjs = jax.device_put((W, X, xs), device)
     # true float32 products, as numpy computes them (XLA's default on recent GPUs is TF32)
     matmul = partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
     one, many = jax.jit(matmul), jax.jit(matmul)  # (rows, d) @ (d,), and (rows, d) @ (d, N)
     return {
-        "numpy_loop": lambda: [W @ x for x in xs],
-        "numpy_matmul": lambda: W @ X,
-        "jax_loop": lambda: jax.block_until_ready([one(Wj, x) for x in xjs]),
-        "jax_matmul": lambda: jax.block_until_ready(many(Wj, Xj)),
+        f"{name}_loop": lambda: jax.block_until_ready([one(Wj, x) for x in xjs]),
+        f"{name}_matmul": lambda: jax.block_until_ready(many(Wj, Xj)),
     }
 
 
@@ -87,16 +112,17 @@ def blas_threads(fn, threads: int):
     return run
 
 
-def measure(config: e03.Config, cores: int) -> list:
+def measure(config: e03.Config, cores: int, gpu=None) -> list:
     rng = np.random.default_rng(config.seed)
     fns, cases = {}, []
     for shape in config.shapes:
         W = rng.random((shape.rows, shape.cols), dtype=np.float32)
         for n in shape.ns:
             X = rng.random((shape.cols, n), dtype=np.float32)
-            v = variants(W, X)
+            v = variants(W, X, gpu)
             ref = v["numpy_matmul"]()
-            outs = [np.stack(v["numpy_loop"](), 1), np.stack(v["jax_loop"](), 1), np.asarray(v["jax_matmul"]())]
+            outs = [np.stack(v[k](), 1) for k in v if k.endswith("_loop")]
+            outs += [np.asarray(v[k]()) for k in v if k.endswith("_matmul") and k != "numpy_matmul"]
             # every variant computes the same W X up to float32 summation order: an entry sums `cols`
             # positive products, so two orders differ by at most eps32 cols |entry| (k = 1: each order's
             # own error is at most half that)
@@ -121,14 +147,28 @@ def measure(config: e03.Config, cores: int) -> list:
         row["seconds"], row["ms"] = s, {k: 1e3 * v for k, v in s.items()}
         row["us_per_vector"] = {k: 1e6 * v / row["N"] for k, v in s.items()}
         times = {k: v["times_s"] for (label, n, k), v in t.items() if (label, n) == (row["shape"], row["N"])}
-        row["speedup"], row["speedup_quartiles"] = {}, {}
-        for k, t_ in SPEEDUPS:  # round by round: a round's load falls on its loop and its matmul alike
-            per_round = np.asarray(times[f"{k}_loop{t_}"]) / np.asarray(times[f"{k}_matmul{t_}"])
-            row["speedup"][k + t_] = float(np.median(per_round))
-            row["speedup_quartiles"][k + t_] = np.percentile(per_round, [25, 75]).tolist()
+        row["times_s"] = times
+        pairs = {k + t_: (f"{k}_loop{t_}", f"{k}_matmul{t_}") for k, t_ in SPEEDUPS + GPU_SPEEDUPS * bool(gpu)}
+        row["speedup"], row["speedup_quartiles"] = per_round_ratios(times, pairs)
+        if gpu is not None:  # the vectorised product on the GPU against the CPU's
+            row["gpu_over_cpu"], row["gpu_over_cpu_quartiles"] = per_round_ratios(times, GPU_OVER_CPU)
         # the claim's terms: numpy on one core, JAX as it runs; the lower quartile, so noise cannot carry it
         row["claim_speedup"] = min(row["speedup_quartiles"]["numpy_1thread"][0], row["speedup_quartiles"]["jax"][0])
     return cases
+
+
+def per_round_ratios(times: dict, pairs: dict) -> tuple[dict, dict]:
+    """For each ``name: (A, B)``: the median and quartiles of A's time / B's, round by round (a round's load
+    falls on both alike).
+
+    >>> per_round_ratios({"a": [2.0, 4.0, 9.0], "b": [1.0, 1.0, 3.0]}, {"x": ("a", "b")})
+    ({'x': 3.0}, {'x': [2.5, 3.5]})
+    """
+    median, quartiles = {}, {}
+    for name, (a, b) in pairs.items():
+        ratio = np.asarray(times[a]) / np.asarray(times[b])
+        median[name], quartiles[name] = float(np.median(ratio)), np.percentile(ratio, [25, 75]).tolist()
+    return median, quartiles
 
 
 def span(rows, key) -> list:
@@ -137,12 +177,17 @@ def span(rows, key) -> list:
 
 def main(argv=None) -> dict:
     started = time.perf_counter()
-    args = parse_args(NAME, __doc__, argv)
+    args = parse_args(NAME, __doc__, argv, gpu=True)
     config = base.select(e03, quick=args.quick)
+    gpu = gpu_device() if args.gpu else None
+    if args.gpu and gpu is None:
+        if not args.quick:  # a GPU result folder with no GPU in it would mislead
+            raise SystemExit(f"error: --gpu: JAX sees no GPU here ({jax.devices()[0].platform} only); nothing written")
+        print(f"{NAME}: --gpu: JAX sees no GPU here; the GPU arm is skipped")
     env = blas_environment()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     quiet = wait_for_quiet(config.quiet_load * cores, config.quiet_wait_s)
-    rows = measure(config, cores)
+    rows = measure(config, cores, gpu)
     quiet["load_after"] = os.getloadavg()[0]
     wins = [r["claim_speedup"] >= 10 for r in rows]
     some = any(max(q[0] for q in r["speedup_quartiles"].values()) >= 10 for r in rows)
@@ -162,7 +207,13 @@ def main(argv=None) -> dict:
         "tolerance": min(r["tolerance"] for r in rows),
     }
     result = {**result_head(NAME, CLAIM, config), "blas_environment": env, "rows": rows}
-    result.update(checks=checks, verdict=verdict, gpu_measured=False, seeds=[config.seed])
+    if gpu is not None:
+        checks |= {"gpu_jax": span(rows, "jax_gpu"), "slide_gpu": span(slide, "jax_gpu")}
+        checks["gpu_over_cpu"] = {
+            k: [min(r["gpu_over_cpu"][k] for r in rows), max(r["gpu_over_cpu"][k] for r in rows)] for k in GPU_OVER_CPU
+        }
+    result.update(checks=checks, verdict=verdict, gpu_measured=gpu is not None, seeds=[config.seed])
+    result["gpu"] = {"requested": args.gpu, "device": gpu and f"{gpu.platform}:{gpu.device_kind}"}
     result["plots"] = figure.draw(result, args.out)
     return write_result(args, result, started)
 

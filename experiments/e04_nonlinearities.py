@@ -14,11 +14,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stats
-from common import load_corpus, parse_args, prepare, result_head, train_table, verdict_of, write_result
+from common import corrected, load_corpus, parse_args, prepare, result_head, train_table, verdict_of, write_result
 from configs import base, e04
 from figures import e04 as figure
+from numerics import time_round_robin
 
 from jaxbackprop import evaluate, model, nonlinearities, pipeline, probes, train
+from jaxbackprop import step as train_step
 
 NAME = "e04_nonlinearities"
 CLAIM = (
@@ -79,9 +81,8 @@ def tune(config: e04.Config, prepared) -> tuple[list, dict]:
 
 def probe(params, batch, windows, model_cfg) -> dict:
     """``probes.first_layer_probe`` (gradients on ``batch``, dead / saturated units on ``windows``), and
-    ``flat_pairs``: the share of (window, unit) pairs whose f'(z) is at most ``probes.FLAT_SLOPE``."""
-    fprime = np.asarray(probes.local_gradients(params, windows, model_cfg))
-    flat = float(np.mean(fprime <= probes.FLAT_SLOPE))
+    ``flat_pairs``: the share of (window, unit) pairs whose |f'(z)| is at most ``probes.FLAT_SLOPE``."""
+    flat = probes.flat_fraction(probes.local_gradients(params, windows, model_cfg))
     return probes.first_layer_probe(params, batch, windows, model_cfg) | {"flat_pairs": flat}
 
 
@@ -96,7 +97,8 @@ def measured(config: e04.Config, prepared, tuned: dict) -> list:
     for ((a, s), training), t in zip(zip(table, configs), train_table(configs, prepared)):
         model_cfg = pipeline.model_config(training, prepared)
         # the very params the run started from (as sweep_group.init_group makes them)
-        init = model.init_params(jax.random.key(s), model_cfg, init=training.init, embeddings=prepared.embeddings)
+        E = pipeline.initial_embeddings(prepared, s)
+        init = model.init_params(jax.random.key(s), model_cfg, init=training.init, embeddings=E)
         batch = probes.first_windows(prepared.train, config.probe_windows, model_cfg)
         dev = probes.first_windows(prepared.dev, config.dead_windows, model_cfg)["windows"]
         why, curve = failure(t["curve"], t["diverged"], config.collapse), t["curve"]
@@ -119,6 +121,37 @@ def measured(config: e04.Config, prepared, tuned: dict) -> list:
             f", ||dJ/dW|| at init {row['at_init']['grad_W']:.3g}" + (f" ({why})" if why else "")
         )
     return runs
+
+
+def step_times(config: e04.Config, prepared) -> dict:
+    """Per activation, the time of one training step (the compiled step of ``train``: forward, manual
+    backprop and the SGD update) on the same batch, round-robin over the activations so that load lands
+    on all alike -- the lecture's reason for hard tanh and ReLU (exp and tanh cost more than a max).
+    Medians and quartiles over ``step_time_repeats`` repeats, in µs, and each over ReLU's, round by round."""
+    fns = {}
+    for a in config.activations:
+        training = train.configure(config.training, activation=a)
+        model_cfg = pipeline.model_config(training, prepared)
+        params = model.init_params(jax.random.key(0), model_cfg, init=training.init, embeddings=prepared.embeddings)
+        opt_state, step = train_step.make_step(training, model_cfg, params, 1)
+        batch = next(iter(pipeline.padded_batches(prepared.train, training.batch_size)))
+        state = {"params": params, "opt_state": opt_state, "key": jax.random.key(0)}
+        fns[a] = lambda state=state, step=step, batch=batch: one_step(state, step, batch)
+    t = time_round_robin(fns, repeats=config.step_time_repeats, min_time=config.step_time_min_s)
+    base_ = "relu" if "relu" in t else next(iter(t))
+    out = {}
+    for a, v in t.items():
+        ratio = np.asarray(v["times_s"]) / np.asarray(t[base_]["times_s"])
+        out[a] = {"median_us": 1e6 * v["median_s"], "q1_us": 1e6 * v["q1_s"], "q3_us": 1e6 * v["q3_s"]}
+        out[a] |= {f"over_{base_}": float(np.median(ratio)), "calls_per_repeat": v["calls_per_repeat"]}
+    return out
+
+
+def one_step(state: dict, step, batch) -> None:
+    """One training step from ``state`` (which it advances: the step may donate its inputs), blocking."""
+    params, opt_state, loss = step(state["params"], state["opt_state"], batch, state["key"])
+    state.update(params=params, opt_state=opt_state)
+    jax.block_until_ready(loss)
 
 
 def values(runs: list, activation: str, metric: str, seeds) -> list:
@@ -154,7 +187,8 @@ COMPARISONS = (
 
 
 def compare(runs: list, config: e04.Config) -> list:
-    """Each comparison whose arms ran: the paired interval of A - B and where it lies against its bar."""
+    """Each comparison whose arms ran: the paired interval of A - B and where it lies against its bar (the
+    primary ones by their own interval, the others Holm-corrected: ``common.corrected``)."""
     ran, out = set(config.activations), []
     for name, metric, a, b, bar in COMPARISONS:
         arms = [a, b]
@@ -166,7 +200,7 @@ def compare(runs: list, config: e04.Config) -> list:
         label = lambda x: x if isinstance(x, str) else "+".join(m for m in x if m in ran)  # noqa: E731
         out.append({"name": name, "metric": metric, "a": label(a), "b": label(b), "bar": bar, **d})
         out[-1]["side"] = stats.side(d, bar)
-    return out
+    return corrected(out, config.primary)
 
 
 def all_held(sides: list) -> bool | None:
@@ -226,6 +260,7 @@ def main(argv=None) -> dict:
     result = result_head(NAME, CLAIM, config, corpus, prepared, len(subset))
     result.update(tuning=tuning, tuned=tuned, runs=runs, aggregate=aggregate(runs, tuned, config))
     result.update(comparisons=comparisons, parts=parts, seeds=list(config.seeds))
+    result["step_time"] = step_times(config, prepared) if config.step_time_repeats else None
     result["verdict"] = verdict_of([parts[k] for k in JUDGED if k in parts])
     result["per_activation"] = [{"activation": a, **result["aggregate"][a]} for a in config.activations]
     result["part_verdicts"] = {k: PART_WORDS[v] for k, v in parts.items()}

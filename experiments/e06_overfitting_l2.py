@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stats
-from common import load_corpus, parse_args, prepare, result_head, verdict_of, write_result
+from common import corrected, load_corpus, parse_args, prepare, result_head, verdict_of, write_result
 from configs import base, e06
 from figures import e06 as figure
 
@@ -112,17 +112,23 @@ def all_of(*parts):
 
 def aggregate(runs: list, config: e06.Config) -> dict:
     """Per lambda, the interval of each summary number over the seeds; per lambda > 0, each paired
-    difference lambda - 0 (seed i minus seed i) with its interval and its side of 0."""
+    difference lambda - 0 (seed i minus seed i) with its interval and its side of 0 -- the primary ones
+    (``config.primary`` at ``config.primary_l2``) by their own interval, the others Holm-corrected."""
     of = {l2: sorted((r["summary"] for r in runs if r["l2"] == l2), key=lambda s: s["seed"]) for l2 in config.lambdas}
     per_lambda = [{"l2": l2, **{k: stats.interval([s[k] for s in of[l2]]) for k in SUMMARY_KEYS}} for l2 in of]
-    paired = []
+    flat = []
     for l2 in config.lambdas[1:]:
-        row = {"l2": l2}
         for k in PAIRED_KEYS:
             d = stats.paired([s[k] for s in of[l2]], [s[k] for s in of[0.0]])
-            row[k] = {**d, "side": stats.side(d)}
-        paired.append(row)
+            flat.append({"name": comparison_name(l2, k), "l2": l2, "key": k, "bar": 0.0, **d, "side": stats.side(d)})
+    flat = corrected(flat, [comparison_name(config.primary_l2, k) for k in config.primary])
+    paired = [{"l2": l2, **{c["key"]: c for c in flat if c["l2"] == l2}} for l2 in config.lambdas[1:]]
     return {"per_lambda": per_lambda, "paired": paired}
+
+
+def comparison_name(l2: float, key: str) -> str:
+    """``"0.003:final_dev_loss"``: lambda ``l2`` minus lambda 0 in ``key``, paired by seed."""
+    return f"{l2:g}:{key}"
 
 
 def judge(runs: list, agg: dict, config: e06.Config) -> dict:

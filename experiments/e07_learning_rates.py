@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import schedules
 import stats
-from common import load_corpus, parse_args, prepare, result_head, verdict_of, write_result
+from common import corrected, load_corpus, parse_args, prepare, result_head, verdict_of, write_result
 from configs import base, e07
 from figures import e07 as figure
 
@@ -46,11 +46,14 @@ def final_scores(curve: list, diverged: bool) -> dict:
 
 def summarise_rates(runs: list, config: e07.Config) -> tuple[list, float]:
     """Per rate: its seeds' final dev F1 and training loss, with intervals; and the tuned rate
-    (the best mean final dev F1, a diverged seed counting 0). Then each rate's failures: diverged,
-    or a finite loss whose final dev F1 fell below ``collapse_fraction`` of the tuned rate's mean."""
+    (the best mean final dev F1, a diverged seed counting 0). Then each rate's failures: diverged
+    (a non-finite loss), collapsed (a finite loss, the final dev F1 *fell* below ``collapse_fraction``
+    of the run's own best epoch's), or -- above the tuned rate only -- stuck (a final dev F1 below
+    ``collapse_fraction`` of the tuned rate's mean without falling). Below the tuned rate such a run
+    is slow (``slow``), not failed: it crawls, which is the other part of the claim."""
     out = []
     for lr in config.rates:
-        mine = sorted((r for r in runs if r["learning_rate"] == lr), key=lambda r: r["seed"])
+        mine = sorted((r for r in runs if r["learning_rate"] == lr), key=seed_of)
         losses = [r["final_train_loss"] for r in mine if r["final_train_loss"] is not None]
         out.append(
             {
@@ -67,11 +70,28 @@ def summarise_rates(runs: list, config: e07.Config) -> tuple[list, float]:
     tuned = max(out, key=lambda r: r["f1"]["mean"])
     floor = config.collapse_fraction * tuned["f1"]["mean"]
     for r, lr in zip(out, config.rates):
-        alive = [f for f, loss in zip(r["final_dev_f1"], r["final_train_loss"]) if loss is not None]
-        r["collapsed"] = sum(f < floor for f in alive)
-        r["failed"] = r["diverged"] + r["collapsed"]
+        mine = sorted((x for x in runs if x["learning_rate"] == lr and x["final_train_loss"] is not None), key=seed_of)
+        fell = [fell_from_best(x["curve"], config.collapse_fraction) for x in mine]
+        low = [x["final_dev_f1"] < floor and not f for x, f in zip(mine, fell)]
         r["side_of_tuned"] = "tuned" if r is tuned else "above" if lr > tuned["learning_rate"] else "below"
+        r["collapsed"], r["stuck"] = sum(fell), sum(low) if r["side_of_tuned"] == "above" else 0
+        r["slow"] = sum(low) if r["side_of_tuned"] == "below" else 0
+        r["failed"] = r["diverged"] + r["collapsed"] + r["stuck"]
+        r["collapse_rule"] = "fell"  # collapsed: below its own best epoch (earlier results: below the tuned mean)
     return out, tuned["learning_rate"]
+
+
+def seed_of(run: dict) -> int:
+    return run["seed"]
+
+
+def fell_from_best(curve: list, fraction: float) -> bool:
+    """Whether a run's final dev F1 fell below ``fraction`` of its best epoch's: a collapse, not slowness.
+
+    >>> fell_from_best([{"dev_f1": 0.6}, {"dev_f1": 0.2}], 0.5), fell_from_best([{"dev_f1": 0.1}, {"dev_f1": 0.3}], 0.5)
+    (True, False)
+    """
+    return bool(curve) and curve[-1]["dev_f1"] < fraction * max(e["dev_f1"] for e in curve)
 
 
 def crawl(rates: list, tuned: float) -> dict:
@@ -147,7 +167,8 @@ def compare(runs: list, stage: str, pairs: list, bar: float) -> list:
             for arm in (a, b)
         }
         d = stats.paired(f1[a], f1[b])
-        out.append({"stage": stage, "a": a, "b": b, **d, "side": stats.side(d, bar)})
+        out.append({"name": f"{stage}:{a}-{b}", "stage": stage, "a": a, "b": b, "bar": bar, **d})
+        out[-1]["side"] = stats.side(d, bar)
     return out
 
 
@@ -175,7 +196,7 @@ def warmup(comparisons: list) -> dict:
 
 def judge(rates: list, tuned: float, comparisons: list, config: e07.Config) -> dict:
     large, slow = too_large(rates, config), crawl(rates, tuned)
-    primary = next(c for c in comparisons if c["stage"] == "tuned" and (c["a"], c["b"]) == (config.primary, "constant"))
+    primary = next(c for c in comparisons if c["name"] == config.primary[0])
     decays = [c for c in comparisons if c["stage"] == "tuned" and c["b"] == "constant" and c["a"] in schedules.DECAYS]
     return {
         "tuned_rate": tuned,
@@ -213,6 +234,7 @@ def main(argv=None) -> dict:
         high_runs = run_arms(config, high, config.high_arms, "high", prepared)
         comparisons += compare(high_runs, "high", pairs_of(config.high_arms), config.bar)
         arm_runs += high_runs
+    comparisons = corrected(comparisons, config.primary)  # the primary by its interval, the others Holm-corrected
     j = judge(rates, tuned, comparisons, config)
     result = result_head(NAME, CLAIM, config, corpus, prepared, len(subset))
     result.update(steps_per_epoch=arm_runs[0]["steps_per_epoch"], rate_runs=rate_runs, rates=rates)

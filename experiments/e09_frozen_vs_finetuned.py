@@ -17,11 +17,11 @@ from jax.experimental.compilation_cache import compilation_cache
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stats
 import unseen_words
-from common import load_corpus, parse_args, prepare, result_head, train_run, verdict_of, write_result
+from common import corrected, load_corpus, parse_args, prepare, result_head, train_run, verdict_of, write_result
 from configs import base, e09
 from figures import e09 as figure
 
-from jaxbackprop import metrics, synthetic, train
+from jaxbackprop import metrics, pipeline, synthetic, train
 from jaxbackprop.evaluate import predict_labels
 
 NAME = "e09_frozen_vs_finetuned"
@@ -61,7 +61,8 @@ def run_one(training: train.TrainConfig, prepared, flags: dict, kinds: dict) -> 
     row |= {"stopped_early": s["epochs_run"] < training.epochs, "best_was_last": s["best_epoch"] == s["epochs_run"]}
     row |= {"summary_dev_f1": s["dev_f1"], "summary_test_f1": s.get("test_f1")}
     row |= scored(run, prepared, flags, training.decode)
-    return row | unseen_words.movement(prepared.embeddings, run.params["E"], kinds)
+    start = pipeline.initial_embeddings(prepared, training.seed)  # the E this seed started from
+    return row | unseen_words.movement(start, run.params["E"], kinds)
 
 
 def aggregate(runs: list, config: e09.Config) -> dict:
@@ -84,9 +85,23 @@ def aggregate(runs: list, config: e09.Config) -> dict:
                 xs, ys = of(a, k), of(b, k)
                 if None not in xs + ys:
                     d = stats.paired(xs, ys)
-                    diffs[f"{a}-{b}:{k}"] = {**d, "side": stats.side(d, config.bar)}
+                    name = f"{size}:{a}-{b}:{k}"
+                    diffs[f"{a}-{b}:{k}"] = {"name": name, "bar": config.bar, **d, "side": stats.side(d, config.bar)}
         out[str(size)] = {"arms": arms, "differences": diffs}
+    # the primary comparisons by their own intervals, every other (sizes, splits, arms) Holm-corrected
+    flat = [d for part in out.values() for d in part["differences"].values()]
+    # a split without an entity with an unseen word scores none: its comparison is then missing (judge: not resolved)
+    flat = corrected(flat, [n for n in primary_names(config) if n in {d["name"] for d in flat}])
+    by = {d["name"]: d for d in flat}
+    for part in out.values():
+        part["differences"] = {k: by[d["name"]] for k, d in part["differences"].items()}
     return out
+
+
+def primary_names(config: e09.Config) -> list:
+    """``config.primary`` with "smallest" / "largest" read as the config's first and last size."""
+    sizes = {"smallest": config.sizes[0], "largest": config.sizes[-1]}
+    return [f"{sizes[which]}:{rest}" for which, rest in (name.split(":", 1) for name in config.primary)]
 
 
 def comparisons(agg: dict) -> list:
@@ -99,7 +114,7 @@ def comparisons(agg: dict) -> list:
                 continue
             a, b = arms.split("-")
             rows.append({"size": int(size), "a": a, "b": b, "score": score, "side": d["side"]})
-            rows[-1] |= {k: d[k] for k in ("mean", "low", "high", "wins", "n")}
+            rows[-1] |= {k: d[k] for k in ("mean", "low", "high", "wins", "n", "role", "p_holm") if k in d}
     return rows
 
 

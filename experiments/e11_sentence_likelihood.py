@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stats
-from common import load_corpus, parse_args, prepare, result_head, train_run, write_result
+from common import corrected, load_corpus, parse_args, prepare, result_head, train_run, with_margin, write_result
 from configs import base, e11
 from figures import e11 as figure
 
@@ -99,7 +99,9 @@ def aggregate(runs: list, config: e11.Config) -> dict:
                 xs, ys = of(a, f"{split}_{k}"), of(b, f"{split}_{k}")
                 if None not in xs + ys:
                     d = stats.paired(xs, ys)
-                    diffs[f"{a}-{b}:{split}_{k}"] = {**d, "side": stats.side(d, config.bar)}
+                    name = f"{a}-{b}:{split}_{k}"
+                    diffs[name] = {"name": name, **d, "bar": config.bar, "side": stats.side(d, config.bar)}
+    diffs = {c["name"]: c for c in corrected(list(diffs.values()), config.primary)}
     return {"arms": arms, "differences": diffs}
 
 
@@ -110,7 +112,7 @@ def comparisons(agg: dict) -> list:
         for split in SPLITS:
             d = agg["differences"][f"{a}-{b}:{split}_f1"]
             rows.append({"a": a, "b": b, "split": split, **{k: d[k] for k in ("mean", "low", "high", "wins", "n")}})
-            rows[-1]["side"] = d["side"]
+            rows[-1] |= {k: d[k] for k in ("side", "role", "p", "p_holm") if k in d}
     return rows
 
 
@@ -153,7 +155,8 @@ def main(argv=None) -> dict:
     result = result_head(NAME, CLAIM, config, corpus, prepared, len(subset))
     result.update(runs=runs, aggregate=agg, judgement=j, seeds=list(config.seeds))
     result["comparisons"] = comparisons(agg)
-    result["verdict"] = stats.verdict(agg["differences"]["crf-softmax_viterbi:test_f1"], config.bar)
+    main = agg["differences"][config.primary[0]]
+    result["verdict"] = with_margin(stats.verdict(main, config.bar), main, config.margin)
     result["plots"] = figure.draw(result, args.out)
     return write_result(args, result, started)
 

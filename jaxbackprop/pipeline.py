@@ -34,6 +34,14 @@ class Prepared(NamedTuple):
     coverage: dict
     pretrained_rows: np.ndarray | None = None  # bool (V,): the rows of E seeded from a pretrained vector
     embeddings_source: dict | None = None  # what the vectors were: jaxbackprop.vectors.source of --embeddings
+    random_rows: RandomRows | None = None  # how E's other rows were drawn (None without pretrained vectors)
+
+
+class RandomRows(NamedTuple):
+    """How :func:`prepare` drew the rows of E that no pretrained vector covers: N(0, scale^2) from ``seed``."""
+
+    seed: int
+    scale: float
 
 
 def prepare(
@@ -75,12 +83,32 @@ def prepare(
         data.make_windows(s, vocab, index, window, name=f"{split} sentence") if s is not None else None
         for split, s in (("train", train_sents), ("dev", dev_sents), ("test", test_sents))
     ]
-    E, coverage, rows = (None, {}, None)
+    E, coverage, rows, drawn = (None, {}, None, None)
     if vectors is not None:
         lookup = embeddings.pretrained_lookup(words)  # once: it is seconds for the 400,000 words of GloVe 6B
-        E, coverage = embeddings.embedding_matrix(vocab, words, vectors, seed, lookup=lookup)
+        drawn = RandomRows(int(seed), float(np.asarray(vectors, np.float32).std()))  # embedding_matrix's scale
+        E, coverage = embeddings.embedding_matrix(vocab, words, vectors, drawn.seed, drawn.scale, lookup=lookup)
         rows = seeded_rows(vocab, words, lookup)
-    return Prepared(vocab, tags, *splits, E, coverage, rows)
+    return Prepared(vocab, tags, *splits, E, coverage, rows, random_rows=drawn)
+
+
+def initial_embeddings(prepared: Prepared, seed: int) -> np.ndarray | None:
+    """The (V, d) E a run of ``seed`` starts from: ``prepared``'s pretrained rows, every other row drawn
+    from ``seed`` -- the E that :func:`prepare` with ``seed=seed`` makes, bit for bit, without
+    preparing the corpus again. A run's seed so sets every random draw however the data was prepared
+    (once for several seeds, as a sweep or an experiment does). None without pretrained vectors.
+
+    >>> from jaxbackprop import data
+    >>> s, vectors = [data.Sentence(("Paris", "zzq"), ("B-LOC", "O"))], (["paris", "x"], np.eye(2))
+    >>> once = prepare(s, s, pretrained=vectors, seed=0)
+    >>> bool((initial_embeddings(once, 1) == prepare(s, s, pretrained=vectors, seed=1).embeddings).all())
+    True
+    """
+    if prepared.embeddings is None or prepared.random_rows is None or int(seed) == prepared.random_rows.seed:
+        return prepared.embeddings
+    E = np.asarray(prepared.embeddings)
+    drawn = (prepared.random_rows.scale * np.random.default_rng(int(seed)).standard_normal(E.shape)).astype(E.dtype)
+    return np.where(prepared.pretrained_rows[:, None], E, drawn)
 
 
 def seeded_rows(vocab: Vocab, words, lookup=None) -> np.ndarray:

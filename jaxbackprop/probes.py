@@ -27,7 +27,7 @@ from jaxbackprop import nonlinearities as nl
 # random start differs by O(1). sqrt(eps32) ~ 3.5e-4, the geometric mean of eps32 and 1, is as
 # far from both regimes (a factor 2^11.5 each way) on any machine's float32.
 SAME_UNIT_RTOL = math.sqrt(float(np.finfo(np.float32).eps))
-# f'(z) at or below this is "flat": sigmoid'(z) <= 1e-3 for |z| >= 6.9, tanh'(z) <= 1e-3 for |z| >= 3.8
+# |f'(z)| at or below this is "flat": sigmoid'(z) <= 1e-3 for |z| >= 6.9, tanh'(z) <= 1e-3 for |z| >= 3.8
 FLAT_SLOPE = 1e-3
 
 
@@ -148,15 +148,30 @@ def off_fraction(fprime) -> float:
 
 
 def saturated_fraction(fprime, flat: float = FLAT_SLOPE) -> float:
-    """Fraction of hidden units in the flat region (f' <= ``flat``) on every window, (B, H) -> float.
+    """Fraction of hidden units in the flat region (|f'| <= ``flat``) on every window, (B, H) -> float.
 
     A saturated sigmoid or tanh unit passes almost no gradient back (its f' is close to 0), the
-    lecture's reason why they learn slowly when their inputs are large.
+    lecture's reason why they learn slowly when their inputs are large. A steep negative slope (a
+    PReLU whose alpha went below 0) passes gradient back: it is not flat.
 
-    >>> saturated_fraction(np.array([[1e-9, 0.25], [1e-4, 0.2]]))
+    >>> saturated_fraction(np.array([[1e-9, 0.25, -0.5], [1e-4, 0.2, -0.5]]))
+    0.3333333333333333
+    """
+    return float(np.mean(np.all(is_flat(fprime, flat), axis=0)))
+
+
+def flat_fraction(fprime, flat: float = FLAT_SLOPE) -> float:
+    """Fraction of (window, unit) pairs in the flat region (|f'| <= ``flat``), (B, H) -> float.
+
+    >>> flat_fraction(np.array([[1e-9, 0.25], [-1e-4, -0.5]]))
     0.5
     """
-    return float(np.mean(np.all(np.asarray(fprime) <= flat, axis=0)))
+    return float(np.mean(is_flat(fprime, flat)))
+
+
+def is_flat(fprime, flat: float = FLAT_SLOPE) -> np.ndarray:
+    """bool (B, H): f' is within ``flat`` of 0 (either sign)."""
+    return np.abs(np.asarray(fprime)) <= flat
 
 
 # ----------------------------------------------------------------------------- gradients

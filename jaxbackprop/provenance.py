@@ -130,11 +130,15 @@ def cpu_model() -> str | None:
 
 # what runs write, not what they run: a run's own (or an earlier run's) results do not make the code dirty
 OUTPUTS = ("experiments/results", "experiments/RESULTS.md", "benchmarks/results", "BENCHMARKS.md", "BENCHMARKS_GPU.md")
+# where the code a run runs lives: a new file here that git does not know yet is part of the run too
+CODE_FOLDERS = ("jaxbackprop", "experiments", "benchmarks")
 
 
 def git_state() -> dict:
-    """``{"git_commit": HEAD's hash, "git_dirty": tracked files other than :data:`OUTPUTS` differ from it}``
-    of the project checkout; both None where the package does not sit in a git checkout or git is missing."""
+    """``{"git_commit": HEAD's hash, "git_dirty": the code differs from it}`` of the project checkout:
+    a tracked file other than :data:`OUTPUTS` is changed, or an untracked (not ignored) file lies in
+    :data:`CODE_FOLDERS` outside them. Both None where the package does not sit in a git checkout or
+    git is missing. Read it when a run starts: the code it runs is the code of that moment."""
     unknown = {"git_commit": None, "git_dirty": None}
     if not (PROJECT_ROOT / ".git").exists():  # an installed package: the folder above is not ours
         return unknown
@@ -142,9 +146,10 @@ def git_state() -> dict:
         commit = _git("rev-parse", "HEAD")
         outputs = [f":(exclude){path}" for path in OUTPUTS]
         changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *outputs)
+        new = _git("ls-files", "--others", "--exclude-standard", "--", *CODE_FOLDERS, *outputs)
     except (OSError, subprocess.SubprocessError):
         return unknown
-    return {"git_commit": commit or None, "git_dirty": bool(changed)}
+    return {"git_commit": commit or None, "git_dirty": bool(changed or new)}
 
 
 def _git(*args: str) -> str:

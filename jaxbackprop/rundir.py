@@ -54,7 +54,8 @@ OLD_PARAM_NAMES = {"Ecase": "F"}
 def init_run_params(config: TrainConfig, prepared: pipeline.Prepared):
     """``(model_cfg, params)``: the sized model config and the run's initial parameters."""
     model_cfg = pipeline.model_config(config, prepared)
-    return model_cfg, compiled_init_params(jax.random.key(config.seed), model_cfg, config.init, prepared.embeddings)
+    E = pipeline.initial_embeddings(prepared, config.seed)  # the seed draws E's rows without a vector too
+    return model_cfg, compiled_init_params(jax.random.key(config.seed), model_cfg, config.init, E)
 
 
 def compiled_init_params(key, model_cfg: model.ModelConfig, init: str, embeddings=None):

@@ -210,7 +210,12 @@ def init_group(configs, prepared: pipeline.Prepared, key: GroupKey, tx):
     lr_table = np.stack([np.broadcast_to(s, ts.shape) for s in schedules])  # a constant schedule gives a scalar
     params = _stack(
         [
-            model.init_params(jax.random.key(c.seed), key.model_cfg, init=c.init, embeddings=prepared.embeddings)
+            model.init_params(
+                jax.random.key(c.seed),
+                key.model_cfg,
+                init=c.init,
+                embeddings=pipeline.initial_embeddings(prepared, c.seed),
+            )
             for c in configs
         ]
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import EPS64, TINY, tiny_corpus
-from test_experiments import _assert_files, run_quick
+from test_experiments import _assert_files, _load, run_quick
 
 from jaxbackprop import sweep, train
 
@@ -74,8 +74,15 @@ def test_e06_paired_differences_are_the_seeds_differences_and_the_verdict_follow
             assert d["differences"] == pytest.approx(
                 [a["summary"][key] - b["summary"][key] for a, b in zip(mine, base)]
             )
-            assert d["side"] == stats.side(stats.interval(d["differences"]))
+            assert d["side_uncorrected"] == stats.side(stats.interval(d["differences"]))
     primary = next(row for row in r["aggregate"]["paired"] if row["l2"] == j["primary_l2"])
+    flat = [row[k] for row in r["aggregate"]["paired"] for k in row if k != "l2"]
+    assert sorted(c["key"] for c in flat if c["role"] == "primary") == sorted(r["config"]["primary"])
+    assert all(primary[k]["role"] == "primary" for k in r["config"]["primary"])
+    secondary = [c for c in flat if c["role"] == "secondary"]
+    for c, adjusted in zip(secondary, stats.holm([stats.p_value(c, 0.0) for c in secondary])):
+        assert c["p_holm"] == pytest.approx(adjusted, rel=1e-12)
+        assert c["side"] == ("across" if adjusted >= 0.05 else "above" if c["mean"] > 0 else "below")
     assert j["l2_lowers_dev_loss"] == SIDE_TO_PART[primary["final_dev_loss"]["side"]]
     assert j["l2_costs_training_fit"] == stats.holds(primary["final_train_loss"])
     rise = r["aggregate"]["per_lambda"][0]["dev_rise_rel"]
@@ -117,6 +124,31 @@ def test_train_arm_is_the_sweeps_run(tmp_path):
     assert arms[0]["curve"][-1]["train_loss"] != arms[1]["curve"][-1]["train_loss"]  # the schedule reached the steps
 
 
+def test_e07_a_slow_learner_is_not_collapsed():
+    """Collapsed means the F1 fell from the run's best; a run still rising is slow (below the tuned rate) and a
+    run low throughout above the tuned rate is stuck: only collapses, stuck runs and divergences fail."""
+    e07 = _load("e07_learning_rates")
+    config = e07.base.select(e07.e07, quick=True)  # rates 0.01, 3, 6, 1e4; seeds 0, 1
+    curves = {0.01: ([0.1, 0.3], [0.1, 0.32]), 3.0: ([0.7, 0.8], [0.75, 0.8]), 6.0: ([0.7, 0.2], [0.1, 0.15])}
+
+    def run(lr, seed, curve):
+        epochs = [{"dev_f1": f} for f in curve]
+        return {"learning_rate": lr, "seed": seed, "curve": epochs, "diverged": not curve, "diverged_epoch": None}
+
+    runs = [
+        run(lr, s, c) | e07.final_scores([{"dev_f1": f, "train_loss": 1.0} for f in c], False)
+        for lr, cs in curves.items()
+        for s, c in enumerate(cs)
+    ]
+    runs += [run(1e4, s, []) | e07.final_scores([], True) for s in (0, 1)]
+    rates, tuned = e07.summarise_rates(runs, config)
+    by = {x["learning_rate"]: x for x in rates}
+    assert tuned == 3.0
+    assert (by[0.01]["collapsed"], by[0.01]["slow"], by[0.01]["failed"]) == (0, 2, 0)  # rising: slow, not failed
+    assert (by[6.0]["collapsed"], by[6.0]["stuck"], by[6.0]["failed"]) == (1, 1, 2)  # fell 0.7 -> 0.2; low throughout
+    assert by[1e4]["failed"] == by[1e4]["diverged"] == 2
+
+
 def test_e07_rate_table_fails_large_and_picks_the_tuned_rate(e07):
     out, r = e07
     n = len(r["config"]["selection_seeds"])
@@ -125,10 +157,13 @@ def test_e07_rate_table_fails_large_and_picks_the_tuned_rate(e07):
     assert rates[-1]["diverged"] == n  # the largest rate: NaN/inf in every seed, the sweep went on
     tuned = max(rates, key=lambda x: x["f1"]["mean"])
     assert r["judgement"]["tuned_rate"] == tuned["learning_rate"]
-    floor = r["config"]["collapse_fraction"] * tuned["f1"]["mean"]
-    for x in rates:  # a failure: diverged, or a finite loss with the F1 collapsed below the floor
-        finite = [f for f, loss in zip(x["final_dev_f1"], x["final_train_loss"]) if loss is not None]
-        assert x["collapsed"] == sum(f < floor for f in finite) and x["failed"] == x["diverged"] + x["collapsed"]
+    fraction = r["config"]["collapse_fraction"]
+    for x in rates:  # a failure: diverged, collapsed (fell from its best) or, above the tuned rate, stuck low
+        finite = [y for y in r["rate_runs"] if y["learning_rate"] == x["learning_rate"] and y["final_train_loss"]]
+        fell = [y["curve"][-1]["dev_f1"] < fraction * max(e["dev_f1"] for e in y["curve"]) for y in finite]
+        low = sum(y["final_dev_f1"] < fraction * tuned["f1"]["mean"] and not f for y, f in zip(finite, fell))
+        assert x["collapsed"] == sum(fell) and x["failed"] == x["diverged"] + x["collapsed"] + x["stuck"]
+        assert (x["stuck"], x["slow"]) == {"above": (low, 0), "below": (0, low), "tuned": (0, 0)}[x["side_of_tuned"]]
     assert (
         r["judgement"]["too_large"]["holds"] is True
         and rates[-1]["learning_rate"] in (r["judgement"]["too_large"]["failed_every_seed"])
@@ -160,10 +195,19 @@ def test_e07_schedule_arms_are_paired_by_seed_and_the_verdict_follows(e07):
         }
         assert len(f1[c["a"]]) == len(config["comparison_seeds"])
         assert c["differences"] == pytest.approx([a - b for a, b in zip(f1[c["a"]], f1[c["b"]])])
-        assert c["side"] == stats.side(stats.interval(c["differences"]), config["bar"])
-    primary = next(
-        c for c in r["comparisons"] if c["stage"] == "tuned" and (c["a"], c["b"]) == (config["primary"], "constant")
+        assert c["side_uncorrected"] == stats.side(stats.interval(c["differences"]), config["bar"])
+    primary = next(c for c in r["comparisons"] if c["role"] == "primary")
+    assert (primary["name"], primary["stage"], primary["a"], primary["b"]) == (
+        "tuned:step-constant",
+        "tuned",
+        "step",
+        "constant",
     )
+    secondary = [c for c in r["comparisons"] if c["role"] == "secondary"]
+    assert len(secondary) == len(r["comparisons"]) - 1
+    for c, adjusted in zip(secondary, stats.holm([stats.p_value(c, c["bar"]) for c in secondary])):
+        assert c["p_holm"] == pytest.approx(adjusted, rel=1e-12)
+        assert c["side"] == ("across" if adjusted >= 0.05 else "above" if c["mean"] > c["bar"] else "below")
     assert j["decay_holds"] == stats.holds(primary, config["bar"]) and j["decay"]["side"] == primary["side"]
     assert r["verdict"] == verdict_of([j["too_large"]["holds"], j["crawls"], j["decay_holds"]])
     by = {(a["stage"], a["schedule"]): a for a in r["arms"]}

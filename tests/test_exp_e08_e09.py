@@ -74,12 +74,22 @@ def test_e08_pairs_fresh_seeds_at_the_tuned_and_the_default_rate(results):
             assert c[f"{which}_f1"] == [0.0 if at[which][s]["diverged"] else at[which][s]["best_dev_f1"] for s in seeds]
         gain = c["tuning_gain"]
         assert gain["differences"] == pytest.approx([a - b for a, b in zip(c["tuned_f1"], c["default_f1"])])
-        assert gain["side"] == stats.side(gain, r["config"]["band"])
-    # each part of the verdict is its interval's side of its bar
-    band = r["config"]["band"]
+        assert gain["side_uncorrected"] == stats.side(gain, r["config"]["band"])
+    # the primary comparisons (one per part) by their own intervals against their bars; the rest Holm-corrected
+    band, by = r["config"]["band"], {c["name"]: c for c in r["comparisons"]}
+    assert {n for n, c in by.items() if c["role"] == "primary"} == set(r["config"]["primary"])
     assert j["sgd_needs_tuning"] == stats.holds(r["confirmation"]["sgd"]["tuning_gain"], band)
-    assert j["sgd_works"] == stats.holds(j["sgd_vs_reference"], -band)
+    assert j["sgd_works"] == stats.holds(j["sgd_vs_reference"], -band) and j["sgd_vs_reference"]["bar"] == -band
     assert j["adaptive_wider"] == stats.holds(j["width_difference"], 1 / r["config"]["per_decade"])
+    secondary = [c for c in r["comparisons"] if c["role"] == "secondary"]
+    assert {c["name"] for c in secondary} == {f"{o}:tuned-default" for o in r["confirmation"] if o != "sgd"}
+    for c, adjusted in zip(secondary, stats.holm([stats.p_value(c, c["bar"]) for c in secondary])):
+        assert c["p_holm"] == pytest.approx(adjusted, rel=1e-12) and c["bar"] == band
+    # the band against the seed noise measured here, as the write-up states it
+    sds = [v for v in j["seed_sd_at_tuned"].values() if v]
+    assert j["band_over_max_sd"] == pytest.approx(band / max(sds)) and j["band_over_min_sd"] == pytest.approx(
+        band / min(sds)
+    )
     parts = [j["sgd_works"], j["sgd_needs_tuning"], j["adaptive_out_of_the_box"], j["adaptive_wider"]]
     assert r["verdict"] == verdict_of(parts)
 
@@ -120,7 +130,14 @@ def test_e09_pairs_the_arms_by_seed_and_judges_by_the_intervals(results):
         for key in ("test_f1", "test_unseen_f1", "dev_f1"):
             d = diffs[f"{a}-{b}:{key}"]
             assert d["differences"] == pytest.approx([runs[a, s][key] - runs[b, s][key] for s in seeds])
-            assert d["side"] == stats.side(d, r["config"]["bar"])
+            assert d["side_uncorrected"] == stats.side(d, r["config"]["bar"])
+            assert d["role"] == (
+                "primary"
+                if (a, b, key) == ("pretrained_frozen", "finetune", "test_f1")
+                else "primary"
+                if (a, b, key) == ("pretrained_frozen", "finetune", "test_unseen_f1")
+                else "secondary"
+            )
     j = r["judgement"]
     small = diffs["pretrained_frozen-finetune:test_unseen_f1"]
     assert j["small_unseen_holds"] == stats.holds(small) and j["small_unseen_side"] == small["side"]

@@ -60,6 +60,18 @@ def test_e11_scores_each_arm_and_pairs_them_by_seed(e11):
     assert d["differences"] == pytest.approx(
         [runs["crf", s]["test_f1"] - runs["softmax_viterbi", s]["test_f1"] for s in seeds]
     )
-    assert r["verdict"] == stats.verdict(d, r["config"]["bar"]) and r["judgement"]["crf_vs_viterbi_test"] == d["side"]
+    assert r["config"]["primary"] == ["crf-softmax_viterbi:test_f1"] and d["role"] == "primary"
+    margin = r["config"]["margin"]
+    if stats.equivalent(d, margin):  # the whole interval within the margin fixed before the run
+        assert r["verdict"] == f"equivalent within ±{margin:g}"
+    else:
+        assert r["verdict"] == {"above": "supported", "below": "not supported", "across": "not resolved"}[d["side"]]
+    assert r["judgement"]["crf_vs_viterbi_test"] == d["side"]
     assert len(r["comparisons"]) == 6
+    secondary = [c for c in r["aggregate"]["differences"].values() if c["role"] == "secondary"]
+    assert len(secondary) == len(r["aggregate"]["differences"]) - 1
+    tested = [c for c in secondary if c["p"] is not None]
+    for c, adjusted in zip(tested, stats.holm([c["p"] for c in tested])):  # Holm over this experiment's secondaries
+        assert c["p_holm"] == pytest.approx(adjusted, rel=1e-12)
+        assert c["side"] == ("across" if adjusted >= 0.05 else "above" if c["mean"] > c["bar"] else "below")
     _assert_files(folder, r)

@@ -94,6 +94,18 @@ def test_saturated_units_of_a_hand_built_sigmoid_layer():
     assert float(jnp.max(fprime[:, 1])) <= 0.25 and float(jnp.min(fprime[:, 1])) > 0.24
 
 
+def test_a_negative_prelu_slope_is_not_flat():
+    # alpha = -0.5: f'(z) = -0.5 for z < 0, a steep slope that passes gradient back (with the sign flipped)
+    cfg, params = _layer("prelu", [-10.0, 0.0, -0.5])
+    params["alpha"] = jnp.array(-0.5)
+    fprime = probes.local_gradients(params, jnp.arange(4)[:, None], cfg)
+    np.testing.assert_array_equal(fprime, [[-0.5, -0.5, 1], [-0.5, -0.5, -0.5], [-0.5, 1, -0.5], [-0.5, 1, -0.5]])
+    assert probes.saturated_fraction(fprime) == 0.0 and probes.flat_fraction(fprime) == 0.0
+    params["alpha"] = jnp.array(-1e-4)  # a slope this close to 0 is flat, whatever its sign
+    fprime = probes.local_gradients(params, jnp.arange(4)[:, None], cfg)
+    assert probes.saturated_fraction(fprime) == 1 / 3 and probes.flat_fraction(fprime) == 9 / 12
+
+
 def test_local_gradients_equal_jax_grad_of_the_activation(x64):
     rng = np.random.default_rng(0)
     cfg = model.ModelConfig(vocab_size=20, embed_dim=4, window=3, hidden_dim=6, num_classes=3, activation="tanh")

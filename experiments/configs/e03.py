@@ -2,6 +2,7 @@
 
     python experiments/e03_vectorisation.py            # ~30 s on 2 busy CPU cores
     python experiments/e03_vectorisation.py --quick    # a few seconds
+    python experiments/e03_vectorisation.py --gpu      # where JAX sees a GPU: adds the GPU arms (results/..._gpu/)
 
 Two shapes, as a literal table: the slide's own (W 5 x 300: C classes x window vector, N = 500)
 and the window model's hidden layer (W 200 x 250: H x n d, N = 1,000 .. 10,000 windows), each in

@@ -16,10 +16,14 @@ of the largest |entry|. The zeros + dropout arm asks whether dropout's per-unit 
     python experiments/e05_initialisation.py --conll path/to/conll2003 \\
         --embeddings path/to/glove.6B.50d.txt          # ~8 min (3,000 sentences, H = 100, 3 epochs)
 
+There is no "zeros is no better than one unit" comparison: a one-unit network is not the
+optimisation-equivalent of H identical units (H units sum H equal terms, so the output sees H times one
+unit's weight while each unit's own gradient is unchanged; no single rate matches both), and the sign of
+that comparison flipped between corpora. That the units stay identical is measured directly instead.
+
 Expected: tanh and ReLU from zeros: dead (only c learns, F1 0); sigmoid from zeros: identical units up
 to round-off in both precisions (the round-off differences grow a few-fold per 100 steps, staying far
-below sqrt(eps)); zeros no better than one hidden unit; normal and Xavier: H distinct units from step 0;
-Xavier above normal.
+below sqrt(eps)); normal and Xavier: H distinct units from step 0; Xavier above normal.
 """
 
 from __future__ import annotations
@@ -36,24 +40,23 @@ class Config:
     activations: tuple = ("tanh", "sigmoid", "relu")  # f(0) = 0, 1/2, 0
     inits: tuple = ("zeros", "normal", "xavier")
     seeds: tuple = (0, 1, 2, 3, 4)
-    # zeros is compared with this one-unit network (None: no such arm)
-    one_unit: dict | None = dataclasses.field(default_factory=lambda: {"init": "xavier", "hidden_dim": 1})
     dropout: float | None = 0.3  # a zeros + dropout arm (None: none)
     traced: tuple = ("sigmoid",)  # the zero start traced step by step in float32 and float64 (f(0) != 0)
     trace_every: int = 25  # steps between measurements (and steps 0, 1, 2, 5, 10)
-    one_unit_bar: float = 0.02  # "zeros is no better than one unit": paired test F1 of zeros - one unit below this
     xavier_bar: float = 0.0  # "Xavier trains better than normal": paired test F1 of xavier - normal above this
+    # the comparison the verdict's F1 part is about, named before the run (Xavier's argument is made for tanh);
+    # xavier - normal for the other activations is Holm-corrected within the experiment
+    primary: tuple = ("xavier-normal:tanh",)
     train_sentences: int | None = 500  # a subset (None: all): speed differences show before everything is learnt
     probe_windows: int = 512  # the fixed training batch for the gradient rows dJ/dW_i
     activation_windows: int = 1024  # dev windows for the spread of h across units
 
 
 CONFIG = Config()
-# the mechanics, not the numbers: two activations, no one-unit or dropout arm (each would cost a compile)
+# the mechanics, not the numbers: two activations, no dropout arm (it would cost a compile)
 QUICK = dict(
     activations=("tanh", "sigmoid"),
     seeds=(0, 1),
-    one_unit=None,
     dropout=None,
     train_sentences=300,
     hidden_dim=16,

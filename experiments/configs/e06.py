@@ -12,7 +12,8 @@ with lambda = 0 *paired by seed*, with a 95% interval. The bars, fixed before th
 ``rise_bar`` (the unregularised dev loss must end > 5% above its minimum -- more than the
 epoch-to-epoch jitter of a flat dev curve, as the one-seed version of this experiment used) and 0 for
 every paired difference. The verdict is about ``primary_l2``, fixed in advance (the middle of the
-sweep, one decade below the largest); the other lambdas are reported alike.
+sweep, one decade below the largest), and its ``primary`` differences; the other lambdas are reported
+alike, Holm-corrected within the experiment.
 
     python experiments/e06_overfitting_l2.py            # ~1.7 min on 2 shared cores: 4 lambdas x 5 seeds
     python experiments/e06_overfitting_l2.py --quick    # ~15 s
@@ -41,6 +42,9 @@ class Config:
     )
     lambdas: tuple = (0.0, 3e-4, 3e-3, 3e-2)  # L2 strengths, 0 first (the unregularised baseline)
     primary_l2: float = 3e-3  # the lambda the verdict is about
+    # its differences from lambda = 0 that the verdict reads, named before the run and judged on their own
+    # 95% intervals; every other (other lambdas, F1, ||W||) is Holm-corrected within the experiment
+    primary: tuple = ("final_dev_loss", "dev_rise_rel", "final_gap", "final_train_loss")
     seeds: tuple = (0, 1, 2, 3, 4)
     rise_bar: float = 0.05  # "the dev loss turned up": its final value > 5% above its minimum
     train_sentences: int = 30  # the first N training sentences: few examples for a big model

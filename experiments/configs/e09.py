@@ -48,6 +48,12 @@ class Config:
     patience: tuple = (12, 6, 3)  # per size: epochs without a better dev F1 before stopping
     seeds: tuple = (0, 1, 2, 3, 4)
     bar: float = 0.0  # F1; "A beats B" needs the paired interval of A - B above it
+    # the two comparisons the verdict reads, named before the run ("smallest"/"largest": the first and last of
+    # ``sizes``) and judged on their own 95% intervals; every other difference is Holm-corrected within the experiment
+    primary: tuple = (
+        "smallest:pretrained_frozen-finetune:test_unseen_f1",
+        "largest:pretrained_frozen-finetune:test_f1",
+    )
     thin_every: int = 3  # every 3rd word loses its vector (0: keep the file whole); held-out words keep theirs
     dev_sentences: int | None = None  # None: the whole dev split
 

@@ -12,6 +12,7 @@ from jaxbackprop import plots
 
 GROUPS = {"numpy": "numpy, BLAS on every usable core", "numpy_1thread": "numpy, 1 BLAS thread"}
 GROUPS["jax"] = "JAX (jit): loop of calls / one call"
+GROUPS["jax_gpu"] = "JAX (jit) on the GPU"  # with --gpu
 
 
 def draw(result: dict, out: Path) -> list:

@@ -15,7 +15,7 @@ PANELS = (  # (run key, aggregate key, y label, log scale)
     ("test_f1", "test_f1", "test entity F1 (final epoch)", False),
     ("mean_dev_f1", "mean_dev_f1", "mean dev F1 over the epochs (speed)", False),
     ("at_init.grad_W", "at_init_grad_W", "||dJ/dW|| at initialisation", True),
-    ("trained.flat_pairs", "trained_flat_pairs", "share of (window, unit) pairs with f' <= 1e-3, trained", False),
+    ("trained.flat_pairs", "trained_flat_pairs", "share of (window, unit) pairs with |f'| <= 1e-3, trained", False),
 )
 METRICS = (("grad_W", "||dJ/dW|| at init"), ("speed", "mean dev F1 over epochs"), ("test_f1", "test F1"))
 

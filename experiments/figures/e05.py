@@ -13,7 +13,7 @@ ARMS = {
     "zeros": "tab:red",
     "normal": "tab:orange",
     "xavier": "tab:blue",
-    "one_unit": "0.4",
+    "one_unit": "0.4",  # results from before the one-unit arm was dropped
     "zeros_dropout": "tab:pink",
 }
 LABELS = {"one_unit": "xavier, H = 1", "zeros_dropout": "zeros + dropout"}
