@@ -11,7 +11,8 @@ Words come in :data:`SYNONYM_GROUPS` (cities, first names, ... and ordinary syno
 tv / television / telly). One member of several groups (:data:`HELD_OUT`) never appears in the
 training split but does in dev and test, and :func:`synthetic_vectors` puts every group's
 members close together -- the set-up of the lecture's "TV / telly / television" story, where
-fine-tuning word vectors on training data moves "tv" and "television" away from an unseen "telly".
+training sees "tv" and "telly" but never "television", so fine-tuning word vectors moves "tv" and
+"telly" away from the unseen "television", which keeps its pretrained vector.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ HELD_OUT: dict[str, str] = {
     "nationality": "norwegian",
     "company": "vertex",
     "company_suffix": "ltd.",
-    "tv": "telly",
+    "tv": "television",  # the lecture's word: TV and telly are seen in training, television is not
     "film": "movie",
     "car": "automobile",
 }
