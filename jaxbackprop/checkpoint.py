@@ -189,7 +189,8 @@ def _with_changed_rows(path, name: str, base, rows, values: np.ndarray, record: 
     shape = tuple(record["shape"])
     if base is None:
         raise CheckpointError(
-            f"{path}: {name} is stored as the rows that changed from its initial value, and none was given to rebuild it"
+            f"{path}: {name} is stored as the rows that changed from its initial value, and none was given "
+            "to rebuild it"
         )
     if rows is None or rows.ndim != 1 or values.shape != (len(rows), *shape[1:]) or rows.dtype.kind not in "iu":
         raise CheckpointError(f"{path}: {name}'s changed rows and their indices do not fit a leaf of shape {shape}")
