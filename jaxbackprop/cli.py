@@ -160,10 +160,27 @@ def _train(args) -> int:
     out = _out_dir(args.out, "train")
     _check_corpus_options(args)
 
-    from jaxbackprop import parallel, pipeline, train, vectors  # JAX: only once the options are known to be right
+    from jaxbackprop import parallel  # JAX: only once the options are known to be right
 
     if run_config.model.head not in settings.SENTENCE_HEADS:  # crf: its sentences per step are rounded to the devices
         parallel.check_batch_divides(run_config.batch_size, parallel.mesh_for(args.devices))  # before the corpus loads
+    with _directory_lock(out):  # a second process into `out` is refused before it spends the corpus's loading
+        return _train_locked(args, run_config, out)
+
+
+def _directory_lock(out: str):
+    """The lock of a run or sweep directory (:mod:`jaxbackprop.dirlock`), held by the process that writes it:
+    taken here, before the corpus loads; the library's own call inside then re-enters it."""
+    import jax
+
+    from jaxbackprop import dirlock
+
+    return dirlock.locked(out) if jax.process_index() == 0 else contextlib.nullcontext()
+
+
+def _train_locked(args, run_config, out: str) -> int:
+    from jaxbackprop import pipeline, train, vectors
+
     train_s, dev_s, test_s, pretrained = _load_corpus(args)
     prepared = pipeline.prepare_for(run_config, train_s, dev_s, test_s, pretrained)
     if args.embeddings:
@@ -286,9 +303,16 @@ def _sweep(args) -> int:
         for h, o, lr, s, l2, seed in itertools.product(*axes)
     ]
 
-    from jaxbackprop import parallel, pipeline, sweep  # JAX: only once the options are known to be right
+    from jaxbackprop import parallel  # JAX: only once the options are known to be right
 
     parallel.mesh_for(args.devices)  # a wrong --devices fails before the corpus loads
+    with _directory_lock(out):
+        return _sweep_locked(args, table, base, out)
+
+
+def _sweep_locked(args, table: list, base, out: str) -> int:
+    from jaxbackprop import pipeline, sweep
+
     train_s, dev_s, test_s, pretrained = _load_corpus(args)
     if args.quick:
         train_s, dev_s = train_s[:600], dev_s[:150]

@@ -5,6 +5,9 @@ its process ends, however it ends, so a killed run never leaves a lock that bloc
 the file itself names its holder (pid, host, start time) for the refusal, and is removed on a
 clean release. A lock file found with a holder written in it, but not locked, was left by a
 process that was killed: it is taken over with a note naming that process.
+
+The lock is re-entrant for the thread that holds it: the command line takes it before the corpus
+loads (a refused second process spends nothing), and the library's own call inside is then a no-op.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import contextlib
 import fcntl
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
 LOCK_NAME = ".jaxbackprop-lock"
+# (device, inode) of each directory this process holds -> the thread holding it
+_HELD: dict[tuple[int, int], int] = {}
 
 
 class DirectoryInUse(ValueError):
@@ -25,7 +31,8 @@ class DirectoryInUse(ValueError):
 
 @contextlib.contextmanager
 def locked(directory, log=print):
-    """Hold ``directory`` for this process while the block runs; create it if needed.
+    """Hold ``directory`` for this process while the block runs; create it if needed. Re-entrant: a
+    thread that holds it already just runs the block.
 
     Args:
       directory: the run's or sweep's directory (a path that is a file is refused).
@@ -41,6 +48,9 @@ def locked(directory, log=print):
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"{directory}: exists and is not a directory; choose another --out")
+    if _held_here(directory):  # this thread holds it already (the command line took it before loading the corpus)
+        yield
+        return
     created = _missing_ancestors(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_NAME
@@ -51,7 +61,12 @@ def locked(directory, log=print):
         if left:
             log(f"note: {path}: taking over the lock of {left}, which ended without releasing it (killed?)")
         _write_holder(fd)
-        yield
+        identity = _identity(directory)
+        _HELD[identity] = threading.get_ident()
+        try:
+            yield
+        finally:
+            del _HELD[identity]
     finally:
         if fd is not None:
             path.unlink(missing_ok=True)  # before the lock goes: a process waiting on this file then retries
@@ -59,6 +74,16 @@ def locked(directory, log=print):
         for d in created:  # deepest first; rmdir refuses a directory that is not empty
             with contextlib.suppress(OSError):
                 d.rmdir()
+
+
+def _identity(directory: Path) -> tuple[int, int]:
+    st = os.stat(directory)
+    return st.st_dev, st.st_ino
+
+
+def _held_here(directory: Path) -> bool:
+    """Whether this thread holds ``directory``'s lock (another thread is refused, as another process is)."""
+    return directory.is_dir() and _HELD.get(_identity(directory)) == threading.get_ident()
 
 
 def _acquire(path: Path) -> int:

@@ -185,12 +185,18 @@ def embedding_matrix(
         raise ValueError(f"vectors must have shape (len(words), d) = ({len(words)}, d), got {vectors.shape}")
     std = float(vectors.std()) if scale is None else float(scale)
     E = (std * _rng(key_or_seed).standard_normal((len(vocab), vectors.shape[1]))).astype(np.float32)
-    lookup = pretrained_lookup(words) if lookup is None else lookup
-    rows = np.array([-1] * len(RESERVED) + [lookup.get(w, -1) for w in vocab.words[len(RESERVED) :]])
+    rows = table_rows(vocab, pretrained_lookup(words) if lookup is None else lookup)
     found = rows >= 0
     E[found] = vectors[rows[found]]
     n = int(found.sum())
     return E, {"vocab_size": len(vocab), "found": n, "fraction": n / len(vocab)}
+
+
+def table_rows(vocab: Vocab, lookup: dict[str, int]) -> np.ndarray:
+    """int32 (V,): the row of the pretrained table that seeds each row of E (:func:`embedding_matrix`'s
+    rule), -1 where none does (the reserved ids, words without a vector)."""
+    rows = [-1] * len(RESERVED) + [lookup.get(w, -1) for w in vocab.words[len(RESERVED) :]]
+    return np.array(rows, np.int32)
 
 
 def token_coverage(sentences: Sequence[Sentence], words: Iterable[str]) -> float:

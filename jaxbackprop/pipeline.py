@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxbackprop import buckets, crf, data, embeddings, model
 from jaxbackprop.batch_checks import batch_keys
-from jaxbackprop.vocab import RESERVED, Vocab, build_vocab
+from jaxbackprop.vocab import Vocab, build_vocab
 
 
 class Prepared(NamedTuple):
@@ -34,6 +34,7 @@ class Prepared(NamedTuple):
     coverage: dict
     pretrained_rows: np.ndarray | None = None  # bool (V,): the rows of E seeded from a pretrained vector
     embeddings_source: dict | None = None  # what the vectors were: jaxbackprop.vectors.source of --embeddings
+    table_rows: np.ndarray | None = None  # int32 (V,): the vectors' row that seeds each row of E, -1 for none
     random_rows: RandomRows | None = None  # how E's other rows were drawn (None without pretrained vectors)
 
 
@@ -83,13 +84,14 @@ def prepare(
         data.make_windows(s, vocab, index, window, name=f"{split} sentence") if s is not None else None
         for split, s in (("train", train_sents), ("dev", dev_sents), ("test", test_sents))
     ]
-    E, coverage, rows, drawn = (None, {}, None, None)
+    E, coverage, table_rows, drawn = (None, {}, None, None)
     if vectors is not None:
         lookup = embeddings.pretrained_lookup(words)  # once: it is seconds for the 400,000 words of GloVe 6B
         drawn = RandomRows(int(seed), float(np.asarray(vectors, np.float32).std()))  # embedding_matrix's scale
         E, coverage = embeddings.embedding_matrix(vocab, words, vectors, drawn.seed, drawn.scale, lookup=lookup)
-        rows = seeded_rows(vocab, words, lookup)
-    return Prepared(vocab, tags, *splits, E, coverage, rows, random_rows=drawn)
+        table_rows = embeddings.table_rows(vocab, lookup)
+    rows = None if table_rows is None else table_rows >= 0
+    return Prepared(vocab, tags, *splits, E, coverage, rows, table_rows=table_rows, random_rows=drawn)
 
 
 def initial_embeddings(prepared: Prepared, seed: int) -> np.ndarray | None:
@@ -121,9 +123,7 @@ def seeded_rows(vocab: Vocab, words, lookup=None) -> np.ndarray:
     ['paris']
     """
     lookup = embeddings.pretrained_lookup(words) if lookup is None else lookup  # the rule embedding_matrix seeds E by
-    rows = np.zeros(len(vocab), bool)
-    rows[len(RESERVED) :] = [w in lookup for w in vocab.words[len(RESERVED) :]]
-    return rows
+    return embeddings.table_rows(vocab, lookup) >= 0
 
 
 def prepare_for(config, train_sents, dev_sents, test_sents=None, pretrained=None) -> Prepared:

@@ -148,10 +148,11 @@ def _vocab_difference(run: Vocab, given: Vocab) -> str:
     return f"suffix_len: run has {run.suffix_len}, given {given.suffix_len}"
 
 
-def reopen_run(run_dir: Path, conf: dict, config: TrainConfig, template):
+def reopen_run(run_dir: Path, conf: dict, config: TrainConfig, template, base=None):
     """``((params, opt_state), history, best)`` after the last recorded epoch; re-derives metrics.jsonl
-    (and config.json's epochs, the one change :func:`config_differences` allows) from the checkpoint."""
-    state, meta = checkpoint.load_tree(run_dir / "checkpoint.npz", template, renamed=OLD_PARAM_NAMES)
+    (and config.json's epochs, the one change :func:`config_differences` allows) from the checkpoint.
+    ``base``: what the checkpoint's state was stored against (:func:`jaxbackprop.rundir.state_base`)."""
+    state, meta = checkpoint.load_tree(run_dir / "checkpoint.npz", template, renamed=OLD_PARAM_NAMES, base=base)
     history = _recorded_history(run_dir, meta)
     _check_best_file(run_dir, meta["best"], meta["epoch"])
     # checks done: from here on, writes

@@ -126,8 +126,12 @@ def _train(config, prepared, run_dir: Path, writer: bool, resume, overwrite, pro
         )
     else:  # a Python loop, so on_step can watch the parameters between steps
         opt_state, step = make_step(config, model_cfg, params, steps_per_epoch, pretrained_rows=rows)
+    # what best.npz and checkpoint.npz store the state against (E's initial value, the fresh optimizer
+    # state): taken before the first step, which donates these arrays
+    E0 = _initial_E(run_dir, prepared, resume)
+    base = rundir.state_base(params, opt_state, E0)
     if resume:
-        (params, opt_state), history, best = reopen_run(run_dir, conf, config, (params, opt_state))
+        (params, opt_state), history, best = reopen_run(run_dir, conf, config, (params, opt_state), base)
         log(f"resuming {run_dir} after epoch {len(history)} (best dev F1 {best['f1']:.4f} at epoch {best['epoch']})")
     else:
         if writer:
@@ -171,15 +175,27 @@ def _train(config, prepared, run_dir: Path, writer: bool, resume, overwrite, pro
             # before checkpoint.npz commits the epoch: a kill in between leaves best.npz one epoch ahead,
             # and the resumed run replays that epoch and rewrites it with the same arrays
             if writer:
-                checkpoint.save_tree(run_dir / "best.npz", params, {"epoch": epoch, "dev_f1": dev["f1"]})
+                checkpoint.save_tree(run_dir / "best.npz", params, {"epoch": epoch, "dev_f1": dev["f1"]}, base[0])
         if writer:
-            rundir.commit_epoch(run_dir, params, opt_state, history, best, config.epochs)
+            rundir.commit_epoch(run_dir, params, opt_state, history, best, config.epochs, base)
         log(_epoch_line(row, config.epochs))
     if epoch < config.epochs:
         log(f"early stop: no better dev F1 for {config.patience} epochs")
     if not writer:  # the best parameters are in process 0's best.npz
         return {"best_epoch": best["epoch"], "dev_f1": best["f1"], "epochs_run": len(history)}
-    return _finish(run_dir, config, model_cfg, prepared, history, best, log)
+    return _finish(run_dir, config, model_cfg, prepared, history, best, log, E0)
+
+
+def _initial_E(run_dir: Path, prepared: pipeline.Prepared, resume: bool):
+    """E's initial value where the run stores E as the rows that changed from it (rundir.INITIAL_E), else None:
+    a new run's is the seeded E; a resumed run's is rebuilt from its record (the one its files were saved against)."""
+    if resume:
+        return rundir.initial_E(run_dir)
+    if not rundir.stores_initial_E(prepared):
+        return None
+    E0 = np.asarray(prepared.embeddings, np.float32).view()
+    E0.setflags(write=False)  # a base: its fingerprint is computed once, not at every save
+    return E0
 
 
 @contextlib.contextmanager
@@ -329,9 +345,9 @@ def _epoch_line(row: dict, epochs: int) -> str:
     )
 
 
-def _finish(run_dir: Path, config: TrainConfig, model_cfg, prepared: pipeline.Prepared, history, best, log) -> dict:
+def _finish(run_dir: Path, config: TrainConfig, model_cfg, prepared: pipeline.Prepared, history, best, log, E0) -> dict:
     """Evaluate the best epoch on test, write summary.json and the learning curve, log one line."""
-    params, _ = rundir.load_params(run_dir, model_cfg)
+    params, _ = rundir.load_params(run_dir, model_cfg, E0)
     best_row = next((r for r in history if r["epoch"] == best["epoch"]), {})
     summary = {
         "best_epoch": best["epoch"],

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -112,8 +113,8 @@ def test_a_second_process_into_a_run_directory_in_use_is_refused(tmp_path):
     assert second.stderr.splitlines()[-1].endswith(
         "lock file .jaxbackprop-lock); wait for it to end, or choose another --out"
     )
-    # the folder holds the first process's run, every file of it, and no lock
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted(rundir.RUN_FILES)
+    # the folder holds the first process's run, every file of it, and no lock (initial_E.npz: only on a named table)
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(set(rundir.RUN_FILES) - {rundir.INITIAL_E})
     config, model_cfg, _, _, best = rundir.load_run(run_dir)
     assert (config.seed, model_cfg.hidden_dim, best["W"].shape[0]) == (0, 8, 8)
     meta = checkpoint.read_meta(run_dir / "checkpoint.npz")
@@ -158,13 +159,46 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_with_a_note(tmp_path):
 
 
 def test_a_refused_lock_leaves_no_directory_behind(tmp_path):
-    with dirlock.locked(tmp_path / "run"):
-        with pytest.raises(dirlock.DirectoryInUse):  # a second open file of the same process: refused as well
+    refused = []
+
+    def lock_from_another_thread():
+        try:
             with dirlock.locked(tmp_path / "run"):
                 pass
+        except dirlock.DirectoryInUse as e:
+            refused.append(str(e))
+
+    with dirlock.locked(tmp_path / "run"):
+        with dirlock.locked(tmp_path / "run" / ".." / "run"):  # the holding thread re-enters, by any spelling
+            assert (tmp_path / "run" / dirlock.LOCK_NAME).exists()
+        assert (tmp_path / "run" / dirlock.LOCK_NAME).exists()  # still held after the inner block
+        other = threading.Thread(target=lock_from_another_thread)
+        other.start()
+        other.join()
+        assert len(refused) == 1 and "in use by another jaxbackprop process" in refused[0]
     with pytest.raises(RuntimeError), dirlock.locked(tmp_path / "new" / "deeper"):
         raise RuntimeError("refused after the lock")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_directory_in_use_is_refused_before_the_corpus_loads(tmp_path, command, capsys, monkeypatch):
+    """The refusal comes first: the training file, which does not exist, is never opened."""
+    from jaxbackprop import cli
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, tmp_path / "run"], env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        monkeypatch.chdir(tmp_path)
+        assert cli.main([command, "--train", "absent.txt", "--dev", "absent.txt", "--out", "run"]) == 2
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.communicate()
+    err = capsys.readouterr().err
+    assert err.startswith(f"jaxbackprop: error: run: in use by another jaxbackprop process (pid {holder.pid} on ")
+    assert "absent.txt" not in err and len(err.splitlines()) == 1
 
 
 # ----------------------------------------------------------------------------- a sweep is not a run
