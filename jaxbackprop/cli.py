@@ -188,12 +188,7 @@ def _train_locked(args, run_config, out: str) -> int:
     if prepared.coverage:
         c = prepared.coverage
         print(f"pretrained vectors cover {c['found']} of {c['vocab_size']} vocabulary words ({c['fraction']:.1%})")
-    if len(prepared.vocab) > LARGE_VOCAB and not run_config.sparse and run_config.embeddings_mode == "finetune":
-        print(
-            f"note: a vocabulary of {len(prepared.vocab):,} words -- the dense {run_config.optimizer} step reads and "
-            f"writes every row of E (and its optimizer state) on every step; --sparse updates only the rows in the "
-            f"batch (on Linux, GLIBC_TUNABLES=glibc.malloc.hugetlb=1 also speeds up large tables: see README)"
-        )
+    run_config = _rows_only_by_size(args, run_config, len(prepared.vocab))
     sizes = (
         f"{len(prepared.train.windows)} training windows, vocabulary {len(prepared.vocab)}, {len(prepared.tags)} tags"
     )
@@ -203,6 +198,25 @@ def _train_locked(args, run_config, out: str) -> int:
         run_config, prepared, out, resume=args.resume, overwrite=args.overwrite, progress=progress, devices=args.devices
     )
     return 0
+
+
+def _rows_only_by_size(args, run_config, vocab_size: int):
+    """Rows-only updates (``--sparse``) for a vocabulary over :data:`LARGE_VOCAB` words unless the user chose:
+    the dense step reads and writes all of E and its optimizer state every step (3x slower per CoNLL epoch
+    at 354,844 words, the same F1: README, BENCHMARKS.md)."""
+    from jaxbackprop import config
+
+    if vocab_size <= LARGE_VOCAB or run_config.sparse or run_config.embeddings_mode != "finetune":
+        return run_config
+    if args.sparse is False or run_config.grad != "manual":
+        print(
+            f"note: a vocabulary of {vocab_size:,} words -- the dense {run_config.optimizer} step reads and writes "
+            "every row of E (and its optimizer state) on every step; --sparse (with --grad manual) updates only the "
+            "rows in the batch"
+        )
+        return run_config
+    print(f"rows-only updates of E (--sparse): a vocabulary of {vocab_size:,} words (--no-sparse: the dense step)")
+    return config.configure(run_config, sparse=True)
 
 
 def _evaluate(args) -> int:

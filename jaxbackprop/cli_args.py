@@ -90,8 +90,8 @@ def add_train_options(parser) -> None:
     for name, default, text, choices in _option_specs():
         flags = ["--" + name.replace("_", "-"), *ALIASES.get(name, ())]
         text = f"{text} (default: {default})"
-        if isinstance(default, bool):
-            group.add_argument(*flags, action="store_true", default=None, help=text)
+        if isinstance(default, bool):  # --sparse / --no-sparse; neither: the default (for sparse, by vocabulary size)
+            group.add_argument(*flags, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif name == "optimizer":  # too many choices for the usage line: the help lists them
             names = settings.OPTIMIZERS
             group.add_argument(*flags, choices=names, metavar="NAME", help=f"{text}; one of: {' '.join(names)}")

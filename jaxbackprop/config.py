@@ -127,7 +127,8 @@ class TrainConfig:
     sparse: bool = _field(
         False,
         "update only the embedding rows present in each batch: rows-only sgd and adagrad, lazy Adam for "
-        "every other optimizer; the dense parameters keep the optax optimizer",
+        "every other optimizer; the dense parameters keep the optax optimizer. `jaxbackprop train` turns it on "
+        "by itself for a vocabulary over 100,000 words with a hand-derived gradient (--no-sparse: the dense step)",
     )
     min_count: int = _field(2, "words seen fewer times in training become <unk> (unless pretrained)")
     decode: str = _field(

@@ -69,14 +69,17 @@ def test_bad_option_value_is_rejected_by_name(capsys):
     assert "invalid choice: 'swish'" in capsys.readouterr().err
 
 
-def test_train_points_to_sparse_updates_for_a_large_vocabulary(tmp_path, capsys, monkeypatch):
+def test_a_large_vocabulary_trains_rows_only_unless_told(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "LARGE_VOCAB", 10)  # the embedded corpus has a few hundred words
     args = ["train", "--epochs", "1", "--hidden-dim", "8", "--batch-size", "256", "--no-progress"]
-    assert cli.main([*args, "--run-dir", str(tmp_path / "dense")]) == 0
+    sparse = lambda run: json.loads((tmp_path / run / "config.json").read_text())["train"]["sparse"]  # noqa: E731
+    assert cli.main([*args, "--run-dir", str(tmp_path / "auto")]) == 0
+    assert "rows-only updates of E (--sparse): a vocabulary of" in capsys.readouterr().out and sparse("auto")
+    assert cli.main([*args, "--no-sparse", "--run-dir", str(tmp_path / "dense")]) == 0
     out = capsys.readouterr().out
-    assert "note: a vocabulary of" in out and "--sparse updates only the rows in the batch" in out
-    assert cli.main([*args, "--sparse", "--run-dir", str(tmp_path / "sparse")]) == 0
-    assert "note: a vocabulary of" not in capsys.readouterr().out
+    assert "note: a vocabulary of" in out and "updates only the rows in the batch" in out and not sparse("dense")
+    assert cli.main([*args, "--grad", "autodiff", "--run-dir", str(tmp_path / "autodiff")]) == 0
+    assert "note: a vocabulary of" in capsys.readouterr().out and not sparse("autodiff")
 
 
 def test_devices_takes_a_count_or_all(capsys):
